@@ -1,0 +1,45 @@
+"""Evaluation: pure functions of posterior-predictive samples.
+
+No training happens here. Inputs are tensors (numpy arrays are accepted), samples first:
+``probs`` is ``[S, N, C]`` for the uncertainty summaries and ``[N, C]`` (the predictive
+mean) for calibration. Entropies and mutual information are in nats. Confidence scores
+are "higher = more confident / more in-distribution" everywhere.
+"""
+
+from .calibration import (
+    ReliabilityBins,
+    apply_temperature,
+    brier_score,
+    calibration_metrics,
+    expected_calibration_error,
+    fit_temperature,
+    maximum_calibration_error,
+    negative_log_likelihood,
+    reliability_bins,
+)
+from .plotting import new_figure, plot_precision_recall, plot_reliability_diagram, plot_roc
+from .ranking import failure_metrics, fpr_at_tpr, ood_metrics
+from .uncertainty import expected_entropy, mutual_information, predictive_entropy, variation_ratio
+
+__all__ = [
+    "variation_ratio",
+    "predictive_entropy",
+    "expected_entropy",
+    "mutual_information",
+    "ReliabilityBins",
+    "reliability_bins",
+    "expected_calibration_error",
+    "maximum_calibration_error",
+    "negative_log_likelihood",
+    "brier_score",
+    "calibration_metrics",
+    "fit_temperature",
+    "apply_temperature",
+    "failure_metrics",
+    "ood_metrics",
+    "fpr_at_tpr",
+    "new_figure",
+    "plot_reliability_diagram",
+    "plot_precision_recall",
+    "plot_roc",
+]

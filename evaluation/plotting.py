@@ -1,0 +1,112 @@
+"""Figures shared by the studies: reliability diagrams, precision-recall and ROC curves.
+
+Every helper draws on a given matplotlib ``Axes`` or makes a new ``Figure`` (without pyplot,
+so no GUI backend or global state is involved) and returns the figure. Save it with
+:func:`experiments.io.save_figure` to write it atomically.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+from matplotlib.figure import Figure
+from sklearn.metrics import precision_recall_curve, roc_curve
+
+from .calibration import ReliabilityBins
+
+__all__ = ["new_figure", "plot_reliability_diagram", "plot_precision_recall", "plot_roc"]
+
+
+def new_figure(ncols: int = 1, nrows: int = 1, size: tuple[float, float] = (4.2, 3.6)):
+    """A ``Figure`` with a grid of axes, ``size`` per panel; returns ``(fig, axes)``."""
+    fig = Figure(figsize=(size[0] * ncols, size[1] * nrows), layout="constrained")
+    axes = fig.subplots(nrows, ncols, squeeze=False)
+    return fig, axes
+
+
+def _axes(ax):
+    if ax is None:
+        fig, axes = new_figure()
+        return fig, axes[0, 0]
+    return ax.figure, ax
+
+
+def plot_reliability_diagram(bins: ReliabilityBins, ax=None, title: str | None = None,
+                             show_counts: bool = True):
+    """Bar chart of accuracy per confidence bin against the diagonal of perfect calibration.
+
+    The red part of each bar is the gap to the bin's mean confidence; the title carries
+    the ECE. With ``show_counts`` a faint histogram of the examples per bin is drawn too.
+    """
+    fig, ax = _axes(ax)
+    edges = bins.edges.numpy()
+    width = np.diff(edges)
+    left = edges[:-1]
+    acc = np.nan_to_num(bins.accuracy.numpy())
+    conf = np.nan_to_num(bins.confidence.numpy())
+    filled = bins.count.numpy() > 0
+    ax.bar(left[filled], acc[filled], width=width[filled], align="edge", color="tab:blue",
+           edgecolor="black", linewidth=0.5, label="accuracy")
+    ax.bar(left[filled], (conf - acc)[filled], bottom=acc[filled], width=width[filled],
+           align="edge", color="tab:red", alpha=0.35, edgecolor="tab:red", linewidth=0.5,
+           label="gap to confidence")
+    if show_counts:
+        share = bins.count.numpy() / max(int(bins.count.sum()), 1)
+        ax.bar(left, share, width=width, align="edge", color="gray", alpha=0.25,
+               label="share of examples")
+    ax.plot([0, 1], [0, 1], "k--", linewidth=1, label="perfect calibration")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_xlabel("confidence (max probability)")
+    ax.set_ylabel("accuracy")
+    heading = f"ECE = {100 * bins.ece:.2f}%"
+    ax.set_title(f"{title}\n{heading}" if title else heading)
+    ax.legend(loc="upper left", fontsize="small")
+    return fig
+
+
+def plot_precision_recall(curves: Mapping[str, tuple], ax=None, title: str | None = None):
+    """Precision-recall curves, one per entry ``name -> (scores, positive)``.
+
+    ``positive`` is a boolean array marking the positive class, and ``scores`` rank the
+    positives first (higher = more likely positive). For errors as positives, pass
+    ``-confidence``. The legend shows each curve's average precision.
+    """
+    from sklearn.metrics import average_precision_score
+
+    fig, ax = _axes(ax)
+    for name, (scores, positive) in curves.items():
+        scores = np.asarray(scores, dtype=float)
+        positive = np.asarray(positive, dtype=bool)
+        precision, recall, _ = precision_recall_curve(positive, scores)
+        ap = average_precision_score(positive, scores)
+        ax.step(recall, precision, where="post", label=f"{name} (AP {100 * ap:.1f}%)")
+    ax.set_xlabel("recall")
+    ax.set_ylabel("precision")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1.02)
+    if title:
+        ax.set_title(title)
+    ax.legend(loc="best", fontsize="small")
+    return fig
+
+
+def plot_roc(curves: Mapping[str, tuple], ax=None, title: str | None = None):
+    """ROC curves, one per entry ``name -> (scores, positive)``; the legend shows the AUROC."""
+    from sklearn.metrics import roc_auc_score
+
+    fig, ax = _axes(ax)
+    for name, (scores, positive) in curves.items():
+        scores = np.asarray(scores, dtype=float)
+        positive = np.asarray(positive, dtype=bool)
+        fpr, tpr, _ = roc_curve(positive, scores)
+        auc = roc_auc_score(positive, scores)
+        ax.plot(fpr, tpr, label=f"{name} (AUROC {100 * auc:.1f}%)")
+    ax.plot([0, 1], [0, 1], "k:", linewidth=1)
+    ax.set_xlabel("false-positive rate")
+    ax.set_ylabel("true-positive rate")
+    if title:
+        ax.set_title(title)
+    ax.legend(loc="lower right", fontsize="small")
+    return fig

@@ -1,0 +1,98 @@
+"""Ranking metrics for confidence scores: failure prediction and OOD detection.
+
+Convention for every score in the library: **higher means more confident / more
+in-distribution**. The curves and areas come from scikit-learn.
+
+Failure prediction (Corbiere et al. 2019, "Addressing failure prediction by learning model
+confidence"): does the confidence separate correct predictions from errors?
+
+OOD detection (Hendrycks & Gimpel 2017; Liang et al. 2018): does the score separate
+in-distribution inputs from out-of-distribution ones?
+
+Example::
+
+    >>> conf = [0.9, 0.8, 0.7, 0.6]
+    >>> correct = [True, True, False, True]
+    >>> m = failure_metrics(conf, correct)
+    >>> round(m["auroc"], 4), round(m["aupr_error"], 4)
+    (0.6667, 0.5)
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from sklearn.metrics import average_precision_score, roc_auc_score, roc_curve
+
+from ._inputs import check_binary, check_scores
+
+__all__ = ["failure_metrics", "ood_metrics", "fpr_at_tpr"]
+
+
+def fpr_at_tpr(positive, scores, tpr: float = 0.95) -> float:
+    """False-positive rate at the highest threshold that accepts >= ``tpr`` of the positives.
+
+    Inputs are accepted when ``score >= threshold``. ``positive`` is a boolean array.
+    """
+    positive = np.asarray(positive, dtype=bool)
+    fpr_curve, tpr_curve, _ = roc_curve(positive, np.asarray(scores), drop_intermediate=False)
+    index = int(np.searchsorted(tpr_curve, tpr - 1e-12, side="left"))
+    return float(fpr_curve[min(index, len(fpr_curve) - 1)])
+
+
+def _both_classes(positive: np.ndarray, what: str, hint: str) -> None:
+    if positive.all() or not positive.any():
+        raise ValueError(f"{what} are undefined: {hint}")
+
+
+def failure_metrics(confidence, correct) -> dict[str, float]:
+    """How well ``confidence`` ``[N]`` separates correct predictions from errors.
+
+    Returns a dict with
+
+    - ``aupr_error``: average precision with the *errors* as positives, ranked by low
+      confidence (the main metric of Corbiere et al.);
+    - ``aupr_success``: average precision with the correct predictions as positives;
+    - ``auroc``: area under the ROC curve of correct vs wrong;
+    - ``fpr_at_95_tpr``: fraction of errors still accepted at the threshold that
+      accepts 95% of the correct predictions.
+
+    Needs at least one correct and one wrong prediction.
+    """
+    confidence = check_scores(confidence, "confidence")
+    correct = check_binary(correct, "correct", confidence.shape[0])
+    conf = confidence.double().numpy()
+    ok = correct.numpy()
+    _both_classes(ok, "failure metrics",
+                  "they need at least one correct and one wrong prediction, got "
+                  f"{int(ok.sum())} correct out of {len(ok)}")
+    return {
+        "aupr_error": float(average_precision_score(~ok, -conf)),
+        "aupr_success": float(average_precision_score(ok, conf)),
+        "auroc": float(roc_auc_score(ok, conf)),
+        "fpr_at_95_tpr": fpr_at_tpr(ok, conf, 0.95),
+    }
+
+
+def ood_metrics(score_in, score_out) -> dict[str, float]:
+    """How well a score separates in-distribution inputs from OOD inputs.
+
+    ``score_in`` ``[N_in]`` and ``score_out`` ``[N_out]`` are the scores of the two sets
+    (higher = more in-distribution). Returns a dict with
+
+    - ``auroc``: area under the ROC curve, in-distribution as positives;
+    - ``aupr_in``: average precision with the in-distribution set as positives;
+    - ``aupr_out``: average precision with the OOD set as positives (ranked by -score);
+    - ``fpr_at_95_tpr``: fraction of OOD inputs accepted at the threshold that accepts
+      95% of the in-distribution inputs.
+    """
+    score_in = check_scores(score_in, "score_in").double()
+    score_out = check_scores(score_out, "score_out").double()
+    scores = torch.cat([score_in, score_out]).numpy()
+    is_in = np.concatenate([np.ones(len(score_in), bool), np.zeros(len(score_out), bool)])
+    return {
+        "auroc": float(roc_auc_score(is_in, scores)),
+        "aupr_in": float(average_precision_score(is_in, scores)),
+        "aupr_out": float(average_precision_score(~is_in, -scores)),
+        "fpr_at_95_tpr": fpr_at_tpr(is_in, scores, 0.95),
+    }
