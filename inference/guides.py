@@ -1,0 +1,341 @@
+"""Guides: approximate posteriors over the latent weights of a :class:`models.BNN`.
+
+Every guide is a Pyro guide -- an ``nn.Module`` called with the model's arguments, sampling
+the same sites as the model -- so it works with ``pyro.infer.SVI`` and any Pyro ELBO. Each
+also exposes the structure that makes training and prediction fast:
+
+- ``network_output(x)``: one stochastic pass with *independent noise per example*
+  (local reparameterization for mean-field, per-example masks for dropout), used by
+  :class:`inference.BNNElbo` to estimate the expected log-likelihood;
+- ``predictive_output(x)``: one pass for posterior prediction;
+- ``kl()``: ``E_q[ln q(W) - ln p(W)]``, in closed form;
+- ``sample_parameters(S)``: weight draws ``{site: [S, *shape]}``;
+- ``point_estimate()``: a flat vector of representative weights (mean / MAP).
+
+Weights are stored as flat vectors ``[D]`` (see :meth:`models.BNN.unflatten`), so the KL and
+the optimizer update run as a few large operations instead of one per tensor.
+
+A note on point masses. For a Delta site Pyro takes ``ln q = 0``, so ``Trace_ELBO`` with a
+MAP or dropout guide computes ``E_q[ln p(y | W)] + E_q[ln p(W)]``. ``kl()`` follows that
+convention (it is ``-E_q[ln p(W)]``), so :class:`BNNElbo` and ``Trace_ELBO`` estimate the
+same number. The true KL of a point mass is infinite; the missing term is a constant that
+does not depend on the guide's parameters (Gal & Ghahramani 2016, appendix).
+"""
+
+from __future__ import annotations
+
+import math
+
+import pyro
+import pyro.distributions as dist
+import torch
+import torch.nn as nn
+
+from bayesdl.checks import check_int, check_positive, check_probability
+from models.bnn import BNN
+from models.networks import dropout_modules
+
+from ._ops import LocalReparameterization, normal_kl
+
+__all__ = ["BNNGuide", "MeanFieldGuide", "DropoutGuide", "MAPGuide"]
+
+_LR_MODULES = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
+
+
+class BNNGuide(nn.Module):
+    """Base class of the guides of a :class:`models.BNN`."""
+
+    def __init__(self, model: BNN):
+        if not isinstance(model, BNN):
+            raise TypeError(
+                f"{type(self).__name__} needs a models.BNN, got {type(model).__name__}; "
+                "wrap the network first: BNN(net, prior_scale, likelihood)"
+            )
+        super().__init__()
+        # Not a submodule: the guide's parameters and state_dict are its own.
+        self.__dict__["model"] = model
+        prior_var = model.prior_scales.double() ** 2
+        self.register_buffer("inv_two_prior_var", (0.5 / prior_var).to(model.prior_scales.dtype),
+                             persistent=False)
+        self._log_normaliser = float(0.5 * torch.log(2 * math.pi * prior_var).sum())
+
+    # The interface every guide implements -----------------------------------
+    def network_output(self, x: torch.Tensor) -> torch.Tensor:
+        """One stochastic pass for training, independent noise per example, ``[N, ...]``."""
+        raise NotImplementedError
+
+    def predictive_output(self, x: torch.Tensor) -> torch.Tensor:
+        """One pass for posterior prediction, ``[N, ...]``."""
+        return self.network_output(x)
+
+    def kl(self) -> torch.Tensor:
+        """``E_q[ln q(W) - ln p(W)]`` (Pyro's convention ``ln q = 0`` for point masses)."""
+        raise NotImplementedError
+
+    def sample_flat(self, num_samples: int) -> torch.Tensor:
+        """``num_samples`` weight draws as flat vectors ``[S, D]``."""
+        raise NotImplementedError
+
+    def point_estimate(self) -> torch.Tensor:
+        """Representative weights ``[D]``: the mean of q, or the MAP."""
+        raise NotImplementedError
+
+    def site_distribution(self, name: str, draw: dict[str, torch.Tensor]) -> dist.Distribution:
+        """The distribution of site ``name`` in the Pyro guide, given one flat draw's views."""
+        raise NotImplementedError
+
+    # Shared machinery ---------------------------------------------------------
+    def predictive_outputs(self, x: torch.Tensor, num_samples: int) -> torch.Tensor:
+        """``num_samples`` predictive passes stacked, ``[S, N, ...]``."""
+        self._setup(x)
+        return torch.stack([self.predictive_output(x) for _ in range(num_samples)])
+
+    def sample_parameters(self, num_samples: int = 1) -> dict[str, torch.Tensor]:
+        """Weight draws from q, ``{site: [num_samples, *shape]}``."""
+        num_samples = check_int(num_samples, "num_samples", minimum=1)
+        with torch.no_grad():
+            return self.model.unflatten(self.sample_flat(num_samples))
+
+    def forward(self, *args, **kwargs) -> dict[str, torch.Tensor]:
+        """The Pyro guide: sample every latent site of the model (arguments as the model's)."""
+        pyro.module(type(self).__name__, self)
+        x = args[0] if args else kwargs.get("x")
+        if x is not None:
+            self._setup(x)
+        draw = self.model.unflatten(self.sample_flat(1)[0]) if self._needs_draw else None
+        return {site.name: pyro.sample(site.name, self.site_distribution(site.name, draw))
+                for site in self.model.sites}
+
+    _needs_draw = True
+
+    def _setup(self, x: torch.Tensor) -> None:
+        """Lazy set-up on the first batch (the dropout guide maps its masks here)."""
+
+
+class MeanFieldGuide(BNNGuide):
+    """Factorised Gaussian ``q(W) = prod_i N(w_i | mu_i, sigma_i^2)`` (Blundell et al. 2015).
+
+    Parameters: ``loc`` ``[D]`` (initialised at the network's initial weights) and
+    ``log_scale`` ``[D]`` (initialised at ``ln init_scale``; small scales let the network fit
+    the data before the KL widens them).
+
+    Training uses the local reparameterization trick (Kingma, Salimans & Welling 2015) for
+    ``Linear`` and ``Conv`` layers: instead of one weight draw per minibatch, each example
+    gets its own pre-activation draw ``N(x mu, x^2 sigma^2)``, which costs one extra matrix
+    product per layer and lowers the variance of the gradient. For convolutions the draws
+    are independent per output position, which ignores the weight sharing between positions
+    of one image: a standard approximation (Molchanov et al. 2017) in training. Prediction
+    draws whole weight tensors, one per pass shared by the batch, so the predictive is exact
+    under q. Other latent tensors are reparameterised once per minibatch. The KL is in
+    closed form.
+    """
+
+    def __init__(self, model: BNN, init_scale: float = 1e-3):
+        super().__init__(model)
+        init_scale = check_positive(init_scale, "init_scale")
+        init = model.initial_values()
+        self.loc = nn.Parameter(init.clone())
+        self.log_scale = nn.Parameter(torch.full_like(init, math.log(init_scale)))
+        self._kl_constant = float(0.5 * torch.log(2 * self.inv_two_prior_var.double()).neg().sum()) \
+            - 0.5 * model.num_latent
+        lr_sites = set()
+        for site in model.sites:
+            module = model.net.get_submodule(site.module_name) if site.module_name else model.net
+            if isinstance(module, _LR_MODULES) and site.attribute == "weight":
+                lr_sites.add(site.name)
+                bias = f"{site.module_name}.bias" if site.module_name else "bias"
+                if any(s.name == bias for s in model.sites):
+                    lr_sites.add(bias)
+        self._lr_sites = frozenset(lr_sites)
+
+    @property
+    def scale(self) -> torch.Tensor:
+        return self.log_scale.exp()
+
+    def network_output(self, x):
+        variance = torch.exp(2.0 * self.log_scale)
+        locs = self.model.unflatten(self.loc)
+        variances = self.model.unflatten(variance)
+        weights, registry = {}, {}
+        for site in self.model.sites:
+            loc = locs[site.name]
+            if site.name in self._lr_sites:
+                weights[site.name] = loc
+                registry[id(loc)] = variances[site.name]
+            else:
+                weights[site.name] = loc + variances[site.name].sqrt() * torch.randn_like(loc)
+        with LocalReparameterization(registry):
+            return self.model.network(x, weights)
+
+    def predictive_output(self, x):
+        return self.model.network(x, self.sample_flat(1)[0])
+
+    def kl(self):
+        return normal_kl(self.loc, self.log_scale, self.inv_two_prior_var, self._kl_constant)
+
+    def sample_flat(self, num_samples):
+        eps = torch.randn(num_samples, self.loc.shape[0], dtype=self.loc.dtype, device=self.loc.device)
+        return self.loc + self.log_scale.exp() * eps
+
+    def point_estimate(self):
+        return self.loc.detach()
+
+    _needs_draw = False
+
+    def site_distribution(self, name, draw):
+        site = next(s for s in self.model.sites if s.name == name)
+        loc = self.model.unflatten(self.loc)[name]
+        scale = self.model.unflatten(self.log_scale.exp())[name]
+        return dist.Normal(loc, scale).to_event(len(site.shape))
+
+
+class _PointGuide(BNNGuide):
+    """Weights ``M`` ``[D]`` with optional Bernoulli masks; ``kl() = sum(c M^2) + const``.
+
+    ``c`` is ``1 / (2 s^2)`` times ``E[z^2] / (1 - p)^2 = 1 / (1 - p)`` for weights whose input
+    units are dropped at rate ``p`` (1 for the rest), so that ``kl() = -E_q[ln p(W)]``.
+    """
+
+    def __init__(self, model: BNN):
+        super().__init__(model)
+        self.weights = nn.Parameter(model.initial_values().clone())
+        self.register_buffer("kl_coefficient", self.inv_two_prior_var.clone(), persistent=False)
+
+    def kl(self):
+        return (self.kl_coefficient * self.weights * self.weights).sum() + self._log_normaliser
+
+    def point_estimate(self):
+        return self.weights.detach()
+
+    def site_distribution(self, name, draw):
+        site = next(s for s in self.model.sites if s.name == name)
+        return dist.Delta(draw[name], event_dim=len(site.shape))
+
+
+class MAPGuide(_PointGuide):
+    """A point mass ``q(W) = delta(W - theta)``: MAP estimation, the baseline of every study.
+
+    The ELBO reduces to the log joint ``ln p(y | theta) + ln p(theta)``: the likelihood with
+    the prior as an L2 penalty ``||theta||^2 / (2 s^2)``.
+    """
+
+    def network_output(self, x):
+        return self.model.network(x, self.weights)
+
+    def sample_flat(self, num_samples):
+        return self.weights.detach().expand(num_samples, -1)
+
+
+class DropoutGuide(_PointGuide):
+    """MC dropout as variational inference (Gal & Ghahramani 2016).
+
+    For a layer whose input units are dropped at rate ``p``, with inverted dropout::
+
+        q(W) :  W = M diag(z) / (1 - p),    z_j ~ Bernoulli(1 - p)  (one per input unit)
+
+    ``M`` is learned; layers with no dropout slot before them are point masses at ``M``.
+    The network's dropout modules (:class:`models.Dropout` or any ``nn.Dropout``) mark where
+    the masks act; ``p`` sets every slot's rate (``None`` keeps each slot's own rate).
+
+    **Training.** The expected log-likelihood is estimated with an independent mask per
+    example, exactly as standard dropout does -- never one mask per minibatch, which trains
+    poorly -- and without materialising per-example weight matrices: ``W_n x_n`` is
+    ``M (z_n * x_n) / (1 - p)``, i.e. dropout on the layer's input. Each example's term is
+    then an unbiased estimate of its own expectation, so the sum is an unbiased estimate of
+    the expected log-likelihood.
+
+    **Prior term, derivation.** With the prior ``W ~ N(0, s^2 I)``::
+
+        -E_q[ln p(W)] = E_z ||M diag(z)||^2 / (2 s^2 (1 - p)^2) + const
+                      = ||M||^2 / (2 s^2 (1 - p)) + const            (E z_j^2 = 1 - p)
+
+    With ``N`` training points and the ELBO divided by ``N`` this is weight decay
+    ``lambda ||M||^2`` with ``lambda = 1 / (2 N s^2 (1 - p))``. It is Gal's KL approximation
+    ``(1 - p) l^2 / (2 N) ||M'||^2`` written for the inverted-dropout parameters
+    ``M = (1 - p) M'`` with prior precision ``l^2 = 1 / s^2``. Assumptions, as in the paper:
+    the entropy of q is replaced by that of the Bernoulli masks (a constant), which holds in
+    the limit of Gal's mixture of two narrow Gaussians; biases are point masses.
+
+    For convolutions the masks act on each element of the input feature map, as dropout does
+    in the paper's Caffe models. Weight draws from :meth:`sample_parameters` mask the
+    columns of the unfolded kernel (input channel x kernel position), ``q(W) = M diag(z)`` on
+    image patches; both give the same prior term.
+    """
+
+    def __init__(self, model: BNN, p: float | None = 0.5):
+        super().__init__(model)
+        slots = dropout_modules(model.net)
+        if not slots:
+            raise ValueError(
+                "the network has no dropout modules, so the dropout guide has nowhere to draw "
+                "masks: build it with dropout slots (e.g. LeNet(dropout='all'), "
+                "MLP(..., dropout=0.5)) or use MeanFieldGuide / MAPGuide"
+            )
+        self.p = None if p is None else check_probability(p, "p")
+        self._slots = slots
+        self._site_rate: dict[str, float] | None = None
+
+    @property
+    def rates(self) -> dict[nn.Module, float]:
+        """Dropout rate of every slot."""
+        return {m: (self.p if self.p is not None else float(m.p)) for m in self._slots}
+
+    def _setup(self, x):
+        if self._site_rate is not None:
+            return
+        model = self.model
+        owners = {}
+        for site in model.sites:
+            module = model.net.get_submodule(site.module_name) if site.module_name else model.net
+            owners.setdefault(module, []).append(site)
+        order: list[nn.Module] = []
+        hooks = [m.register_forward_hook(lambda m, *_: order.append(m))
+                 for m in list(owners) + self._slots]
+        try:
+            with torch.no_grad():
+                model.network(x[:2], self.weights)
+        finally:
+            for hook in hooks:
+                hook.remove()
+        rates, site_rate, pending = self.rates, {}, None
+        for module in order:
+            if module in rates:
+                pending = module
+            elif module in owners:
+                for site in owners[module]:
+                    if site.name not in site_rate:
+                        feeds = site.attribute == "weight" and pending is not None
+                        site_rate[site.name] = rates[pending] if feeds else 0.0
+                pending = None
+        coefficient = self.inv_two_prior_var.clone()
+        for site, chunk in zip(model.sites, coefficient.split(model._sizes)):
+            chunk /= 1.0 - site_rate.get(site.name, 0.0)
+        self.kl_coefficient = coefficient
+        self._site_rate = site_rate
+
+    def _require_setup(self):
+        if self._site_rate is None:
+            raise RuntimeError(
+                "the dropout guide maps its masks on the first batch it sees; call "
+                "network_output(x) (or the guide) on data first"
+            )
+
+    def kl(self):
+        self._require_setup()
+        return super().kl()
+
+    def network_output(self, x):
+        self._setup(x)
+        return self.model.network(x, self.weights, dropout=self.rates)
+
+    def sample_flat(self, num_samples):
+        self._require_setup()
+        draws = self.weights.detach().expand(num_samples, -1).clone()
+        for site, chunk in zip(self.model.sites, draws.split(self.model._sizes, dim=-1)):
+            p = self._site_rate.get(site.name, 0.0)
+            if p > 0:
+                view = chunk.view(num_samples, *site.shape)
+                mask_shape = (num_samples, 1, *site.shape[1:])
+                keep = torch.rand(mask_shape, device=view.device).ge_(p).to(view.dtype)
+                view.mul_(keep / (1.0 - p))
+        return draws

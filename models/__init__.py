@@ -1,0 +1,33 @@
+"""Models: what we believe before seeing data.
+
+- bases and conjugate Bayesian linear regression (closed form, evidence, a Pyro model);
+- plain torch networks (MLP, LeNet, the ConfidNet head) and a fast dropout layer;
+- priors, likelihoods, and :class:`BNN`, which lifts any network into a Pyro model.
+"""
+
+from .bases import GaussianBasis, PolynomialBasis
+from .bnn import BNN, Site, bnn_of
+from .likelihoods import Bernoulli, Categorical, Gaussian, Likelihood, make_likelihood
+from .linear_regression import BayesianLinearRegression
+from .networks import MLP, ConfidNetHead, Dropout, LeNet, dropout_modules
+from .priors import NormalPrior
+
+__all__ = [
+    "PolynomialBasis",
+    "GaussianBasis",
+    "BayesianLinearRegression",
+    "MLP",
+    "LeNet",
+    "ConfidNetHead",
+    "Dropout",
+    "dropout_modules",
+    "NormalPrior",
+    "Likelihood",
+    "Categorical",
+    "Bernoulli",
+    "Gaussian",
+    "make_likelihood",
+    "BNN",
+    "Site",
+    "bnn_of",
+]

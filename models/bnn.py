@@ -1,0 +1,238 @@
+"""``BNN``: any torch network lifted into a Pyro model.
+
+The latent variables are the network's weights, one Pyro sample site per parameter tensor
+(named as in ``net.named_parameters()``, e.g. ``"conv1.weight"``), with a prior from
+:mod:`models.priors`; the observations come from a likelihood of :mod:`models.likelihoods`
+inside a data plate::
+
+    W_k ~ prior_k                                    for every latent tensor k
+    with plate("data", size=dataset_size, subsample=batch):
+        y_n ~ likelihood(net(x_n; W))
+
+With ``dataset_size`` set to the training-set size and a minibatch of ``B`` examples, the
+plate scales the log-likelihood by ``dataset_size / B``, so the minibatch ELBO is an unbiased
+estimate of the full-data ELBO (the KL term is counted once per step, not once per example).
+
+Bayesian logistic regression is ``BNN(nn.Linear(d, 1), likelihood="bernoulli")``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import pyro
+import torch
+import torch.nn as nn
+from torch.func import functional_call
+
+from bayesdl.checks import as_tensor, check_finite, check_int, check_nonempty
+
+from .likelihoods import Likelihood, make_likelihood
+from .networks import dropout_modules
+from .priors import NormalPrior
+
+__all__ = ["BNN", "Site", "bnn_of"]
+
+
+@dataclass(frozen=True)
+class Site:
+    """One latent weight tensor: its site name, owning module, shape and slice of the flat vector."""
+
+    name: str
+    module_name: str
+    attribute: str
+    shape: torch.Size
+    offset: int
+
+    @property
+    def numel(self) -> int:
+        return self.shape.numel()
+
+
+@contextmanager
+def dropout_rates(net: nn.Module, rates: float | Mapping[nn.Module, float] | None):
+    """Run ``net`` with its dropout slots set: ``None`` switches them off, a float sets every
+    slot to that rate (active), a mapping sets each listed slot. Restores them on exit."""
+    slots = dropout_modules(net)
+    saved = [(m, m.p, m.training) for m in slots]
+    try:
+        for m in slots:
+            if rates is None:
+                m.training = False
+            else:
+                p = rates if isinstance(rates, float) else rates.get(m, 0.0)
+                m.p, m.training = p, p > 0
+        yield
+    finally:
+        for m, p, training in saved:
+            m.p, m.training = p, training
+
+
+class BNN(nn.Module):
+    """A Pyro model whose latent variables are the weights of ``net``.
+
+    Parameters
+    ----------
+    net:
+        Any ``nn.Module`` mapping inputs ``[N, ...]`` to outputs ``[N, ...]``. Its latent
+        parameters become buffers holding their initial values (so ``BNN.parameters()``
+        lists only what is learned as a point estimate); ``net`` keeps working as a plain
+        network with those values.
+    prior_scale:
+        Standard deviation of the default i.i.d. ``N(0, prior_scale^2)`` prior.
+    likelihood:
+        ``"categorical"``, ``"bernoulli"``, ``"gaussian"`` (learned noise) or a
+        :class:`~models.likelihoods.Likelihood` (e.g. ``Gaussian(scale=0.1)``).
+    prior:
+        A prior object (default ``NormalPrior(prior_scale)``; per-layer scales through
+        ``NormalPrior(layer_scales=...)``).
+    deterministic:
+        Names (or name prefixes) of modules whose parameters stay deterministic: learned
+        by maximum likelihood, with no prior and no posterior.
+
+    Example::
+
+        >>> import torch.nn as nn
+        >>> model = BNN(nn.Linear(2, 1), prior_scale=1.0, likelihood="bernoulli")
+        >>> [s.name for s in model.sites]
+        ['weight', 'bias']
+    """
+
+    def __init__(self, net: nn.Module, prior_scale: float = 1.0,
+                 likelihood: str | Likelihood = "categorical", *, prior=None,
+                 deterministic: Iterable[str] = ()):
+        super().__init__()
+        if not isinstance(net, nn.Module):
+            raise TypeError(f"net must be a torch nn.Module, got {type(net).__name__}")
+        if isinstance(net, BNN):
+            raise TypeError("net is already a BNN; pass the plain network")
+        self.net = net
+        self.likelihood = make_likelihood(likelihood)
+        self.prior = prior if prior is not None else NormalPrior(prior_scale)
+        if isinstance(deterministic, str):
+            deterministic = [deterministic]
+        keep = tuple(deterministic)
+        known = {name for name, _ in net.named_modules()} | {n for n, _ in net.named_parameters()}
+        unknown = [d for d in keep if d not in known]
+        if unknown:
+            raise ValueError(f"deterministic names {unknown} match no module or parameter of the network")
+
+        sites, offset = [], 0
+        for name, param in list(net.named_parameters()):
+            if any(name == d or name.startswith(d + ".") for d in keep):
+                continue
+            module_name, _, attribute = name.rpartition(".")
+            module = net.get_submodule(module_name) if module_name else net
+            del module._parameters[attribute]
+            module.register_buffer(attribute, param.detach().clone())
+            sites.append(Site(name, module_name, attribute, param.shape, offset))
+            offset += param.numel()
+        if not sites:
+            raise ValueError("the network has no latent parameter: every parameter was marked deterministic")
+        self.sites: tuple[Site, ...] = tuple(sites)
+        self._sizes = [s.numel for s in sites]
+        scales = torch.cat([torch.full((s.numel,), self.prior.scale_for(s.name)) for s in sites])
+        self.register_buffer("prior_scales", scales, persistent=False)
+
+    # ------------------------------------------------------------ flat weights
+    @property
+    def num_latent(self) -> int:
+        """Total number of latent weights ``D``."""
+        return sum(self._sizes)
+
+    def initial_values(self) -> torch.Tensor:
+        """The network's initial latent weights as one flat vector ``[D]``."""
+        buffers = dict(self.net.named_buffers())
+        return torch.cat([buffers[s.name].reshape(-1) for s in self.sites])
+
+    def unflatten(self, flat: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Views of a flat weight vector ``[..., D]`` as ``{site: [..., *shape]}``."""
+        lead = flat.shape[:-1]
+        return {s.name: chunk.view(*lead, *s.shape)
+                for s, chunk in zip(self.sites, flat.split(self._sizes, dim=-1))}
+
+    def flatten(self, weights: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        """Inverse of :meth:`unflatten`: ``{site: [..., *shape]}`` -> ``[..., D]``."""
+        first = weights[self.sites[0].name]
+        lead = first.shape[: first.dim() - len(self.sites[0].shape)]
+        return torch.cat([weights[s.name].reshape(*lead, s.numel) for s in self.sites], dim=-1)
+
+    # -------------------------------------------------------------- the network
+    def network(self, x: torch.Tensor, weights: Mapping[str, torch.Tensor] | torch.Tensor,
+                dropout: float | Mapping[nn.Module, float] | None = None) -> torch.Tensor:
+        """``net(x)`` with the latent weights replaced by ``weights`` (a dict or a flat ``[D]``).
+
+        Dropout slots are off unless ``dropout`` gives their rates (used by the dropout guide).
+        """
+        if isinstance(weights, torch.Tensor):
+            weights = self.unflatten(weights)
+        with dropout_rates(self.net, dropout):
+            return functional_call(self.net, dict(weights), (x,))
+
+    # --------------------------------------------------------------- validation
+    def check_inputs(self, x) -> torch.Tensor:
+        """``x`` as a non-empty, finite floating tensor ``[N, ...]`` on the model's device."""
+        x = as_tensor(x, "x")
+        check_nonempty(x, "x")
+        if not x.is_floating_point():
+            x = x.to(self.prior_scales.dtype)
+        check_finite(x, "x")
+        return x.to(self.prior_scales.device)
+
+    def check_data(self, x, y) -> tuple[torch.Tensor, torch.Tensor]:
+        """Validate a batch at the boundary: shapes, finiteness, labels in range.
+
+        Runs the network once (no gradient) to learn its output shape.
+        """
+        x = self.check_inputs(x)
+        if y is None:
+            raise ValueError("y is missing: training needs targets")
+        y = as_tensor(y, "y")
+        if y.dim() == 0 or y.shape[0] != x.shape[0]:
+            raise ValueError(f"x has {x.shape[0]} examples but y has shape {tuple(y.shape)}")
+        with torch.no_grad():
+            try:
+                output = self.network(x, self.initial_values())
+            except RuntimeError as err:
+                raise ValueError(
+                    f"the network cannot take inputs of shape {tuple(x.shape)}: {err}"
+                ) from None
+        y = self.likelihood.check_targets(y, output)
+        return x, y.to(x.device)
+
+    # --------------------------------------------------------------- the model
+    def model(self, x: torch.Tensor, y: torch.Tensor | None = None,
+              dataset_size: int | None = None) -> torch.Tensor:
+        """The Pyro model: sample the weights, run the network, observe ``y``.
+
+        ``dataset_size`` is the number of training examples when ``x`` is a minibatch
+        (default: ``len(x)``). Returns the network output.
+        """
+        if any(True for _ in self.parameters()):
+            pyro.module("bnn", self)
+        buffers = dict(self.net.named_buffers())
+        weights = {s.name: pyro.sample(s.name, self.prior.distribution(s.name, buffers[s.name]))
+                   for s in self.sites}
+        output = self.network(x, weights)
+        n = output.shape[0]
+        size = n if dataset_size is None else check_int(dataset_size, "dataset_size", minimum=n)
+        with pyro.plate("data", size=size, subsample=torch.arange(n, device=output.device)):
+            pyro.sample("obs", self.likelihood.distribution(output), obs=y)
+        return output
+
+    forward = model
+
+    def __repr__(self) -> str:
+        return (f"BNN({type(self.net).__name__}, {self.num_latent} latent weights in "
+                f"{len(self.sites)} sites, prior={self.prior!r}, "
+                f"likelihood={type(self.likelihood).__name__})")
+
+
+def bnn_of(model) -> BNN | None:
+    """The :class:`BNN` behind ``model`` (the module itself or its bound ``model`` method)."""
+    if isinstance(model, BNN):
+        return model
+    owner = getattr(model, "__self__", None)
+    return owner if isinstance(owner, BNN) else None

@@ -1,0 +1,167 @@
+"""Likelihoods: how a network output explains a target.
+
+Each likelihood checks targets at the boundary, gives the Pyro distribution of the
+observation site, a fast ``log_prob`` for training, and turns outputs into predictions:
+class probabilities for classification, (mean, noise scale) for regression.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pyro.distributions as dist
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from bayesdl.checks import as_tensor, check_finite, check_positive
+
+__all__ = ["Likelihood", "Categorical", "Bernoulli", "Gaussian", "make_likelihood"]
+
+
+class Likelihood(nn.Module):
+    """Base class. ``task`` is ``"classification"`` or ``"regression"``."""
+
+    task = "classification"
+
+    def check_targets(self, y, output: torch.Tensor) -> torch.Tensor:
+        """Return ``y`` converted and validated against the network ``output``."""
+        raise NotImplementedError
+
+    def distribution(self, output: torch.Tensor) -> dist.Distribution:
+        """Distribution of the targets given the outputs, batch shape ``[N]``."""
+        raise NotImplementedError
+
+    def log_prob(self, output: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """``ln p(y_n | output_n)``, shape ``[N]``."""
+        return self.distribution(output).log_prob(y)
+
+    def predict(self, output: torch.Tensor):
+        """Class probabilities ``[..., N, C]`` or ``(mean, scale)`` from outputs ``[..., N, ...]``."""
+        raise NotImplementedError
+
+
+def _check_labels(y, num_classes: int, n: int) -> torch.Tensor:
+    y = as_tensor(y, "y")
+    if y.is_floating_point():
+        check_finite(y, "y")
+        if not bool((y == y.round()).all()):
+            raise ValueError("y must hold integer class labels for a classification likelihood")
+    if y.dim() != 1:
+        raise ValueError(f"y must have shape [N] for classification, got {tuple(y.shape)}")
+    if y.shape[0] != n:
+        raise ValueError(f"y has {y.shape[0]} labels but x has {n} examples")
+    y = y.long()
+    if n and (int(y.min()) < 0 or int(y.max()) >= num_classes):
+        raise ValueError(
+            f"labels must lie in [0, {num_classes}) for a network with {num_classes} class "
+            f"outputs, got values in [{int(y.min())}, {int(y.max())}]"
+        )
+    return y
+
+
+class Categorical(Likelihood):
+    """``y ~ Categorical(softmax(output))``; ``output`` are logits ``[N, C]``."""
+
+    def check_targets(self, y, output):
+        if output.dim() != 2:
+            raise ValueError(f"a categorical likelihood needs logits [N, C], got {tuple(output.shape)}")
+        return _check_labels(y, output.shape[1], output.shape[0])
+
+    def distribution(self, output):
+        return dist.Categorical(logits=output)
+
+    def log_prob(self, output, y):
+        return -F.cross_entropy(output, y, reduction="none")
+
+    def predict(self, output):
+        return torch.softmax(output, dim=-1)
+
+
+class Bernoulli(Likelihood):
+    """``y ~ Bernoulli(sigmoid(output))``; ``output`` is one logit per example, ``[N]`` or ``[N, 1]``.
+
+    Predictions are returned as two-class probabilities ``[..., N, 2]`` = ``(1 - p, p)``,
+    so binary models share the evaluation layer of multi-class ones.
+    """
+
+    @staticmethod
+    def _logit(output):
+        return output.squeeze(-1) if output.dim() >= 2 and output.shape[-1] == 1 else output
+
+    def check_targets(self, y, output):
+        logit = self._logit(output)
+        if logit.dim() != 1:
+            raise ValueError(f"a Bernoulli likelihood needs one logit per example, got {tuple(output.shape)}")
+        return _check_labels(y, 2, logit.shape[0])
+
+    def distribution(self, output):
+        return dist.Bernoulli(logits=self._logit(output))
+
+    def log_prob(self, output, y):
+        return -F.binary_cross_entropy_with_logits(self._logit(output), y.to(output.dtype), reduction="none")
+
+    def predict(self, output):
+        p = torch.sigmoid(self._logit(output))
+        return torch.stack([1 - p, p], dim=-1)
+
+
+class Gaussian(Likelihood):
+    """``y ~ N(output, scale^2)``; ``output`` is the mean, ``[N]`` or ``[N, 1]``.
+
+    ``scale=None`` learns the noise scale (a point estimate, type-II maximum likelihood,
+    initialised at ``init_scale``); a number fixes it.
+    """
+
+    task = "regression"
+
+    def __init__(self, scale: float | None = None, init_scale: float = 1.0):
+        super().__init__()
+        if scale is None:
+            init = check_positive(init_scale, "init_scale")
+            self.log_scale = nn.Parameter(torch.tensor(math.log(init)))
+        else:
+            self.register_buffer("log_scale", torch.tensor(math.log(check_positive(scale, "scale"))))
+
+    @property
+    def learned(self) -> bool:
+        return isinstance(self.log_scale, nn.Parameter)
+
+    @property
+    def scale(self) -> torch.Tensor:
+        return self.log_scale.exp()
+
+    @staticmethod
+    def _mean(output):
+        return output.squeeze(-1) if output.dim() >= 2 and output.shape[-1] == 1 else output
+
+    def check_targets(self, y, output):
+        mean = self._mean(output)
+        y = as_tensor(y, "y")
+        y = y.squeeze(-1) if y.dim() == 2 and y.shape[1] == 1 else y
+        if y.shape != mean.shape:
+            raise ValueError(
+                f"y must have shape {tuple(mean.shape)} to match the outputs, got {tuple(y.shape)}"
+            )
+        return check_finite(y.to(mean.dtype), "y")
+
+    def distribution(self, output):
+        return dist.Normal(self._mean(output), self.scale.to(output.dtype))
+
+    def log_prob(self, output, y):
+        mean = self._mean(output)
+        return -0.5 * ((y - mean) / self.scale) ** 2 - self.log_scale - 0.5 * math.log(2 * math.pi)
+
+    def predict(self, output):
+        mean = self._mean(output)
+        return mean, self.scale.detach().to(mean.dtype).expand_as(mean)
+
+
+def make_likelihood(likelihood) -> Likelihood:
+    """A :class:`Likelihood` from an instance or a name: categorical, bernoulli, gaussian."""
+    if isinstance(likelihood, Likelihood):
+        return likelihood
+    names = {"categorical": Categorical, "bernoulli": Bernoulli, "gaussian": Gaussian}
+    if isinstance(likelihood, str) and likelihood.lower() in names:
+        return names[likelihood.lower()]()
+    raise ValueError(f"likelihood must be one of {sorted(names)} or a Likelihood, got {likelihood!r}")
