@@ -1,0 +1,96 @@
+"""The studies the ``bdl`` command can run, and what each receives."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from .io import RunFolder, save_figure, write_text
+
+__all__ = ["Study", "RunContext", "StudyResult", "register", "STUDIES", "run_study"]
+
+
+@dataclass
+class RunContext:
+    """What a study gets: where to write, the seed, quick mode, data root, device."""
+
+    folder: RunFolder
+    seed: int = 0
+    quick: bool = False
+    data_root: Path | None = None
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    progress: bool = True
+    cache_dir: Path | None = None
+
+    def figure(self, fig, name: str) -> str:
+        """Save ``fig`` as ``name`` in the run folder; returns the relative name for the report."""
+        save_figure(fig, self.folder.file(name))
+        return name
+
+
+@dataclass
+class StudyResult:
+    """What a study returns: its configuration, ``{method: {metric: value}}`` and the report."""
+
+    config: dict
+    results: dict
+    report: str
+
+
+@dataclass(frozen=True)
+class Study:
+    name: str
+    description: str
+    reproduces: str
+    run: Callable[[RunContext], StudyResult]
+    needs_data: bool = False
+
+
+STUDIES: dict[str, Study] = {}
+
+
+def register(name: str, description: str, reproduces: str, needs_data: bool = False):
+    """Decorator adding a study function ``f(ctx) -> StudyResult`` to :data:`STUDIES`."""
+
+    def decorate(run: Callable[[RunContext], StudyResult]):
+        STUDIES[name] = Study(name, description, reproduces, run, needs_data)
+        return run
+
+    return decorate
+
+
+def run_study(name: str, out, *, seed: int = 0, quick: bool = False, data_root=None,
+              device: str = "cpu", progress: bool = True, cache_dir=None) -> dict:
+    """Run study ``name`` into folder ``out``; returns the metrics written to ``metrics.json``."""
+    if name not in STUDIES:
+        raise ValueError(f"unknown study {name!r}; `bdl list` shows the studies: {sorted(STUDIES)}")
+    study = STUDIES[name]
+    device = torch.device(device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda was asked for, but torch sees no CUDA device; use --device cpu")
+    if data_root is None and os.environ.get("BAYESDL_DATA"):
+        data_root = os.environ["BAYESDL_DATA"]
+    if study.needs_data and data_root is None:
+        raise ValueError(
+            f"study {name!r} needs datasets: pass --data-root DIR or set BAYESDL_DATA to a "
+            "torchvision dataset root (holding MNIST/raw/..., FashionMNIST/raw/..., KMNIST/raw/...)"
+        )
+    start = time.perf_counter()
+    with RunFolder(out) as folder:
+        ctx = RunContext(folder=folder, seed=seed, quick=quick,
+                         data_root=Path(data_root) if data_root else None, device=device,
+                         progress=progress, cache_dir=Path(cache_dir) if cache_dir else None)
+        result = study.run(ctx)
+        seconds = time.perf_counter() - start
+        config = {"seed": seed, "quick": quick, "device": str(device), **result.config,
+                  "wall_time_seconds": round(seconds, 2)}
+        write_text(folder.file("report.md"),
+                   result.report.rstrip() + f"\n\n_Wall time: {seconds:.1f} s (seed {seed}"
+                   f"{', quick mode' if quick else ''})._\n")
+        folder.metrics(name, config, result.results)
+    return {"study": name, "config": config, "results": result.results}

@@ -1,0 +1,72 @@
+import json
+import subprocess
+import sys
+
+import pytest
+
+from experiments.cli import main
+from experiments.io import RunFolder, SCHEMA_KEYS, write_json
+
+
+def test_list_names_the_studies(capsys):
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    assert "regression" in out and "reproduces" in out
+
+
+def test_run_help_documents_the_options():
+    result = subprocess.run([sys.executable, "-m", "experiments", "run", "--help"],
+                            capture_output=True, text=True, check=True)
+    for option in ("--out", "--seed", "--quick", "--data-root", "--device", "BAYESDL_DATA"):
+        assert option in result.stdout
+
+
+def test_unknown_study_is_a_clear_error(tmp_path, capsys):
+    assert main(["run", "nope", "--out", str(tmp_path)]) == 2
+    assert "unknown study 'nope'" in capsys.readouterr().err
+
+
+def test_regression_quick_run_writes_results(tmp_path):
+    out = tmp_path / "regression"
+    assert main(["run", "regression", "--quick", "--out", str(out), "--no-progress"]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert tuple(metrics) == SCHEMA_KEYS
+    assert metrics["study"] == "regression"
+    assert metrics["config"]["quick"] is True
+    assert {"torch", "pyro-ppl", "python"} <= set(metrics["versions"])
+    r = metrics["results"]
+    assert set(r) >= {"linear_interval", "linear_clusters", "gaussian_basis", "evidence", "svi_mean_field", "nuts"}
+    # what the figures show, as numbers
+    assert r["linear_interval"]["variance_at_grid_edges"] > 3 * r["linear_interval"]["mean_variance_over_data_range"]
+    assert r["gaussian_basis"]["variance_at_grid_edges"] == pytest.approx(0.08, rel=1e-6)
+    assert r["linear_clusters"]["argmin_variance_flat_prior"] == pytest.approx(r["linear_clusters"]["barycenter"], abs=1e-3)
+    for name in ("linear_interval.png", "linear_clusters.png", "gaussian_basis.png", "evidence.png",
+                 "pyro_vs_closed_form.png", "report.md"):
+        assert (out / name).stat().st_size > 0
+    assert "![](linear_clusters.png)" in (out / "report.md").read_text()
+    assert not list(out.glob(".staging-*"))
+
+
+def test_interrupted_run_keeps_previous_results(tmp_path):
+    write_json(tmp_path / "metrics.json", {"study": "old"})
+    with pytest.raises(KeyboardInterrupt):
+        with RunFolder(tmp_path) as folder:
+            (folder.file("metrics.json")).write_text("half-writ")
+            (folder.file("figure.png")).write_bytes(b"partial")
+            raise KeyboardInterrupt
+    assert json.loads((tmp_path / "metrics.json").read_text()) == {"study": "old"}
+    assert not (tmp_path / "figure.png").exists()
+    assert not list(tmp_path.glob(".staging-*"))
+
+
+def test_study_needing_data_without_root(tmp_path, monkeypatch, capsys):
+    from experiments.registry import STUDIES, Study, register
+
+    monkeypatch.delenv("BAYESDL_DATA", raising=False)
+    register("needs-data-demo", "demo", "nothing", needs_data=True)(lambda ctx: None)
+    try:
+        assert main(["run", "needs-data-demo", "--out", str(tmp_path)]) == 2
+        assert "--data-root" in capsys.readouterr().err
+    finally:
+        STUDIES.pop("needs-data-demo")
+    assert Study  # the registry type is public
