@@ -72,7 +72,7 @@ class TrainingHistory:
                 getattr(self, f"epoch_{name}").append(sum(steps) / len(steps))
 
 
-def _as_loader(data, batch_size: int, shuffle: bool, seed: int | None) -> DataLoader:
+def _as_loader(data, batch_size: int, shuffle: bool) -> DataLoader:
     if isinstance(data, DataLoader):
         return data
     if isinstance(data, tuple) and len(data) == 2:
@@ -82,8 +82,8 @@ def _as_loader(data, batch_size: int, shuffle: bool, seed: int | None) -> DataLo
             raise ValueError(
                 f"x and y must have the same length, got shapes {tuple(x.shape)} and {tuple(y.shape)}"
             )
-        generator = torch.Generator().manual_seed(seed) if seed is not None else None
-        return DataLoader(TensorDataset(x, y), batch_size=batch_size, shuffle=shuffle, generator=generator)
+        # Shuffling draws from torch's global generator: seeded by `seed`, saved in checkpoints.
+        return DataLoader(TensorDataset(x, y), batch_size=batch_size, shuffle=shuffle)
     raise TypeError(
         f"data must be a torch DataLoader or a tuple (x, y) of tensors, got {type(data).__name__}"
     )
@@ -246,7 +246,7 @@ def fit(model, guide, data, *, epochs: int = 10, lr: float = 1e-3, batch_size: i
     if seed is not None:
         seed = check_int(seed, "seed", minimum=0)
         pyro.set_rng_seed(seed)
-    loader = _as_loader(data, batch_size, shuffle, seed)
+    loader = _as_loader(data, batch_size, shuffle)
     n_data = _dataset_size(loader, dataset_size)
     bnn = bnn_of(model)
     structured = elbo is None or isinstance(elbo, BNNElbo)
@@ -341,11 +341,11 @@ def fit(model, guide, data, *, epochs: int = 10, lr: float = 1e-3, batch_size: i
                 sched.step()
             history.seconds += time.perf_counter() - clock
             clock = time.perf_counter()
-            if checkpoint is not None:
-                _save_checkpoint(checkpoint, _checkpoint_state(model, guide, opt, sched, epoch + 1,
-                                                               history, seed))
             for callback in callbacks:
                 callback(epoch, history)
+            if checkpoint is not None:  # after the callbacks, which may draw random numbers
+                _save_checkpoint(checkpoint, _checkpoint_state(model, guide, opt, sched, epoch + 1,
+                                                               history, seed))
     finally:
         bar.close()
     return posterior

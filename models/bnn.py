@@ -90,7 +90,7 @@ class BNN(nn.Module):
         ``NormalPrior(layer_scales=...)``).
     deterministic:
         Names (or name prefixes) of modules whose parameters stay deterministic: learned
-        by maximum likelihood, with no prior and no posterior.
+        by maximum likelihood, with no prior and no posterior (``""`` names the whole net).
 
     Example::
 
@@ -121,7 +121,7 @@ class BNN(nn.Module):
 
         sites, offset = [], 0
         for name, param in list(net.named_parameters()):
-            if any(name == d or name.startswith(d + ".") for d in keep):
+            if any(d == "" or name == d or name.startswith(d + ".") for d in keep):
                 continue
             module_name, _, attribute = name.rpartition(".")
             module = net.get_submodule(module_name) if module_name else net
@@ -219,7 +219,7 @@ class BNN(nn.Module):
         n = output.shape[0]
         size = n if dataset_size is None else check_int(dataset_size, "dataset_size", minimum=n)
         with pyro.plate("data", size=size, subsample=torch.arange(n, device=output.device)):
-            pyro.sample("obs", self.likelihood.distribution(output), obs=y)
+            pyro.sample("obs", self.likelihood.distribution(output), obs=self.likelihood.observed(y))
         return output
 
     forward = model

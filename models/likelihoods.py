@@ -32,6 +32,10 @@ class Likelihood(nn.Module):
         """Distribution of the targets given the outputs, batch shape ``[N]``."""
         raise NotImplementedError
 
+    def observed(self, y: torch.Tensor | None) -> torch.Tensor | None:
+        """Targets in the form :meth:`distribution` observes them (e.g. float 0/1)."""
+        return y
+
     def log_prob(self, output: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """``ln p(y_n | output_n)``, shape ``[N]``."""
         return self.distribution(output).log_prob(y)
@@ -97,6 +101,9 @@ class Bernoulli(Likelihood):
 
     def distribution(self, output):
         return dist.Bernoulli(logits=self._logit(output))
+
+    def observed(self, y):
+        return None if y is None else y.float()
 
     def log_prob(self, output, y):
         return -F.binary_cross_entropy_with_logits(self._logit(output), y.to(output.dtype), reduction="none")

@@ -5,7 +5,7 @@ import sys
 import pytest
 
 from experiments.cli import main
-from experiments.io import RunFolder, SCHEMA_KEYS, write_json
+from experiments.io import SCHEMA_KEYS, RunFolder, write_json
 
 
 def test_list_names_the_studies(capsys):

@@ -1,0 +1,196 @@
+"""fit and Posterior: determinism, history, NaN guard, checkpoints, prediction, bad input."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from inference import (
+    DropoutGuide,
+    MAPGuide,
+    MeanFieldGuide,
+    NonFiniteLossError,
+    Posterior,
+    RegressionPrediction,
+    fit,
+    load_checkpoint,
+    nuts,
+)
+from models import BNN, MLP, BayesianLinearRegression, Gaussian, PolynomialBasis
+
+
+def _blobs(n=200, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    y = torch.randint(0, 3, (n,), generator=g)
+    centers = torch.tensor([[0.0, 2.0], [2.0, -1.0], [-2.0, -1.0]])
+    return centers[y] + 0.5 * torch.randn(n, 2, generator=g), y
+
+
+def _make(guide_cls=DropoutGuide, init_seed=0, **kwargs):
+    torch.manual_seed(init_seed)  # the network's initial weights
+    model = BNN(MLP(2, 16, 3, dropout=0.2), prior_scale=1.0)
+    return model, guide_cls(model, **kwargs)
+
+
+def test_fit_learns_and_records_history():
+    x, y = _blobs()
+    model, guide = _make(MeanFieldGuide)
+    posterior = fit(model, guide, (x, y), epochs=15, lr=0.02, batch_size=32, seed=0, progress=False)
+    h = posterior.history
+    assert len(h.elbo) == 15 * math.ceil(200 / 32) and len(h.epoch_elbo) == 15
+    assert h.dataset_size == 200
+    np.testing.assert_allclose(np.array(h.elbo), np.array(h.log_likelihood) - np.array(h.kl), rtol=1e-5)
+    assert h.epoch_elbo[-1] > h.epoch_elbo[0]
+    probs = posterior.predict(x, num_samples=20)
+    assert probs.shape == (20, 200, 3)
+    assert float((probs.mean(0).argmax(1) == y).float().mean()) > 0.9
+
+
+def test_same_seed_same_result_and_different_seed_differs():
+    x, y = _blobs()
+    runs = []
+    for seed in (3, 3, 4):
+        model, guide = _make(DropoutGuide)
+        fit(model, guide, (x, y), epochs=2, batch_size=16, seed=seed, progress=False)
+        runs.append(guide.weights.detach().clone())
+    assert torch.equal(runs[0], runs[1])
+    assert not torch.equal(runs[0], runs[2])
+
+
+def test_nan_guard_keeps_the_last_finite_state():
+    x, y = _blobs()
+    model, guide = _make(MAPGuide)
+    with pytest.raises(NonFiniteLossError, match="NaN/Inf") as info:
+        fit(model, guide, (x, y), epochs=50, batch_size=8, seed=0, progress=False,
+            optimizer=lambda p: torch.optim.SGD(p, lr=1e12))
+    assert bool(torch.isfinite(guide.weights).all())
+    assert info.value.posterior.approximation is guide
+    assert info.value.posterior.predict(x[:3], num_samples=2).shape == (2, 3, 3)
+
+
+def test_checkpoint_resume_equals_an_uninterrupted_run(tmp_path):
+    x, y = _blobs()
+    path = tmp_path / "ckpt.pt"
+    model, guide = _make(MeanFieldGuide)
+    fit(model, guide, (x, y), epochs=2, batch_size=32, seed=1, progress=False, checkpoint=path)
+    model_b, guide_b = _make(MeanFieldGuide)
+    resumed = fit(model_b, guide_b, (x, y), epochs=4, batch_size=32, seed=1, progress=False,
+                  checkpoint=path, resume=True)
+    model_c, guide_c = _make(MeanFieldGuide)
+    straight = fit(model_c, guide_c, (x, y), epochs=4, batch_size=32, seed=1, progress=False)
+    # the resumed run restored the generator state, so it replays the same batches and noise
+    torch.testing.assert_close(guide_b.loc, guide_c.loc)
+    assert len(resumed.history.epoch_elbo) == 4
+    np.testing.assert_allclose(resumed.history.elbo, straight.history.elbo, rtol=1e-6)
+    loaded = load_checkpoint(path, *_make(MeanFieldGuide))
+    torch.testing.assert_close(loaded.approximation.loc, guide_b.loc)
+
+
+def test_bad_checkpoints_give_clear_errors(tmp_path):
+    x, y = _blobs(40)
+    path = tmp_path / "ckpt.pt"
+    fit(*_make(MAPGuide), (x, y), epochs=1, progress=False, checkpoint=path)
+    with pytest.raises(ValueError, match="saved from a MAPGuide"):
+        load_checkpoint(path, *_make(DropoutGuide))
+    other = BNN(MLP(2, 8, 3))
+    with pytest.raises(ValueError, match="other latent weights"):
+        load_checkpoint(path, other, MAPGuide(other))
+    garbage = tmp_path / "garbage.pt"
+    garbage.write_bytes(b"not a checkpoint at all")
+    with pytest.raises(ValueError, match="not a readable bayesdl checkpoint"):
+        load_checkpoint(garbage, *_make(MAPGuide))
+    # a pickle that would run code is refused by weights_only loading
+    evil = tmp_path / "evil.pt"
+    torch.save({"format": "bayesdl-checkpoint-1", "payload": np.random.default_rng(0)}, evil)
+    with pytest.raises(ValueError, match="corrupted or tampered"):
+        load_checkpoint(evil, *_make(MAPGuide))
+
+
+def test_bnn_recovers_the_exact_linear_regression_posterior():
+    """BNN(Linear) with a Gaussian likelihood *is* Bayesian linear regression: mean-field VI
+    must find the exact mean, and NUTS the exact mean and covariance."""
+    rng = np.random.default_rng(0)
+    x = rng.uniform(-1, 1, 30)
+    y = -0.3 + 0.5 * x + rng.normal(0, 0.2, 30)
+    alpha, beta = 2.0, 12.5
+    blr = BayesianLinearRegression(PolynomialBasis(1), alpha, beta).fit(x, y)
+    phi = PolynomialBasis(1)(x).float()
+    target = torch.tensor(y, dtype=torch.float32)
+    model = BNN(nn.Linear(2, 1, bias=False), prior_scale=alpha**-0.5, likelihood=Gaussian(scale=beta**-0.5))
+    guide = MeanFieldGuide(model, init_scale=0.05)
+    steps = 1500
+    fit(model, guide, (phi, target), epochs=steps, lr=0.02, batch_size=30, seed=0, progress=False,
+        num_particles=8, scheduler=lambda o: torch.optim.lr_scheduler.ExponentialLR(o, 0.01 ** (1 / steps)))
+    exact_mean = blr.posterior_mean_.float()
+    torch.testing.assert_close(guide.loc.detach(), exact_mean, atol=0.01, rtol=0)
+    precision = torch.linalg.inv(blr.posterior_covariance_).float()
+    torch.testing.assert_close(guide.scale.detach(), precision.diag().rsqrt(), rtol=0.1, atol=0)
+
+    posterior = nuts(model, phi, target, num_samples=500, warmup_steps=300, num_chains=2, seed=0,
+                     progress=False)
+    w = posterior.sample(1000)["weight"].reshape(-1, 2).double()
+    torch.testing.assert_close(w.mean(0), blr.posterior_mean_, atol=0.015, rtol=0)
+    torch.testing.assert_close(torch.cov(w.T), blr.posterior_covariance_, atol=8e-4, rtol=0.15)
+
+
+def test_regression_prediction_and_batching():
+    x = torch.linspace(-1, 1, 50)[:, None]
+    y = 2 * x[:, 0]
+    model = BNN(MLP(1, 8, 1), likelihood=Gaussian(scale=0.1))
+    guide = MAPGuide(model)
+    posterior = fit(model, guide, (x, y), epochs=3, progress=False)
+    pred = posterior.predict(x, num_samples=4, batch_size=7)
+    assert isinstance(pred, RegressionPrediction)
+    assert pred.mean.shape == (4, 50) and pred.noise.shape == (4, 50)
+    torch.testing.assert_close(pred.noise, torch.full((4, 50), 0.1))
+    whole = posterior.predict(x, num_samples=1, batch_size=1000).mean[0]
+    torch.testing.assert_close(pred.mean[0], whole)
+    mean, variance = pred.moments()
+    assert mean.shape == (50,) and bool((variance >= 0.01 - 1e-6).all())
+
+
+def test_bernoulli_model_predicts_two_classes():
+    x, y = _blobs(100)
+    y = (y == 0).long()
+    model = BNN(nn.Linear(2, 1), likelihood="bernoulli")
+    posterior = fit(model, MeanFieldGuide(model), (x, y), epochs=5, lr=0.05, progress=False)
+    probs = posterior.predict(x, num_samples=8)
+    assert probs.shape == (8, 100, 2)
+    torch.testing.assert_close(probs.sum(-1), torch.ones(8, 100))
+    assert posterior.sample(5)["weight"].shape == (5, 1, 2)
+
+
+@pytest.mark.parametrize(
+    "call, error, message",
+    [
+        (lambda m, g: fit(m, g, DataLoader(TensorDataset(torch.empty(0, 2), torch.empty(0))), progress=False),
+         ValueError, "empty"),
+        (lambda m, g: fit(m, g, (torch.randn(5, 2), torch.tensor([0, 1, 2, 3, 7])), progress=False),
+         ValueError, r"labels must lie in \[0, 3\)"),
+        (lambda m, g: fit(m, g, (torch.randn(5, 2), torch.tensor([0, 1])), progress=False),
+         ValueError, "same length"),
+        (lambda m, g: fit(m, g, (torch.full((4, 2), float("inf")), torch.tensor([0, 1, 2, 0])), progress=False),
+         ValueError, "non-finite"),
+        (lambda m, g: fit(m, g, [1, 2, 3], progress=False), TypeError, "DataLoader or a tuple"),
+        (lambda m, g: fit(m, g, (torch.randn(4, 2), torch.tensor([0, 1, 2, 0])), epochs=-1, progress=False),
+         ValueError, "epochs must be >= 0"),
+        (lambda m, g: Posterior(m, g).predict(torch.randn(3, 2), num_samples=0), ValueError,
+         "num_samples must be >= 1"),
+        (lambda m, g: Posterior(m, g).predict(torch.full((3, 2), float("nan"))), ValueError, "non-finite"),
+    ],
+)
+def test_bad_input(call, error, message):
+    model, guide = _make(MAPGuide)
+    with pytest.raises(error, match=message):
+        call(model, guide)
+
+
+def test_generic_pyro_model_needs_an_explicit_elbo():
+    blr = BayesianLinearRegression(PolynomialBasis(1))
+    from pyro.infer.autoguide import AutoNormal
+
+    with pytest.raises(TypeError, match="Trace_ELBO"):
+        fit(blr.model, AutoNormal(blr.model), (torch.randn(5), torch.randn(5)), progress=False)
