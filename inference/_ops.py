@@ -11,6 +11,8 @@ import torch
 import torch.nn.functional as F
 from torch.overrides import TorchFunctionMode
 
+from bayesdl.random import randn_like
+
 __all__ = ["local_reparameterization_noise", "normal_kl", "LocalReparameterization"]
 
 # Added to every pre-activation variance so that sqrt stays differentiable where an input
@@ -24,7 +26,7 @@ class _LRNoise(torch.autograd.Function):
     @staticmethod
     def forward(ctx, mean, var):
         std = var.sqrt()
-        eps = torch.randn_like(mean)
+        eps = randn_like(mean)
         out = torch.addcmul(mean, std, eps)
         ctx.save_for_backward(eps.div_(std.mul_(2.0)))
         return out

@@ -154,8 +154,9 @@ class MeanFieldGuide(BNNGuide):
 
     def network_output(self, x):
         variance = torch.exp(2.0 * self.log_scale)
-        locs = self.model.unflatten(self.loc)
-        variances = self.model.unflatten(variance)
+        # In the layout the network runs in, so that the LR mode recognises these tensors.
+        locs = self.model.prepare_weights(self.model.unflatten(self.loc), x)
+        variances = self.model.prepare_weights(self.model.unflatten(variance), x)
         weights, registry = {}, {}
         for site in self.model.sites:
             loc = locs[site.name]

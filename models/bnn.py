@@ -135,6 +135,8 @@ class BNN(nn.Module):
         self._sizes = [s.numel for s in sites]
         scales = torch.cat([torch.full((s.numel,), self.prior.scale_for(s.name)) for s in sites])
         self.register_buffer("prior_scales", scales, persistent=False)
+        # Channels-last layout for images on CPU: decided on the first 4-D batch (None = not yet).
+        self._channels_last: bool | None = None
 
     # ------------------------------------------------------------ flat weights
     @property
@@ -160,15 +162,44 @@ class BNN(nn.Module):
         return torch.cat([weights[s.name].reshape(*lead, s.numel) for s in self.sites], dim=-1)
 
     # -------------------------------------------------------------- the network
+    def _use_channels_last(self, x: torch.Tensor) -> bool:
+        return x.dim() == 4 and x.device.type == "cpu" and self._channels_last is not False
+
+    def prepare_weights(self, weights: Mapping[str, torch.Tensor],
+                        x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """``weights`` in the memory layout the network will run in for inputs like ``x``.
+
+        Images on the CPU run in channels-last layout, which oneDNN convolves about twice as
+        fast as the default layout (PyTorch's CPU performance guide); results are the same up
+        to float rounding. Conversion is a no-op for tensors already in that layout.
+        """
+        if not self._use_channels_last(x):
+            return dict(weights)
+        return {k: v.contiguous(memory_format=torch.channels_last) if v.dim() == 4 else v
+                for k, v in weights.items()}
+
     def network(self, x: torch.Tensor, weights: Mapping[str, torch.Tensor] | torch.Tensor,
                 dropout: float | Mapping[nn.Module, float] | None = None) -> torch.Tensor:
         """``net(x)`` with the latent weights replaced by ``weights`` (a dict or a flat ``[D]``).
 
         Dropout slots are off unless ``dropout`` gives their rates (used by the dropout guide).
+        Images on the CPU run channels-last (see :meth:`prepare_weights`); a network that
+        cannot (one that calls ``.view`` on its feature maps, say) is detected on its first
+        batch and keeps the default layout.
         """
         if isinstance(weights, torch.Tensor):
             weights = self.unflatten(weights)
         with dropout_rates(self.net, dropout):
+            if self._use_channels_last(x):
+                fast_x = x.contiguous(memory_format=torch.channels_last)
+                if self._channels_last:
+                    return functional_call(self.net, self.prepare_weights(weights, x), (fast_x,))
+                try:  # first image batch: does the network accept channels-last tensors?
+                    output = functional_call(self.net, self.prepare_weights(weights, x), (fast_x,))
+                    self._channels_last = True
+                    return output
+                except RuntimeError:
+                    self._channels_last = False
             return functional_call(self.net, dict(weights), (x,))
 
     # --------------------------------------------------------------- validation

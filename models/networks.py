@@ -14,6 +14,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from bayesdl.checks import check_int, check_probability
+from bayesdl.random import rand_like
 
 __all__ = ["Dropout", "MLP", "LeNet", "ConfidNetHead", "dropout_modules"]
 
@@ -28,7 +29,7 @@ class _InvertedDropout(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, p):
-        mask = torch.rand_like(x).ge_(p).mul_(1.0 / (1.0 - p))
+        mask = rand_like(x).ge_(p).mul_(1.0 / (1.0 - p))
         ctx.save_for_backward(mask)
         return x * mask
 

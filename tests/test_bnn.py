@@ -107,3 +107,53 @@ def test_pyro_svi_with_autonormal_runs_on_a_bnn():
     x, y = torch.randn(16, 2), torch.randint(0, 2, (16,))
     losses = [svi.step(x, y) for _ in range(3)]
     assert all(math.isfinite(v) for v in losses)
+
+
+def test_images_run_channels_last_with_the_same_result():
+    torch.manual_seed(0)
+    model = BNN(LeNet(dropout=None))
+    x = torch.randn(6, 1, 28, 28)
+    weights = model.initial_values()
+    fast = model.network(x, weights)
+    assert model._channels_last is True
+    model._channels_last = False
+    reference = model.network(x, weights)
+    torch.testing.assert_close(fast, reference, rtol=1e-4, atol=1e-5)
+
+
+class _ViewNet(nn.Module):
+    """A network that calls .view on its image input: it cannot run channels-last."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(3 * 8 * 8, 2)
+
+    def forward(self, x):
+        return self.fc(x.view(x.shape[0], -1))
+
+
+def test_networks_that_need_the_default_layout_fall_back():
+    torch.manual_seed(0)
+    model = BNN(_ViewNet())
+    x = torch.randn(4, 3, 8, 8)
+    out = model.network(x, model.initial_values())
+    assert model._channels_last is False  # detected once, then the default layout
+    expected = x.reshape(4, -1) @ model.unflatten(model.initial_values())["fc.weight"].T \
+        + model.unflatten(model.initial_values())["fc.bias"]
+    torch.testing.assert_close(out, expected)
+    assert model.network(x[:2], model.initial_values()).shape == (2, 2)
+
+
+def test_noise_keeps_the_layout_and_the_distribution():
+    from bayesdl.random import rand_like, randn_like
+
+    t = torch.empty(64, 8, 10, 10).contiguous(memory_format=torch.channels_last)
+    torch.manual_seed(1)
+    a = randn_like(t)
+    torch.manual_seed(1)
+    assert torch.equal(a, randn_like(t))
+    assert a.is_contiguous(memory_format=torch.channels_last) and a.shape == t.shape
+    assert abs(float(a.mean())) < 0.02 and abs(float(a.std()) - 1) < 0.02
+    u = rand_like(t)
+    assert u.is_contiguous(memory_format=torch.channels_last)
+    assert 0 <= float(u.min()) and float(u.max()) < 1 and abs(float(u.mean()) - 0.5) < 0.01

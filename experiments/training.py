@@ -1,0 +1,132 @@
+"""Training the networks the MNIST studies share, cached by configuration.
+
+A trained network is identified by a hash of everything that determines it (method,
+architecture, recipe, seed, data split). It is trained through :func:`inference.fit` with a
+checkpoint in the cache folder, so a second study asking for the same network loads it
+instead of retraining, and an interrupted training resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, TensorDataset
+
+from bayesdl.atomic import atomic_path
+from inference import DropoutGuide, MAPGuide, MeanFieldGuide, Posterior, fit, load_checkpoint
+from models import BNN, LeNet
+
+__all__ = ["LeNetRecipe", "train_lenet", "train_plain", "cache_folder"]
+
+GUIDES = {"dropout": DropoutGuide, "mean_field": MeanFieldGuide, "map": MAPGuide}
+
+
+@dataclass(frozen=True)
+class LeNetRecipe:
+    """Everything that determines a trained LeNet."""
+
+    method: str  # "dropout", "mean_field", "map" (a bayesdl guide) or "plain" (plain PyTorch)
+    placement: str = "all"
+    p: float = 0.5
+    prior_scale: float = 1.0
+    epochs: int = 10
+    lr: float = 1e-3
+    final_lr: float | None = None  # exponential decay to this rate over the epochs
+    batch_size: int = 128
+    seed: int = 0
+    train_size: int = 55000
+    split_seed: int = 0
+
+    def key(self) -> str:
+        text = json.dumps(asdict(self), sort_keys=True)
+        return f"lenet-{self.method}-{hashlib.sha256(text.encode()).hexdigest()[:12]}"
+
+    def scheduler(self):
+        if self.final_lr is None or self.epochs == 0:
+            return None
+        gamma = (self.final_lr / self.lr) ** (1.0 / self.epochs)
+        return lambda opt: torch.optim.lr_scheduler.ExponentialLR(opt, gamma)
+
+
+def cache_folder(ctx) -> Path:
+    """The run's cache folder: ``--cache-dir``, else ``.cache`` beside the output folder."""
+    folder = ctx.cache_dir or ctx.folder.final.parent / ".cache"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def _loader(train: TensorDataset, recipe: LeNetRecipe) -> DataLoader:
+    return DataLoader(train, batch_size=recipe.batch_size, shuffle=True)
+
+
+def train_lenet(recipe: LeNetRecipe, train: TensorDataset, ctx) -> tuple[Posterior, float]:
+    """A LeNet posterior for ``recipe`` (a bayesdl guide), trained or loaded from the cache.
+
+    Returns the posterior (with its training history) and the seconds spent training here
+    (0 when it came from the cache).
+    """
+    if recipe.method not in GUIDES:
+        raise ValueError(f"unknown method {recipe.method!r}; choose one of {sorted(GUIDES)}")
+    torch.manual_seed(recipe.seed)
+    model = BNN(LeNet(dropout=recipe.placement, p=recipe.p), prior_scale=recipe.prior_scale)
+    guide = GUIDES[recipe.method](model) if recipe.method != "dropout" else DropoutGuide(model, p=recipe.p)
+    path = cache_folder(ctx) / f"{recipe.key()}.pt"
+    done = path.with_suffix(".done")
+    model.to(ctx.device)
+    guide.to(ctx.device)
+    if done.exists():
+        posterior = load_checkpoint(path, model, guide)
+        guide._setup(train.tensors[0][:2].to(ctx.device))
+        return posterior, 0.0
+    start = time.perf_counter()
+    posterior = fit(model, guide, _loader(train, recipe), epochs=recipe.epochs, lr=recipe.lr,
+                    scheduler=recipe.scheduler(), seed=recipe.seed, device=ctx.device,
+                    checkpoint=path, resume=True, progress=ctx.progress)
+    seconds = time.perf_counter() - start
+    done.write_text(json.dumps(asdict(recipe)))
+    return posterior, seconds
+
+
+def train_plain(recipe: LeNetRecipe, train: TensorDataset, ctx) -> tuple[LeNet, dict]:
+    """The same LeNet trained with plain PyTorch dropout (Adam, cross-entropy), cached.
+
+    Returns the network (in eval mode) and ``{"seconds": ..., "epoch_loss": [...]}``.
+    """
+    torch.manual_seed(recipe.seed)
+    net = LeNet(dropout=recipe.placement, p=recipe.p).to(ctx.device)
+    path = cache_folder(ctx) / f"{recipe.key()}.pt"
+    if path.exists():
+        state = torch.load(path, map_location=ctx.device, weights_only=True)
+        net.load_state_dict(state["net"])
+        return net.eval(), {"seconds": 0.0, "epoch_loss": state["epoch_loss"]}
+    from tqdm.auto import tqdm
+
+    torch.manual_seed(recipe.seed)
+    loader = _loader(train, recipe)
+    opt = torch.optim.Adam(net.parameters(), lr=recipe.lr)
+    sched = recipe.scheduler()(opt) if recipe.scheduler() else None
+    losses = []
+    start = time.perf_counter()
+    for _ in tqdm(range(recipe.epochs), desc="plain PyTorch", disable=not ctx.progress, leave=False):
+        net.train()
+        total = 0.0
+        for x, y in loader:
+            x, y = x.to(ctx.device), y.to(ctx.device)
+            opt.zero_grad()
+            loss = F.cross_entropy(net(x), y)
+            loss.backward()
+            opt.step()
+            total += float(loss.detach()) * len(y)
+        losses.append(total / len(train))
+        if sched is not None:
+            sched.step()
+    seconds = time.perf_counter() - start
+    with atomic_path(path) as tmp:
+        torch.save({"net": net.state_dict(), "epoch_loss": losses}, tmp)
+    return net.eval(), {"seconds": seconds, "epoch_loss": losses}
