@@ -124,10 +124,11 @@ def run(ctx: RunContext) -> StudyResult:
     config = {"epochs": epochs, "seeds": seeds, "mc_samples": samples, "train_size": len(train),
               "test_size": len(test), "optimizer": "Adam lr 1e-3, batch 128", "prior_scale": 1.0,
               "dropout_p": 0.5, "placement": "all"}
-    return StudyResult(config=config, results=results, report=_report(results, figure, samples, len(seeds), epochs))
+    report = _report(results, figure, samples, len(seeds), epochs, len(train))
+    return StudyResult(config=config, results=results, report=report)
 
 
-def _report(r, figure, samples, n_seeds, epochs) -> str:
+def _report(r, figure, samples, n_seeds, epochs, n_train) -> str:
     def pct(method, key):
         value = 100 * r[method][key]
         std = r[method].get(f"{key}_std")
@@ -140,7 +141,7 @@ def _report(r, figure, samples, n_seeds, epochs) -> str:
     dropout_vs_plain = r["dropout"]["mc_accuracy"] - r["plain"]["deterministic_accuracy"]
     return f"""# LeNet "all" on MNIST: guides against plain PyTorch dropout
 
-{epochs} epochs on the full training set, {n_seeds} seed(s); test accuracy in %, mean +- sd.
+{epochs} epoch(s) on {n_train} training images, {n_seeds} seed(s); test accuracy in %, mean +- sd.
 
 ![]({figure})
 
