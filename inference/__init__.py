@@ -2,12 +2,23 @@
 
 - guides fitted by SVI: :class:`MeanFieldGuide`, :class:`DropoutGuide`, :class:`MAPGuide`,
   with :func:`fit` and the structured :class:`BNNElbo`;
+- Laplace approximations around the MAP (:func:`fit_laplace`, full / diagonal / last-layer
+  Kronecker-factored);
 - :func:`nuts` for models small enough to sample exactly;
 - :class:`Posterior`, the one object every method returns.
 """
 
 from .elbo import BNNElbo
 from .guides import BNNGuide, DropoutGuide, MAPGuide, MeanFieldGuide
+from .laplace import (
+    BaseLaplace,
+    CurvatureWarning,
+    DiagLaplace,
+    FullLaplace,
+    LastLayerLaplace,
+    fit_laplace,
+    laplace,
+)
 from .mcmc import MCMCSamples, nuts
 from .posterior import Posterior, PyroGuideApproximation, RegressionPrediction
 from .svi import NonFiniteLossError, TrainingHistory, fit, load_checkpoint
@@ -22,6 +33,13 @@ __all__ = [
     "load_checkpoint",
     "TrainingHistory",
     "NonFiniteLossError",
+    "laplace",
+    "fit_laplace",
+    "BaseLaplace",
+    "FullLaplace",
+    "DiagLaplace",
+    "LastLayerLaplace",
+    "CurvatureWarning",
     "nuts",
     "MCMCSamples",
     "Posterior",

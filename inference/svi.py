@@ -20,14 +20,14 @@ from dataclasses import dataclass, field
 
 import pyro
 import torch
-from torch.utils.data import DataLoader, TensorDataset
 from tqdm.auto import tqdm
 
 from bayesdl.atomic import atomic_path
-from bayesdl.checks import as_tensor, check_finite, check_int, check_positive
+from bayesdl.checks import check_finite, check_int, check_positive
 from bayesdl.runtime import retain_freed_memory
 from models.bnn import bnn_of
 
+from ._data import as_loader, batch_to, dataset_size_of
 from .elbo import BNNElbo
 from .guides import BNNGuide
 from .posterior import Posterior
@@ -70,38 +70,6 @@ class TrainingHistory:
             steps = getattr(self, name)[start:]
             if steps:
                 getattr(self, f"epoch_{name}").append(sum(steps) / len(steps))
-
-
-def _as_loader(data, batch_size: int, shuffle: bool) -> DataLoader:
-    if isinstance(data, DataLoader):
-        return data
-    if isinstance(data, tuple) and len(data) == 2:
-        x = as_tensor(data[0], "x")
-        y = as_tensor(data[1], "y")
-        if x.dim() == 0 or y.dim() == 0 or x.shape[0] != y.shape[0]:
-            raise ValueError(
-                f"x and y must have the same length, got shapes {tuple(x.shape)} and {tuple(y.shape)}"
-            )
-        # Shuffling draws from torch's global generator: seeded by `seed`, saved in checkpoints.
-        return DataLoader(TensorDataset(x, y), batch_size=batch_size, shuffle=shuffle)
-    raise TypeError(
-        f"data must be a torch DataLoader or a tuple (x, y) of tensors, got {type(data).__name__}"
-    )
-
-
-def _dataset_size(loader: DataLoader, dataset_size: int | None) -> int:
-    if dataset_size is not None:
-        return check_int(dataset_size, "dataset_size", minimum=1)
-    try:
-        size = len(loader.dataset)
-    except TypeError:
-        raise ValueError(
-            "the loader's dataset has no length; pass dataset_size=N (the number of training "
-            "examples) so the ELBO can scale the likelihood"
-        ) from None
-    if size == 0:
-        raise ValueError("the training data is empty; pass a loader with at least one example")
-    return size
 
 
 def _parameters(*modules) -> list[torch.nn.Parameter]:
@@ -246,8 +214,8 @@ def fit(model, guide, data, *, epochs: int = 10, lr: float = 1e-3, batch_size: i
     if seed is not None:
         seed = check_int(seed, "seed", minimum=0)
         pyro.set_rng_seed(seed)
-    loader = _as_loader(data, batch_size, shuffle)
-    n_data = _dataset_size(loader, dataset_size)
+    loader = as_loader(data, batch_size, shuffle)
+    n_data = dataset_size_of(loader, dataset_size)
     bnn = bnn_of(model)
     structured = elbo is None or isinstance(elbo, BNNElbo)
     if elbo is None:
@@ -271,7 +239,7 @@ def fit(model, guide, data, *, epochs: int = 10, lr: float = 1e-3, batch_size: i
         first = next(iter(loader))
     except StopIteration:
         raise ValueError("the training loader yields no batch; pass at least one example") from None
-    x0, y0 = _batch(first, device)
+    x0, y0 = batch_to(first, device)
     if bnn is not None:
         x0, y0 = bnn.check_data(x0, y0)
         out_shape = bnn.network(x0[:1], bnn.initial_values()).shape[1:]
@@ -310,7 +278,7 @@ def fit(model, guide, data, *, epochs: int = 10, lr: float = 1e-3, batch_size: i
         for epoch in range(start_epoch, epochs):
             first_step = len(history.elbo)
             for step, batch in enumerate(loader):
-                x, y = _batch(batch, device)
+                x, y = batch_to(batch, device)
                 if bnn is not None:
                     x, y = _check_batch(bnn, x, y, out_shape)
                 opt.zero_grad(set_to_none=True)
@@ -349,16 +317,6 @@ def fit(model, guide, data, *, epochs: int = 10, lr: float = 1e-3, batch_size: i
     finally:
         bar.close()
     return posterior
-
-
-def _batch(batch, device):
-    if not isinstance(batch, (tuple, list)) or len(batch) < 2:
-        raise ValueError("each batch must be a pair (x, y)")
-    x, y = batch[0], batch[1]
-    if device is not None:
-        x = x.to(device, non_blocking=True)
-        y = y.to(device, non_blocking=True)
-    return x, y
 
 
 def _check_batch(bnn, x, y, out_shape):

@@ -44,6 +44,14 @@ class Likelihood(nn.Module):
         """Class probabilities ``[..., N, C]`` or ``(mean, scale)`` from outputs ``[..., N, ...]``."""
         raise NotImplementedError
 
+    def output_hessian(self, output: torch.Tensor) -> torch.Tensor:
+        """Hessian of ``-ln p(y | output)`` with respect to the output, ``[N, K, K]``.
+
+        It does not depend on ``y`` for these likelihoods (canonical links), which is what
+        makes the generalized Gauss-Newton ``J^T Lambda J`` positive semi-definite.
+        """
+        raise NotImplementedError
+
 
 def _check_labels(y, num_classes: int, n: int) -> torch.Tensor:
     y = as_tensor(y, "y")
@@ -81,6 +89,10 @@ class Categorical(Likelihood):
     def predict(self, output):
         return torch.softmax(output, dim=-1)
 
+    def output_hessian(self, output):
+        p = torch.softmax(output, dim=-1)
+        return torch.diag_embed(p) - p[..., :, None] * p[..., None, :]
+
 
 class Bernoulli(Likelihood):
     """``y ~ Bernoulli(sigmoid(output))``; ``output`` is one logit per example, ``[N]`` or ``[N, 1]``.
@@ -111,6 +123,10 @@ class Bernoulli(Likelihood):
     def predict(self, output):
         p = torch.sigmoid(self._logit(output))
         return torch.stack([1 - p, p], dim=-1)
+
+    def output_hessian(self, output):
+        p = torch.sigmoid(self._logit(output))
+        return (p * (1 - p))[..., None, None]
 
 
 class Gaussian(Likelihood):
@@ -162,6 +178,11 @@ class Gaussian(Likelihood):
     def predict(self, output):
         mean = self._mean(output)
         return mean, self.scale.detach().to(mean.dtype).expand_as(mean)
+
+    def output_hessian(self, output):
+        mean = self._mean(output)
+        precision = (1.0 / self.scale.detach() ** 2).to(mean.dtype)
+        return precision.expand(*mean.shape, 1, 1)
 
 
 def make_likelihood(likelihood) -> Likelihood:

@@ -1,0 +1,54 @@
+"""Data plumbing shared by fit and Laplace: loaders from tensors, dataset sizes, batches."""
+
+from __future__ import annotations
+
+from torch.utils.data import DataLoader, TensorDataset
+
+from bayesdl.checks import as_tensor, check_int
+
+__all__ = ["as_loader", "dataset_size_of", "batch_to"]
+
+
+def as_loader(data, batch_size: int, shuffle: bool) -> DataLoader:
+    """A DataLoader from a DataLoader (unchanged) or a tuple ``(x, y)`` of tensors."""
+    if isinstance(data, DataLoader):
+        return data
+    if isinstance(data, tuple) and len(data) == 2:
+        x = as_tensor(data[0], "x")
+        y = as_tensor(data[1], "y")
+        if x.dim() == 0 or y.dim() == 0 or x.shape[0] != y.shape[0]:
+            raise ValueError(
+                f"x and y must have the same length, got shapes {tuple(x.shape)} and {tuple(y.shape)}"
+            )
+        # Shuffling draws from torch's global generator: seeded by `seed`, saved in checkpoints.
+        return DataLoader(TensorDataset(x, y), batch_size=batch_size, shuffle=shuffle)
+    raise TypeError(
+        f"data must be a torch DataLoader or a tuple (x, y) of tensors, got {type(data).__name__}"
+    )
+
+
+def dataset_size_of(loader: DataLoader, dataset_size: int | None) -> int:
+    """The number of training examples: ``dataset_size`` if given, else the dataset's length."""
+    if dataset_size is not None:
+        return check_int(dataset_size, "dataset_size", minimum=1)
+    try:
+        size = len(loader.dataset)
+    except TypeError:
+        raise ValueError(
+            "the loader's dataset has no length; pass dataset_size=N (the number of training "
+            "examples) so the ELBO can scale the likelihood"
+        ) from None
+    if size == 0:
+        raise ValueError("the training data is empty; pass a loader with at least one example")
+    return size
+
+
+def batch_to(batch, device):
+    """``(x, y)`` of a batch, moved to ``device`` (if given)."""
+    if not isinstance(batch, (tuple, list)) or len(batch) < 2:
+        raise ValueError("each batch must be a pair (x, y)")
+    x, y = batch[0], batch[1]
+    if device is not None:
+        x = x.to(device, non_blocking=True)
+        y = y.to(device, non_blocking=True)
+    return x, y

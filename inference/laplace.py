@@ -1,0 +1,600 @@
+"""Laplace approximations around the MAP of a :class:`models.BNN`.
+
+The posterior over (a subset of) the weights is approximated by a Gaussian centred on the
+MAP ``theta*`` with precision ``H + delta I``, where ``H`` is the curvature of the negative
+log-likelihood at ``theta*`` and ``delta`` the prior precision (MacKay 1992; Daxberger et al.
+2021, "Laplace Redux")::
+
+    q(theta) = N(theta*, (H + delta I)^-1),    H = sum_n J_n^T Lambda_n J_n   (GGN)
+
+with ``J_n`` the Jacobian of the network output for example ``n`` and ``Lambda_n`` the
+Hessian of ``-ln p(y_n | f)`` in the output (see ``Likelihood.output_hessian``). The GGN is
+positive semi-definite; the exact Hessian (``hessian="exact"``, full structure only) may not
+be, and negative curvature is clamped to zero with a warning.
+
+Structures, one class each (the same layout as laplace-torch):
+
+- :class:`FullLaplace`      all weights, dense ``H`` -- logistic regression, toy MLPs;
+- :class:`DiagLaplace`      all weights, ``diag(H)``;
+- :class:`LastLayerLaplace` the last linear layer only, with a Kronecker-factored
+  (``"kron"``, KFAC), diagonal or dense ``H`` -- CNNs. For the last layer the network is
+  linear in the weights, so the GLM predictive is exact there.
+
+The prior precision is chosen by maximising the Laplace approximation of the marginal
+likelihood (:meth:`BaseLaplace.optimize_prior_precision`)::
+
+    ln p(D | delta) ~= ln p(D | theta*) - 1/2 [ln|H + delta I| - P ln delta + delta ||theta*||^2]
+
+Predictions: Monte Carlo over the weights (``pred_type="nn"``), or the linearised network
+(GLM, ``pred_type="glm"``, the default): ``f ~ N(f(x; theta*), J Sigma J^T)``, sampled, or
+turned into class probabilities by the probit approximation
+``softmax(f / sqrt(1 + pi/8 diag(J Sigma J^T)))`` (:meth:`BaseLaplace.predictive_probs`).
+
+Every Laplace object is an approximation for :class:`inference.Posterior`;
+:func:`fit_laplace` builds, fits and tunes one and returns the ``Posterior``.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from enum import Enum
+
+import torch
+import torch.nn as nn
+from scipy.optimize import minimize_scalar
+from torch.func import jacrev, vmap
+
+from bayesdl.checks import check_int, check_positive
+from models.bnn import BNN, bnn_of
+
+from ._data import as_loader, batch_to
+from .guides import BNNGuide
+from .posterior import Posterior
+
+__all__ = [
+    "Structure",
+    "Subset",
+    "BaseLaplace",
+    "FullLaplace",
+    "DiagLaplace",
+    "LastLayerLaplace",
+    "laplace",
+    "fit_laplace",
+    "CurvatureWarning",
+]
+
+
+class Structure(str, Enum):
+    FULL = "full"
+    DIAG = "diag"
+    KRON = "kron"
+
+
+class Subset(str, Enum):
+    ALL = "all"
+    LAST_LAYER = "last_layer"
+
+
+class CurvatureWarning(UserWarning):
+    """The curvature had negative eigenvalues, which were clamped to zero."""
+
+
+def _clamp_eigenvalues(values: torch.Tensor, what: str) -> torch.Tensor:
+    """Negative eigenvalues of a curvature set to 0, with a warning if they were not rounding."""
+    scale = float(values.abs().max()) if values.numel() else 0.0
+    negative = values < 0
+    if bool(negative.any()):
+        worst = float(values.min())
+        if worst < -1e-6 * max(scale, 1e-30):
+            warnings.warn(
+                f"the {what} has {int(negative.sum())} negative eigenvalue(s) (down to {worst:.3g}): "
+                "it is not positive semi-definite at this point, so they were clamped to 0 "
+                "(jitter). Use hessian='ggn', which is always PSD, or check that the weights are "
+                "at a minimum of the loss (train the MAP longer)",
+                CurvatureWarning,
+                stacklevel=3,
+            )
+        values = values.clamp_min(0.0)
+    return values
+
+
+def _map_weights(source) -> tuple[BNN, torch.Tensor]:
+    """``(model, flat MAP weights)`` from a Posterior, a guide, or ``(model, tensor)``."""
+    if isinstance(source, Posterior):
+        approx = source.approximation
+        if not isinstance(approx, BNNGuide):
+            raise TypeError("the posterior must come from fit() with a bayesdl guide (MAPGuide)")
+        model = source.model if isinstance(source.model, BNN) else bnn_of(source.model)
+        return model, approx.point_estimate()
+    if isinstance(source, BNNGuide):
+        return source.model, source.point_estimate()
+    raise TypeError(
+        "pass the MAP as a Posterior returned by fit(model, MAPGuide(model), ...) or as a guide, "
+        f"got {type(source).__name__}"
+    )
+
+
+class BaseLaplace:
+    """Gaussian approximation ``N(theta*, (H + delta I)^-1)`` over a subset of the weights.
+
+    Parameters
+    ----------
+    model:
+        The :class:`models.BNN`.
+    weights:
+        Flat MAP weights ``[D]`` (e.g. ``MAPGuide.point_estimate()``).
+    prior_precision:
+        Initial ``delta`` (default: the model prior's ``1 / s^2``, averaged over the subset).
+
+    Learned state after :meth:`fit`: ``n_data_``, ``log_likelihood_`` (at the MAP), and the
+    curvature; ``prior_precision`` is updated by :meth:`optimize_prior_precision`.
+    """
+
+    structure: Structure
+    subset: Subset
+
+    def __init__(self, model: BNN, weights: torch.Tensor, prior_precision: float | None = None):
+        if not isinstance(model, BNN):
+            raise TypeError(f"Laplace needs a models.BNN, got {type(model).__name__}")
+        weights = weights.detach().clone()
+        if weights.shape != (model.num_latent,):
+            raise ValueError(
+                f"weights must be a flat vector of {model.num_latent} values, got {tuple(weights.shape)}"
+            )
+        self.model = model
+        self.map_weights = weights
+        self.index = self._subset_index()
+        if prior_precision is None:
+            prior_precision = float((1.0 / model.prior_scales[self.index] ** 2).mean())
+        self.prior_precision = check_positive(prior_precision, "prior_precision")
+        self.n_data_ = 0
+
+    # ------------------------------------------------------------------ subset
+    def _subset_index(self) -> torch.Tensor:
+        return torch.arange(self.model.num_latent, device=self.model.prior_scales.device)
+
+    @property
+    def num_params(self) -> int:
+        """Number of weights the Gaussian covers."""
+        return int(self.index.numel())
+
+    @property
+    def theta(self) -> torch.Tensor:
+        """MAP weights of the subset ``[P]``."""
+        return self.map_weights[self.index]
+
+    # ------------------------------------------------------------------ fitting
+    def fit(self, data, batch_size: int = 256) -> BaseLaplace:
+        """Accumulate the curvature and the log-likelihood at the MAP over ``data``.
+
+        ``data`` is a DataLoader of ``(x, y)`` or a tuple of tensors. Returns self.
+        """
+        batch_size = check_int(batch_size, "batch_size", minimum=1)
+        loader = as_loader(data, batch_size, shuffle=False)
+        device = self.map_weights.device
+        self._reset()
+        n, log_lik, checked = 0, 0.0, False
+        with torch.no_grad():
+            for batch in loader:
+                x, y = batch_to(batch, device)
+                if not checked:
+                    x, y = self.model.check_data(x, y)
+                    checked = True
+                else:
+                    x = x.to(self.map_weights.dtype) if not x.is_floating_point() else x
+                output = self._accumulate(x, y)
+                log_lik += float(self.model.likelihood.log_prob(output, y).sum())
+                n += x.shape[0]
+        if n == 0:
+            raise ValueError("the data is empty; pass at least one example to fit the Laplace approximation")
+        self.n_data_ = n
+        self.log_likelihood_ = log_lik
+        self._finalize()
+        return self
+
+    def _require_fit(self):
+        if self.n_data_ == 0:
+            raise RuntimeError("call fit(data) before using the Laplace approximation")
+
+    def _reset(self) -> None:
+        raise NotImplementedError
+
+    def _accumulate(self, x, y) -> torch.Tensor:
+        """Add the batch's curvature; return the network outputs at the MAP."""
+        raise NotImplementedError
+
+    def _finalize(self) -> None:
+        raise NotImplementedError
+
+    def _log_det_precision(self, delta: float) -> float:
+        """``ln |H + delta I|``."""
+        raise NotImplementedError
+
+    # ----------------------------------------------------------- prior precision
+    def log_marginal_likelihood(self, prior_precision: float | None = None) -> float:
+        """Laplace approximation of ``ln p(D | delta)`` (see the module docstring), in nats."""
+        self._require_fit()
+        delta = (self.prior_precision if prior_precision is None
+                 else check_positive(prior_precision, "prior_precision"))
+        theta = self.theta.double()
+        scatter = delta * float(theta @ theta)
+        return self.log_likelihood_ - 0.5 * (self._log_det_precision(delta)
+                                             - self.num_params * math.log(delta) + scatter)
+
+    def optimize_prior_precision(self, method: str = "marglik",
+                                 bounds: tuple[float, float] = (1e-4, 1e4)) -> BaseLaplace:
+        """Set ``prior_precision`` to the maximiser of the marginal likelihood in ``bounds``.
+
+        A bounded scalar search on ``ln delta`` (the objective is one-dimensional and smooth).
+        Returns self.
+        """
+        if method != "marglik":
+            raise ValueError(f"method must be 'marglik', got {method!r}")
+        self._require_fit()
+        low, high = bounds
+        if not 0 < low < high:
+            raise ValueError(f"bounds must satisfy 0 < low < high, got {bounds}")
+        result = minimize_scalar(lambda t: -self.log_marginal_likelihood(math.exp(t)),
+                                 bounds=(math.log(low), math.log(high)), method="bounded",
+                                 options={"xatol": 1e-4})
+        self.prior_precision = math.exp(result.x)
+        return self
+
+    # ------------------------------------------------------------ prediction
+    def _sample_subset(self, num_samples: int) -> torch.Tensor:
+        """``[S, P]`` draws of the subset from the Gaussian."""
+        raise NotImplementedError
+
+    def _glm(self, x) -> tuple[torch.Tensor, torch.Tensor]:
+        """Linearised predictive: output mean ``[N, K]`` and covariance ``[N, K, K]``."""
+        raise NotImplementedError
+
+    def sample_flat(self, num_samples: int) -> torch.Tensor:
+        """``[S, D]`` weight draws: the subset from the Gaussian, the rest at the MAP."""
+        self._require_fit()
+        flat = self.map_weights.expand(num_samples, -1).clone()
+        flat[:, self.index] = self._sample_subset(num_samples)
+        return flat
+
+    def sample_parameters(self, num_samples: int) -> dict[str, torch.Tensor]:
+        """Weight draws ``{site: [S, *shape]}``."""
+        return self.model.unflatten(self.sample_flat(num_samples))
+
+    def predictive_outputs(self, x, num_samples: int, pred_type: str = "glm") -> torch.Tensor:
+        """``[S, N, K]`` output samples: from the GLM predictive (default), or ``"nn"``:
+        the network at weight draws."""
+        self._require_fit()
+        if pred_type == "nn":
+            return torch.stack([self.model.network(x, w) for w in self.sample_flat(num_samples)])
+        if pred_type != "glm":
+            raise ValueError(f"pred_type must be 'glm' or 'nn', got {pred_type!r}")
+        mean, cov = self._glm(x)
+        jitter = 1e-9 * torch.eye(cov.shape[-1], dtype=cov.dtype, device=cov.device)
+        chol = torch.linalg.cholesky(cov + jitter)
+        eps = torch.randn(num_samples, *mean.shape, 1, dtype=mean.dtype, device=mean.device)
+        return mean + (chol @ eps).squeeze(-1)
+
+    @torch.no_grad()
+    def predictive_probs(self, x, link: str = "probit", num_samples: int = 100,
+                         batch_size: int = 1024) -> torch.Tensor:
+        """Class probabilities ``[N, C]`` of the GLM predictive.
+
+        ``link="probit"``: the probit approximation (MacKay 1992),
+        ``softmax(f / sqrt(1 + pi/8 var f))``; ``link="mc"``: the mean of ``num_samples``
+        softmax draws. For Bernoulli models the probabilities are ``(1 - p, p)``.
+        """
+        self._require_fit()
+        x = self.model.check_inputs(x)
+        likelihood = self.model.likelihood
+        if likelihood.task != "classification":
+            raise ValueError("predictive_probs is for classification; use predictive_outputs for regression")
+        chunks = []
+        for chunk in x.split(batch_size):
+            if link == "probit":
+                mean, cov = self._glm(chunk)
+                kappa = torch.rsqrt(1.0 + math.pi / 8.0 * cov.diagonal(dim1=-2, dim2=-1))
+                chunks.append(likelihood.predict(mean * kappa))
+            elif link == "mc":
+                chunks.append(likelihood.predict(self.predictive_outputs(chunk, num_samples)).mean(0))
+            else:
+                raise ValueError(f"link must be 'probit' or 'mc', got {link!r}")
+        return torch.cat(chunks)
+
+    def __repr__(self) -> str:
+        return (f"{type(self).__name__}(subset={self.subset.value}, structure={self.structure.value}, "
+                f"{self.num_params} weights, prior_precision={self.prior_precision:.4g})")
+
+
+def _output_2d(output: torch.Tensor) -> torch.Tensor:
+    return output if output.dim() == 2 else output.reshape(output.shape[0], -1)
+
+
+class _AllWeightsLaplace(BaseLaplace):
+    """Curvature from per-example Jacobians of the outputs in all latent weights."""
+
+    subset = Subset.ALL
+
+    def _jacobians(self, x) -> tuple[torch.Tensor, torch.Tensor]:
+        """Outputs ``[N, K]`` and Jacobians ``[N, K, P]`` at the MAP."""
+        model = self.model
+
+        def output(theta, xi):
+            return _output_2d(model.network(xi.unsqueeze(0), theta))[0]
+
+        with torch.enable_grad():
+            jac = vmap(jacrev(output), in_dims=(None, 0))(self.map_weights, x)
+        return _output_2d(model.network(x, self.map_weights)), jac
+
+
+class FullLaplace(_AllWeightsLaplace):
+    """Dense curvature over all weights: GGN (default) or the exact Hessian.
+
+    Memory ``O(P^2)``: for models with up to a few thousand weights.
+    """
+
+    structure = Structure.FULL
+
+    def __init__(self, model, weights, prior_precision=None, hessian: str = "ggn"):
+        super().__init__(model, weights, prior_precision)
+        if hessian not in ("ggn", "exact"):
+            raise ValueError(f"hessian must be 'ggn' or 'exact', got {hessian!r}")
+        self.hessian = hessian
+
+    def _reset(self):
+        p = self.num_params
+        self._h = torch.zeros(p, p, dtype=torch.float64, device=self.map_weights.device)
+
+    def _accumulate(self, x, y):
+        if self.hessian == "exact":
+            model = self.model
+
+            def nll(theta):
+                return -model.likelihood.log_prob(model.network(x, theta), y).sum()
+
+            with torch.enable_grad():
+                self._h += torch.func.hessian(nll)(self.map_weights).double()
+            return model.network(x, self.map_weights)
+        output, jac = self._jacobians(x)
+        lam = self.model.likelihood.output_hessian(output)
+        self._h += torch.einsum("nkp,nkl,nlq->pq", jac.double(), lam.double(), jac.double())
+        return output
+
+    def _finalize(self):
+        self._h = 0.5 * (self._h + self._h.T)
+        values, self._vectors = torch.linalg.eigh(self._h)
+        self._values = _clamp_eigenvalues(values, "Hessian" if self.hessian == "exact" else "GGN")
+
+    def _log_det_precision(self, delta):
+        return float(torch.log(self._values + delta).sum())
+
+    def posterior_covariance(self) -> torch.Tensor:
+        """``(H + delta I)^-1``, ``[P, P]``."""
+        self._require_fit()
+        return (self._vectors / (self._values + self.prior_precision)) @ self._vectors.T
+
+    def _sample_subset(self, num_samples):
+        eps = torch.randn(num_samples, self.num_params, dtype=torch.float64, device=self.map_weights.device)
+        draws = (eps / torch.sqrt(self._values + self.prior_precision)) @ self._vectors.T
+        return (self.theta.double() + draws).to(self.map_weights.dtype)
+
+    def _glm(self, x):
+        output, jac = self._jacobians(x)
+        projected = jac.double() @ self._vectors  # [N, K, P]
+        cov = (projected / (self._values + self.prior_precision)) @ projected.transpose(-1, -2)
+        return output, cov.to(output.dtype)
+
+
+class DiagLaplace(_AllWeightsLaplace):
+    """Diagonal of the GGN over all weights: memory ``O(P)``."""
+
+    structure = Structure.DIAG
+
+    def _reset(self):
+        self._h = torch.zeros(self.num_params, dtype=torch.float64, device=self.map_weights.device)
+
+    def _accumulate(self, x, y):
+        output, jac = self._jacobians(x)
+        lam = self.model.likelihood.output_hessian(output)
+        self._h += torch.einsum("nkp,nkl,nlp->p", jac.double(), lam.double(), jac.double())
+        return output
+
+    def _finalize(self):
+        self._h = _clamp_eigenvalues(self._h, "GGN diagonal")
+
+    def _log_det_precision(self, delta):
+        return float(torch.log(self._h + delta).sum())
+
+    def _sample_subset(self, num_samples):
+        eps = torch.randn(num_samples, self.num_params, dtype=torch.float64, device=self.map_weights.device)
+        draws = self.theta.double() + eps / torch.sqrt(self._h + self.prior_precision)
+        return draws.to(self.map_weights.dtype)
+
+    def _glm(self, x):
+        output, jac = self._jacobians(x)
+        jac = jac.double()
+        cov = (jac / (self._h + self.prior_precision)) @ jac.transpose(-1, -2)
+        return output, cov.to(output.dtype)
+
+
+def _last_linear(net: nn.Module) -> tuple[str, nn.Linear]:
+    layer = getattr(net, "last_layer", None)
+    named = dict(net.named_modules())
+    if isinstance(layer, nn.Linear):
+        name = next(n for n, m in named.items() if m is layer)
+        return name, layer
+    linears = [(n, m) for n, m in named.items() if isinstance(m, nn.Linear)]
+    if not linears:
+        raise ValueError("last-layer Laplace needs an nn.Linear output layer; the network has none")
+    return linears[-1]
+
+
+class LastLayerLaplace(BaseLaplace):
+    """Laplace over the last linear layer ``f = W phi(x) + b`` only; the rest stays at the MAP.
+
+    ``structure``:
+
+    - ``"kron"`` (KFAC): ``H ~= (sum_n Lambda_n) (x) (sum_n phi~_n phi~_n^T) / N`` with
+      ``phi~ = [phi; 1]``, handled through the eigendecompositions of the two factors;
+    - ``"diag"``: ``H_kh = sum_n Lambda_n,kk phi~_n,h^2``;
+    - ``"full"``: the exact GGN ``sum_n Lambda_n (x) phi~_n phi~_n^T`` (``O((K H)^2)`` memory).
+
+    The features ``phi(x)`` are the inputs of the last layer, captured with a forward hook.
+    """
+
+    subset = Subset.LAST_LAYER
+
+    def __init__(self, model, weights, prior_precision=None, structure: str = "kron"):
+        self.structure = Structure(structure)
+        name, layer = _last_linear(model.net)
+        self._layer = layer
+        sites = {s.name: s for s in model.sites}
+        self._weight_site = sites.get(f"{name}.weight" if name else "weight")
+        self._bias_site = sites.get(f"{name}.bias" if name else "bias")
+        if self._weight_site is None:
+            raise ValueError(f"the last layer {name!r} is deterministic in this BNN; make it latent")
+        self.num_outputs, self.num_features = layer.out_features, layer.in_features
+        super().__init__(model, weights, prior_precision)
+
+    def _subset_index(self):
+        device = self.model.prior_scales.device
+        w = self._weight_site
+        index = torch.arange(w.offset, w.offset + w.numel, device=device).view(*w.shape)
+        if self._bias_site is not None:
+            b = self._bias_site
+            bias = torch.arange(b.offset, b.offset + b.numel, device=device)[:, None]
+            index = torch.cat([index, bias], dim=1)
+        return index.reshape(-1)  # [K, H (+1)], row-major: output-major
+
+    @property
+    def _width(self) -> int:
+        return self.num_features + int(self._bias_site is not None)
+
+    def _features(self, x) -> tuple[torch.Tensor, torch.Tensor]:
+        """Outputs ``[N, K]`` at the MAP and augmented features ``phi~`` ``[N, H(+1)]``."""
+        captured = []
+        hook = self._layer.register_forward_hook(lambda m, inputs, out: captured.append(inputs[0]))
+        try:
+            output = self.model.network(x, self.map_weights)
+        finally:
+            hook.remove()
+        phi = captured[-1].reshape(x.shape[0], -1).double()
+        if self._bias_site is not None:
+            phi = torch.cat([phi, torch.ones_like(phi[:, :1])], dim=1)
+        return _output_2d(output), phi
+
+    def _reset(self):
+        k, h = self.num_outputs, self._width
+        dev = self.map_weights.device
+        if self.structure is Structure.KRON:
+            self._a = torch.zeros(h, h, dtype=torch.float64, device=dev)
+            self._g = torch.zeros(k, k, dtype=torch.float64, device=dev)
+        elif self.structure is Structure.DIAG:
+            self._h = torch.zeros(k, h, dtype=torch.float64, device=dev)
+        else:
+            self._h = torch.zeros(k, h, k, h, dtype=torch.float64, device=dev)
+
+    def _accumulate(self, x, y):
+        output, phi = self._features(x)
+        lam = self.model.likelihood.output_hessian(output).double()
+        if self.structure is Structure.KRON:
+            self._a += phi.T @ phi
+            self._g += lam.sum(0)
+        elif self.structure is Structure.DIAG:
+            self._h += torch.einsum("nk,nh->kh", lam.diagonal(dim1=-2, dim2=-1), phi * phi)
+        else:
+            self._h += torch.einsum("nkl,nh,nm->khlm", lam, phi, phi)
+        return output
+
+    def _finalize(self):
+        if self.structure is Structure.KRON:
+            a, self._qa = torch.linalg.eigh(0.5 * (self._a + self._a.T))
+            g, self._qg = torch.linalg.eigh(0.5 * (self._g + self._g.T))
+            a = _clamp_eigenvalues(a, "KFAC input factor")
+            g = _clamp_eigenvalues(g, "KFAC output factor")
+            self._eig = g[:, None] * a[None, :] / self.n_data_  # [K, H+1]: eigenvalues of G (x) A / N
+        elif self.structure is Structure.DIAG:
+            self._h = _clamp_eigenvalues(self._h, "GGN diagonal")
+        else:
+            p = self.num_params
+            values, self._vectors = torch.linalg.eigh(self._h.reshape(p, p))
+            self._values = _clamp_eigenvalues(values, "GGN")
+
+    def _log_det_precision(self, delta):
+        if self.structure is Structure.KRON:
+            return float(torch.log(self._eig + delta).sum())
+        if self.structure is Structure.DIAG:
+            return float(torch.log(self._h + delta).sum())
+        return float(torch.log(self._values + delta).sum())
+
+    def _sample_subset(self, num_samples):
+        k, h = self.num_outputs, self._width
+        theta = self.theta.double().view(k, h)
+        delta = self.prior_precision
+        eps = torch.randn(num_samples, k, h, dtype=torch.float64, device=self.map_weights.device)
+        if self.structure is Structure.KRON:
+            draws = self._qg @ (eps / torch.sqrt(self._eig + delta)) @ self._qa.T
+        elif self.structure is Structure.DIAG:
+            draws = eps / torch.sqrt(self._h + delta)
+        else:
+            flat = (eps.reshape(num_samples, -1) / torch.sqrt(self._values + delta)) @ self._vectors.T
+            draws = flat.view(num_samples, k, h)
+        return (theta + draws).reshape(num_samples, -1).to(self.map_weights.dtype)
+
+    def _glm(self, x):
+        output, phi = self._features(x)
+        delta = self.prior_precision
+        if self.structure is Structure.KRON:
+            u2 = (phi @ self._qa) ** 2  # [N, H+1]
+            s = u2 @ (1.0 / (self._eig + delta)).T  # [N, K]
+            cov = (self._qg * s[:, None, :]) @ self._qg.T
+        elif self.structure is Structure.DIAG:
+            cov = torch.diag_embed((phi * phi) @ (1.0 / (self._h + delta)).T)
+        else:
+            k, h = self.num_outputs, self._width
+            sigma = ((self._vectors / (self._values + delta)) @ self._vectors.T).view(k, h, k, h)
+            cov = torch.einsum("nh,khlm,nm->nkl", phi, sigma, phi)
+        return output, cov.to(output.dtype)
+
+    def predictive_outputs(self, x, num_samples, pred_type="glm"):
+        """For the last layer the GLM is exact: outputs at last-layer draws, shared by the batch."""
+        self._require_fit()
+        if pred_type not in ("glm", "nn"):
+            raise ValueError(f"pred_type must be 'glm' or 'nn', got {pred_type!r}")
+        _, phi = self._features(x)
+        draws = self._sample_subset(num_samples).double().view(num_samples, self.num_outputs, self._width)
+        out = torch.einsum("skh,nh->snk", draws, phi).to(self.map_weights.dtype)
+        if self.num_outputs == 1 and self.model.likelihood.task == "regression":
+            return out.squeeze(-1)
+        return out
+
+
+def laplace(source, subset: str = "all", structure: str = "full", *, hessian: str = "ggn",
+            prior_precision: float | None = None) -> BaseLaplace:
+    """A Laplace approximation around a MAP (a Posterior from ``fit`` with ``MAPGuide``).
+
+    ``subset="all"`` with ``structure="full"`` or ``"diag"``; ``subset="last_layer"`` with
+    ``"kron"``, ``"diag"`` or ``"full"``. Call ``.fit(data)`` next.
+    """
+    model, weights = _map_weights(source)
+    subset, structure = Subset(subset), Structure(structure)
+    if subset is Subset.LAST_LAYER:
+        return LastLayerLaplace(model, weights, prior_precision, structure=structure.value)
+    if structure is Structure.FULL:
+        return FullLaplace(model, weights, prior_precision, hessian=hessian)
+    if structure is Structure.DIAG:
+        if hessian != "ggn":
+            raise ValueError("the diagonal structure uses the GGN; hessian='exact' needs structure='full'")
+        return DiagLaplace(model, weights, prior_precision)
+    raise ValueError("the Kronecker structure is available for the last layer: use subset='last_layer'")
+
+
+def fit_laplace(source, data, subset: str = "all", structure: str = "full", *, hessian: str = "ggn",
+                optimize_prior: bool = True, batch_size: int = 256) -> Posterior:
+    """Build a Laplace approximation around the MAP ``source``, fit it on ``data``, choose the
+    prior precision by marginal likelihood, and return it as a :class:`Posterior`."""
+    la = laplace(source, subset, structure, hessian=hessian).fit(data, batch_size=batch_size)
+    if optimize_prior:
+        la.optimize_prior_precision()
+    history = source.history if isinstance(source, Posterior) else None
+    return Posterior(la.model, la, history)
