@@ -26,7 +26,7 @@ import torch
 from bayesdl.atomic import atomic_path
 
 __all__ = ["to_jsonable", "write_json", "write_text", "save_figure", "versions", "RunFolder",
-           "SCHEMA_KEYS"]
+           "SCHEMA_KEYS", "markdown_table"]
 
 SCHEMA_KEYS = ("study", "config", "results", "versions")
 
@@ -48,6 +48,16 @@ def to_jsonable(value):
     if isinstance(value, Path):
         return str(value)
     return value
+
+
+def markdown_table(headers: list[str], rows: list[list], floatfmt: str = ".3f") -> str:
+    """A GitHub-flavoured Markdown table; floats formatted with ``floatfmt``."""
+    def cell(value):
+        return format(value, floatfmt) if isinstance(value, float) else str(value)
+
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines)
 
 
 def write_json(path, obj) -> None:

@@ -4,10 +4,16 @@ Bayesian linear and logistic regression, or an MLP with one small hidden layer o
 the draws are the ground truth every approximation is compared against. Chains run one
 after another with seeds ``seed, seed + 1, ...``, so results are reproducible and R-hat is
 computed across genuinely independent chains.
+
+For a :class:`models.BNN`, NUTS runs on a potential written directly over the flat weight
+vector -- the model's log joint, ``-ln p(theta) - sum_n ln p(y_n | x_n, theta)`` -- instead
+of replaying the Pyro model at every leapfrog step: the same density (tested against the
+model's trace) with far less Python per gradient. Any other Pyro model runs as it is.
 """
 
 from __future__ import annotations
 
+import math
 import time
 import warnings
 
@@ -64,36 +70,92 @@ class MCMCSamples:
                             for s in range(num_samples)])
 
 
+def _bnn_potential(bnn, x, y, dataset_size=None):
+    """``U(theta)`` over the flat weights of a BNN, and the weight count."""
+    x, y = bnn.check_data(x, y)
+    n = x.shape[0]
+    scale = 1.0 if dataset_size is None else check_int(dataset_size, "dataset_size", minimum=n) / n
+    inv_var = 1.0 / bnn.prior_scales.detach() ** 2
+    constant = float(torch.log(bnn.prior_scales).sum()) + 0.5 * bnn.num_latent * math.log(2 * math.pi)
+    likelihood = bnn.likelihood
+
+    def potential(params):
+        theta = params["theta"]
+        log_prior = -0.5 * (theta * theta * inv_var).sum() - constant
+        log_lik = likelihood.log_prob(bnn.network(x, theta), y).sum() * scale
+        return -(log_prior + log_lik)
+
+    return potential
+
+
 def nuts(model, *args, num_samples: int = 500, warmup_steps: int = 500, num_chains: int = 4,
          seed: int = 0, progress: bool = True, target_accept_prob: float = 0.8,
-         max_tree_depth: int = 10, jit_compile: bool = False, **kwargs) -> Posterior:
+         max_tree_depth: int = 10, jit_compile: bool = False, threads: int | None = 1,
+         **kwargs) -> Posterior:
     """Sample the posterior of a Pyro ``model(*args, **kwargs)`` with NUTS; return a ``Posterior``.
 
     ``num_chains`` chains of ``warmup_steps`` adaptation steps (step size and a diagonal
     mass matrix) and ``num_samples`` kept draws each. ``jit_compile=True`` traces the
     potential energy with the PyTorch JIT: about twice as fast for small models, but only for
-    models whose control flow does not depend on the sampled values. Check convergence with
+    models whose control flow does not depend on the sampled values (not for BNNs, whose
+    network runs through ``torch.func.functional_call``). Check convergence with
     :func:`evaluation.diagnostics.summary` (R-hat, effective sample size).
+
+    ``threads`` sets torch's intra-op threads while sampling (restored afterwards): models small
+    enough for NUTS are made of tiny operations, for which one thread is fastest (a 2-16-2 MLP
+    gradient on 200 points: 0.23 ms on one thread, 0.33 ms on two). ``None`` keeps the setting.
+
+    For a BNN the model arguments are ``(x, y)`` (and optionally ``dataset_size``); chains start
+    from weights drawn uniformly in [-2, 2] (Pyro's default initialisation). A learned noise
+    scale of a Gaussian likelihood stays at its current value: only the weights are sampled.
     """
     num_samples = check_int(num_samples, "num_samples", minimum=1)
     warmup_steps = check_int(warmup_steps, "warmup_steps", minimum=0)
     num_chains = check_int(num_chains, "num_chains", minimum=1)
+    bnn = bnn_of(model)
+    if bnn is not None and jit_compile:
+        raise ValueError("jit_compile is not available for BNN models (functional_call cannot be traced)")
+    potential = _bnn_potential(bnn, *args, **kwargs) if bnn is not None else None
+    previous_threads = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(check_int(threads, "threads", minimum=1))
+    try:
+        options = {"target_accept_prob": target_accept_prob, "max_tree_depth": max_tree_depth}
+        chains, diverging, seconds = _run_chains(model, bnn, potential, args, kwargs, num_samples,
+                                                 warmup_steps, num_chains, seed, progress, jit_compile,
+                                                 options)
+    finally:
+        torch.set_num_threads(previous_threads)
+    samples = {name: torch.stack([c[name] for c in chains]) for name in chains[0]}
+    return Posterior(model, MCMCSamples(model, samples, np.stack(diverging), seconds))
+
+
+def _run_chains(model, bnn, potential, args, kwargs, num_samples, warmup_steps, num_chains, seed, progress,
+                jit_compile, options):
+    """Run the chains one after another; returns (draws per chain, divergence flags, seconds)."""
     chains, diverging = [], []
     start = time.perf_counter()
     for chain in range(num_chains):
         pyro.set_rng_seed(seed + chain)
-        kernel = NUTS(model, target_accept_prob=target_accept_prob, max_tree_depth=max_tree_depth,
-                      jit_compile=jit_compile, ignore_jit_warnings=jit_compile)
-        mcmc = MCMC(kernel, num_samples=num_samples, warmup_steps=warmup_steps, num_chains=1,
-                    disable_progbar=not progress)
-        with warnings.catch_warnings():
-            # Pyro's jit_compile calls torch.jit.trace, which torch marks as deprecated.
-            warnings.filterwarnings("ignore", message=".*torch.jit.trace.*", category=FutureWarning)
-            mcmc.run(*args, **kwargs)
-        chains.append({k: v.detach() for k, v in mcmc.get_samples().items()})
+        if potential is not None:
+            kernel = NUTS(potential_fn=potential, **options)
+            initial = {"theta": torch.empty(bnn.num_latent, dtype=bnn.prior_scales.dtype,
+                                            device=bnn.prior_scales.device).uniform_(-2, 2)}
+            mcmc = MCMC(kernel, num_samples=num_samples, warmup_steps=warmup_steps, num_chains=1,
+                        initial_params=initial, disable_progbar=not progress)
+            mcmc.run()
+            draws = bnn.unflatten(mcmc.get_samples()["theta"].detach())
+        else:
+            kernel = NUTS(model, jit_compile=jit_compile, ignore_jit_warnings=jit_compile, **options)
+            mcmc = MCMC(kernel, num_samples=num_samples, warmup_steps=warmup_steps, num_chains=1,
+                        disable_progbar=not progress)
+            with warnings.catch_warnings():
+                # Pyro's jit_compile calls torch.jit.trace, which torch marks as deprecated.
+                warnings.filterwarnings("ignore", message=".*torch.jit.trace.*", category=FutureWarning)
+                mcmc.run(*args, **kwargs)
+            draws = {k: v.detach() for k, v in mcmc.get_samples().items()}
+        chains.append(draws)
         flags = np.zeros(num_samples, dtype=bool)
         flags[mcmc.diagnostics()["divergences"]["chain 0"]] = True
         diverging.append(flags)
-    samples = {name: torch.stack([c[name] for c in chains]) for name in chains[0]}
-    approximation = MCMCSamples(model, samples, np.stack(diverging), time.perf_counter() - start)
-    return Posterior(model, approximation)
+    return chains, diverging, time.perf_counter() - start

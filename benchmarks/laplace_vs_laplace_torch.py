@@ -1,0 +1,142 @@
+"""Last-layer KFAC Laplace: bayesdl against laplace-torch, the same work in one run.
+
+A LeNet is trained to its MAP on MNIST (``MAPGuide``), then both libraries
+
+1. fit a last-layer Kronecker-factored Laplace approximation on the training set and choose
+   the prior precision by the marginal likelihood ("fit" time, both steps together);
+2. predict the 10,000 test images with the linearised (GLM) predictive and the probit
+   approximation ("predict" time).
+
+Reported: test NLL, ECE (15 bins) and accuracy of both, their relative differences, and the
+fit/predict times (medians of interleaved rounds) with their ratios.
+
+    pip install laplace-torch   # only for this benchmark
+    python benchmarks/laplace_vs_laplace_torch.py --data-root ../shared/data
+
+Targets: NLL and ECE within 1% of laplace-torch's; fit and predict time <= 1.0x.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import time
+import warnings
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader, TensorDataset
+
+from bayesdl.runtime import retain_freed_memory
+from evaluation import expected_calibration_error, negative_log_likelihood
+from experiments.data import mnist_splits
+from inference import MAPGuide, fit, laplace
+from models import BNN, LeNet
+
+
+def _map_lenet(train, epochs, seed):
+    torch.manual_seed(seed)
+    model = BNN(LeNet(dropout=None), prior_scale=1.0)
+    guide = MAPGuide(model)
+    loader = DataLoader(train, batch_size=128, shuffle=True)
+    posterior = fit(model, guide, loader, epochs=epochs, lr=1e-3, seed=seed, progress=False)
+    net = LeNet(dropout=None)
+    net.load_state_dict({k: v.detach().clone() for k, v in model.unflatten(guide.point_estimate()).items()})
+    return posterior, net.eval()
+
+
+def _metrics(probs, labels):
+    probs = probs.double()
+    probs = probs / probs.sum(-1, keepdim=True)
+    return {"nll": negative_log_likelihood(probs, labels), "ece": expected_calibration_error(probs, labels),
+            "accuracy": float((probs.argmax(-1) == labels).double().mean())}
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--data-root", default=os.environ.get("BAYESDL_DATA"))
+    parser.add_argument("--epochs", type=int, default=3, help="MAP training epochs")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--train", type=int, default=None, help="limit the training set (default: all)")
+    parser.add_argument("--json", default=None)
+    args = parser.parse_args(argv)
+    from laplace import Laplace  # laplace-torch
+
+    torch.set_num_threads(min(2, torch.get_num_threads()))
+    retain_freed_memory()
+    splits = mnist_splits(args.data_root, seed=0, val_size=0, train_limit=args.train)
+    train, test = splits["train"], splits["test"]
+    x_test, y_test = test.tensors
+    posterior, net = _map_lenet(train, args.epochs, seed=0)
+    fit_loader = DataLoader(TensorDataset(*train.tensors), batch_size=256, shuffle=False)
+    test_batches = x_test.split(1000)
+
+    def ours_fit():
+        return laplace(posterior, "last_layer", "kron").fit(fit_loader).optimize_prior_precision()
+
+    def theirs_fit():
+        la = Laplace(net, "classification", subset_of_weights="last_layer", hessian_structure="kron")
+        la.fit(fit_loader)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # its reminder that the link defaults to probit
+            la.optimize_prior_precision(method="marglik")
+        return la
+
+    def ours_predict(la):
+        return la.predictive_probs(x_test, link="probit", batch_size=1000)
+
+    @torch.no_grad()
+    def theirs_predict(la):
+        return torch.cat([la(xb, pred_type="glm", link_approx="probit") for xb in test_batches])
+
+    times = {k: [] for k in ("ours_fit", "theirs_fit", "ours_predict", "theirs_predict")}
+    for _ in range(args.rounds):
+        start = time.perf_counter()
+        ours = ours_fit()
+        times["ours_fit"].append(time.perf_counter() - start)
+        start = time.perf_counter()
+        theirs = theirs_fit()
+        times["theirs_fit"].append(time.perf_counter() - start)
+        start = time.perf_counter()
+        p_ours = ours_predict(ours)
+        times["ours_predict"].append(time.perf_counter() - start)
+        start = time.perf_counter()
+        p_theirs = theirs_predict(theirs)
+        times["theirs_predict"].append(time.perf_counter() - start)
+
+    m_ours, m_theirs = _metrics(p_ours, y_test), _metrics(p_theirs, y_test)
+    med = {k: statistics.median(v) for k, v in times.items()}
+    result = {
+        "bayesdl": {**m_ours, "prior_precision": ours.prior_precision, "fit_s": med["ours_fit"],
+                    "predict_s": med["ours_predict"]},
+        "laplace_torch": {**m_theirs, "prior_precision": float(theirs.prior_precision.mean()),
+                          "fit_s": med["theirs_fit"], "predict_s": med["theirs_predict"]},
+        "relative_difference": {k: abs(m_ours[k] - m_theirs[k]) / abs(m_theirs[k]) for k in ("nll", "ece")},
+        "time_ratio": {"fit": med["ours_fit"] / med["theirs_fit"],
+                       "predict": med["ours_predict"] / med["theirs_predict"]},
+        "setup": {"train": len(train), "test": len(test), "map_epochs": args.epochs, "rounds": args.rounds,
+                  "threads": torch.get_num_threads()},
+    }
+    print(f"\nLeNet MAP ({args.epochs} epochs), last-layer KFAC Laplace, {len(train)} training and "
+          f"{len(test)} test images; medians of {args.rounds} interleaved rounds\n")
+    print("| library | NLL | ECE (%) | accuracy (%) | prior precision | fit (s) | predict (s) |")
+    print("|---|---|---|---|---|---|---|")
+    for name in ("bayesdl", "laplace_torch"):
+        r = result[name]
+        print(f"| {name} | {r['nll']:.4f} | {100 * r['ece']:.3f} | {100 * r['accuracy']:.2f} | "
+              f"{r['prior_precision']:.4g} | {r['fit_s']:.2f} | {r['predict_s']:.2f} |")
+    rd, tr = result["relative_difference"], result["time_ratio"]
+    print()
+    checks = (("NLL relative difference", rd["nll"], 0.01), ("ECE relative difference", rd["ece"], 0.01),
+              ("fit time ratio", tr["fit"], 1.0), ("predict time ratio", tr["predict"], 1.0))
+    for label, value, target in checks:
+        print(f"{label}: {value:.4f}  (target <= {target})  {'meets' if value <= target else 'MISSES'}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=2))
+    return result
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,174 @@
+"""Shared machinery of the week-2 studies on 2-D data: fit every method, map uncertainty.
+
+Each method is a function ``(model_factory, x, y, ctx) -> Posterior``; everything after the
+fit goes through the one Posterior interface (no ``if method == ...`` below this point).
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from evaluation import calibration_metrics, mutual_information, predictive_entropy
+from evaluation.diagnostics import compare, plot_rank, save, summary, to_inference_data
+from evaluation.plotting import new_figure
+from inference import Posterior
+
+from ..io import markdown_table
+
+__all__ = ["Method", "Grid", "evaluate_methods", "uncertainty_figure", "curves_figure", "diagnostics"]
+
+
+@dataclass(frozen=True)
+class Method:
+    """A way to get a posterior: ``fit(x, y) -> Posterior``; ``sampled`` if it has several draws,
+    ``random_draws`` if its draws are random (MCMC draws are picked deterministically)."""
+
+    name: str
+    label: str
+    fit: Callable[[torch.Tensor, torch.Tensor], Posterior]
+    sampled: bool = True
+    random_draws: bool = True
+
+
+@dataclass
+class Grid:
+    """A square grid of inputs reaching far beyond the data."""
+
+    xx: np.ndarray
+    yy: np.ndarray
+    points: torch.Tensor
+    far: torch.Tensor  # bool [G]: farther than `far_distance` from every training point
+
+    @classmethod
+    def around(cls, x: torch.Tensor, extent: float, resolution: int, far_distance: float) -> Grid:
+        axis = np.linspace(-extent, extent, resolution)
+        xx, yy = np.meshgrid(axis, axis)
+        points = torch.tensor(np.stack([xx.ravel(), yy.ravel()], 1), dtype=x.dtype)
+        nearest = torch.cdist(points, x).min(1).values
+        return cls(xx, yy, points, nearest > far_distance)
+
+
+def evaluate_methods(methods: list[Method], x, y, x_test, y_test, grid: Grid, samples: int,
+                     reference: str = "nuts") -> tuple[dict, dict, dict]:
+    """Fit each method; return ``(posteriors, grid probabilities [S, G, C], metrics)``."""
+    posteriors, grid_probs, results = {}, {}, {}
+    for method in methods:
+        posterior = method.fit(x, y)
+        posteriors[method.name] = posterior
+        draws = samples if method.sampled else 1
+        probs_test = posterior.predict(x_test, num_samples=draws)
+        grid_probs[method.name] = posterior.predict(grid.points, num_samples=draws)
+        m = calibration_metrics(probs_test.mean(0), y_test, n_bins=10)
+        mean_grid = grid_probs[method.name].mean(0)
+        results[method.name] = {
+            "accuracy": m["accuracy"],
+            "nll": m["nll"],
+            "ece": m["ece"],
+            "mean_confidence_far": float(mean_grid[grid.far].max(-1).values.mean()),
+            "mean_confidence_test": float(probs_test.mean(0).max(-1).values.mean()),
+            "mean_mutual_information_far": float(mutual_information(grid_probs[method.name])[grid.far].mean()),
+        }
+        if method.sampled and method.random_draws:
+            # Monte-Carlo noise of a cheap estimate: TV between two independent 10-sample maps.
+            a = posterior.predict(grid.points, num_samples=10).mean(0)
+            b = posterior.predict(grid.points, num_samples=10).mean(0)
+            results[method.name]["estimate_noise_10_samples"] = float(0.5 * (a - b).abs().sum(-1).mean())
+    if reference in grid_probs:
+        ref = grid_probs[reference].mean(0)
+        for name, probs in grid_probs.items():
+            tv = 0.5 * (probs.mean(0) - ref).abs().sum(-1)
+            results[name]["tv_to_nuts"] = float(tv.mean())
+            results[name]["tv_to_nuts_far"] = float(tv[grid.far].mean())
+    return posteriors, grid_probs, results
+
+
+def uncertainty_figure(methods: list[Method], grid_probs: dict, grid: Grid, x, y, title: str):
+    """Rows: methods; columns: max probability with the decision boundary, entropy, MI."""
+    fig, axes = new_figure(ncols=3, nrows=len(methods), size=(3.3, 3.0))
+    shape = grid.xx.shape
+    for row, method in zip(axes, methods):
+        probs = grid_probs[method.name]
+        mean = probs.mean(0)
+        panels = [
+            ("max probability", mean.max(-1).values, (0.5, 1.0), "viridis"),
+            ("predictive entropy (nats)", predictive_entropy(probs), (0.0, math.log(mean.shape[-1])), "magma"),
+            ("mutual information (nats)", mutual_information(probs), None, "magma"),
+        ]
+        for ax, (name, values, limits, cmap) in zip(row, panels):
+            if name.startswith("mutual") and not method.sampled:
+                ax.text(0.5, 0.5, "point estimate:\nno epistemic part", ha="center", va="center",
+                        transform=ax.transAxes)
+                ax.set_xticks([])
+                ax.set_yticks([])
+            else:
+                kwargs = {"vmin": limits[0], "vmax": limits[1]} if limits else {}
+                image = ax.contourf(grid.xx, grid.yy, values.reshape(shape).numpy(), levels=20, cmap=cmap, **kwargs)
+                ax.figure.colorbar(image, ax=ax, shrink=0.8)
+                ax.contour(grid.xx, grid.yy, mean[:, -1].reshape(shape).numpy(), levels=[0.5],
+                           colors="white", linewidths=1.0)
+                ax.scatter(x[:, 0], x[:, 1], c=y, cmap="coolwarm", s=6, edgecolors="black", linewidths=0.2)
+            ax.set_title(f"{method.label}: {name}", fontsize="small")
+    fig.suptitle(title)
+    return fig
+
+
+def curves_figure(posteriors: dict, labels: dict):
+    """ELBO and its parts per epoch for the methods fitted by SVI, per example."""
+    fitted = {k: p for k, p in posteriors.items() if p.history is not None and p.history.epoch_elbo}
+    fig, axes = new_figure(ncols=3, size=(3.6, 3.0))
+    for name, posterior in fitted.items():
+        h = posterior.history
+        n = h.dataset_size
+        epochs = np.arange(1, len(h.epoch_elbo) + 1)
+        axes[0, 0].plot(epochs, np.array(h.epoch_elbo) / n, label=labels[name])
+        if h.epoch_log_likelihood:
+            axes[0, 1].plot(epochs, np.array(h.epoch_log_likelihood) / n, label=labels[name])
+            axes[0, 2].plot(epochs, np.array(h.epoch_kl) / n, label=labels[name])
+    for ax, title in zip(axes[0], ("ELBO / N", "expected log-likelihood / N", "KL / N (MAP: -log prior)")):
+        ax.set_title(title, fontsize="small")
+        ax.set_xlabel("epoch")
+        ax.set_xscale("log")
+        ax.legend(fontsize="x-small")
+    fig.suptitle("Training curves")
+    return fig
+
+
+def diagnostics(ctx, posteriors: dict, sampled: set, x, y, samples: int) -> tuple[dict, str]:
+    """ArviZ: InferenceData per method (saved as .nc), NUTS summary, LOO comparison, rank plot.
+
+    Point estimates (methods not in ``sampled``) are saved with one draw and left out of the
+    LOO comparison, which needs a posterior. Returns (results to merge, markdown).
+    """
+    idatas, results, text = {}, {}, []
+    for name, posterior in posteriors.items():
+        idatas[name] = to_inference_data(posterior, x, y, num_samples=samples if name in sampled else 1)
+        save(idatas[name], ctx.folder.file(f"inference_{name}.nc"))
+    if "nuts" in idatas:
+        table = summary(idatas["nuts"])
+        results["nuts"] = {"max_r_hat": float(table["r_hat"].max()), "min_ess_bulk": float(table["ess_bulk"].min()),
+                           "divergences": int(posteriors["nuts"].approximation.diverging.sum())}
+        names = list(idatas["nuts"].posterior.data_vars)[-2:]
+        rank = ctx.figure(plot_rank(idatas["nuts"], var_names=names), "nuts_rank.png")
+        text.append("NUTS convergence (ArviZ): max R-hat "
+                    f"{results['nuts']['max_r_hat']:.3f}, min bulk ESS {results['nuts']['min_ess_bulk']:.0f}, "
+                    f"{results['nuts']['divergences']} divergent transitions.\n\n![]({rank})\n")
+    posteriors_only = {k: v for k, v in idatas.items() if k in sampled}
+    if len(posteriors_only) > 1:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # Pareto k warnings: reported in the table
+            table = compare(posteriors_only)
+        for name, row in table.iterrows():
+            results.setdefault(name, {})["elpd_loo"] = float(row["elpd_loo"])
+        rows = [[name, int(r["rank"]), float(r["elpd_loo"]), float(r["p_loo"]), float(r["elpd_diff"]),
+                 float(r["weight"]), "yes" if r["warning"] else "no"] for name, r in table.iterrows()]
+        text.append("PSIS-LOO comparison on the training data (`az.compare`; higher `elpd_loo` is better; "
+                    "'Pareto k warning' marks estimates ArviZ flags as unreliable):\n\n"
+                    + markdown_table(["method", "rank", "elpd_loo", "p_loo", "elpd_diff", "weight",
+                                      "Pareto k warning"], rows, ".2f") + "\n")
+    return results, "\n".join(text)
