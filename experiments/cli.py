@@ -2,6 +2,7 @@
 
     bdl list
     bdl run regression --out runs/regression [--seed 0] [--quick] [--data-root DIR] [--device cpu]
+    bdl diagnose runs/two-moons [--plots DIR]
 """
 
 from __future__ import annotations
@@ -35,6 +36,11 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--cache-dir", default=None,
                      help="folder caching trained networks by config hash (default: <out>/../.cache)")
     run.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    diagnose = commands.add_parser("diagnose", help="show a saved run's ArviZ diagnostics again",
+                                   description="Print the ArviZ diagnostics (R-hat, ESS, PSIS-LOO) of a run "
+                                               "folder without refitting.")
+    diagnose.add_argument("run_dir", help="the --out folder of a `bdl run`")
+    diagnose.add_argument("--plots", default=None, help="also write rank plots into this folder")
     return parser
 
 
@@ -45,6 +51,15 @@ def main(argv: list[str] | None = None) -> int:
         for name, study in STUDIES.items():
             print(f"{name:<{width}}  {study.description}")
             print(f"{'':<{width}}  reproduces: {study.reproduces}")
+        return 0
+    if args.command == "diagnose":
+        from .diagnose import diagnose
+
+        try:
+            print(diagnose(args.run_dir, plots=args.plots))
+        except FileNotFoundError as err:
+            print(f"bdl: error: {err}", file=sys.stderr)
+            return 2
         return 0
     out = args.out or os.path.join("runs", args.study)
     try:

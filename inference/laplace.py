@@ -262,18 +262,18 @@ class BaseLaplace:
         return self.model.unflatten(self.sample_flat(num_samples))
 
     def predictive_outputs(self, x, num_samples: int, pred_type: str = "glm") -> torch.Tensor:
-        """``[S, N, K]`` output samples: from the GLM predictive (default), or ``"nn"``:
-        the network at weight draws."""
+        """``[S, N, K]`` output samples at weight draws ``theta_s``, one per pass shared by the
+        batch: the linearised network ``f(x; theta*) + J(x) (theta_s - theta*)`` (``"glm"``,
+        default), or the network itself ``f(x; theta_s)`` (``"nn"``)."""
         self._require_fit()
         if pred_type == "nn":
             return torch.stack([self.model.network(x, w) for w in self.sample_flat(num_samples)])
         if pred_type != "glm":
             raise ValueError(f"pred_type must be 'glm' or 'nn', got {pred_type!r}")
-        mean, cov = self._glm(x)
-        jitter = 1e-9 * torch.eye(cov.shape[-1], dtype=cov.dtype, device=cov.device)
-        chol = torch.linalg.cholesky(cov + jitter)
-        eps = torch.randn(num_samples, *mean.shape, 1, dtype=mean.dtype, device=mean.device)
-        return mean + (chol @ eps).squeeze(-1)
+        return self._linearised_outputs(x, self._sample_subset(num_samples))
+
+    def _linearised_outputs(self, x, draws: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
 
     @torch.no_grad()
     def predictive_probs(self, x, link: str = "probit", num_samples: int = 100,
@@ -325,6 +325,11 @@ class _AllWeightsLaplace(BaseLaplace):
         with torch.enable_grad():
             jac = vmap(jacrev(output), in_dims=(None, 0))(self.map_weights, x)
         return _output_2d(model.network(x, self.map_weights)), jac
+
+    def _linearised_outputs(self, x, draws):
+        output, jac = self._jacobians(x)
+        shift = (draws - self.theta).to(jac.dtype)  # [S, P]
+        return output + torch.einsum("nkp,sp->snk", jac, shift)
 
 
 class FullLaplace(_AllWeightsLaplace):
@@ -557,12 +562,15 @@ class LastLayerLaplace(BaseLaplace):
         return output, cov.to(output.dtype)
 
     def predictive_outputs(self, x, num_samples, pred_type="glm"):
-        """For the last layer the GLM is exact: outputs at last-layer draws, shared by the batch."""
+        """For the last layer the network is linear in the weights: ``"glm"`` and ``"nn"`` coincide."""
         self._require_fit()
         if pred_type not in ("glm", "nn"):
             raise ValueError(f"pred_type must be 'glm' or 'nn', got {pred_type!r}")
+        return self._linearised_outputs(x, self._sample_subset(num_samples))
+
+    def _linearised_outputs(self, x, draws):
         _, phi = self._features(x)
-        draws = self._sample_subset(num_samples).double().view(num_samples, self.num_outputs, self._width)
+        draws = draws.double().view(draws.shape[0], self.num_outputs, self._width)
         out = torch.einsum("skh,nh->snk", draws, phi).to(self.map_weights.dtype)
         if self.num_outputs == 1 and self.model.likelihood.task == "regression":
             return out.squeeze(-1)

@@ -189,3 +189,21 @@ def test_diag_and_full_laplace_types():
     _, posterior, _, _ = _logistic(n=20)
     assert isinstance(laplace(posterior, "all", "diag"), DiagLaplace)
     assert isinstance(laplace(posterior, "all", "full"), FullLaplace)
+
+
+def test_linearised_draws_are_joint_and_match_the_glm():
+    # Logistic regression is linear in the weights: the GLM outputs are the network's.
+    model, posterior, x, y = _logistic()
+    la = laplace(posterior, "all", "full").fit((x, y))
+    draws = la._sample_subset(5)
+    torch.testing.assert_close(la._linearised_outputs(x[:7], draws),
+                               torch.stack([model.network(x[:7], d) for d in draws]))
+    # For an MLP the draws' output covariance is J Sigma J^T.
+    torch.manual_seed(0)
+    model, posterior, x, y = _multiclass()
+    for structure in ("full", "diag"):
+        la = laplace(posterior, "all", structure).fit((x, y))
+        outputs = la.predictive_outputs(x[:3], num_samples=20000)
+        _, cov = la._glm(x[:3])
+        for n in range(3):
+            torch.testing.assert_close(torch.cov(outputs[:, n].T), cov[n], rtol=0.08, atol=0.02 * float(cov[n].diagonal().max()))

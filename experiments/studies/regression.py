@@ -21,7 +21,7 @@ import torch
 from pyro.infer import Trace_ELBO
 from pyro.infer.autoguide import AutoNormal
 
-from evaluation.diagnostics import summary
+from evaluation.diagnostics import save, summary, to_inference_data
 from evaluation.plotting import new_figure
 from inference import fit, nuts
 from models import BayesianLinearRegression, GaussianBasis, PolynomialBasis
@@ -187,7 +187,9 @@ def run(ctx: RunContext) -> StudyResult:
         ax.scatter(x, y, s=10, color="black", zorder=3)
         ax.set_title(f"{'SVI, mean-field Normal guide' if name == 'svi_mean_field' else 'NUTS, 4 chains'}")
         ax.legend(fontsize="x-small", loc="upper left")
-    table = summary(chains)
+    idata = to_inference_data(chains)
+    save(idata, ctx.folder.file("inference_nuts.nc"))
+    table = summary(idata)
     results["nuts"]["max_r_hat"] = float(table["r_hat"].max())
     results["nuts"]["min_ess_bulk"] = float(table["ess_bulk"].min())
     results["nuts"]["divergences"] = int(chains.approximation.diverging.sum())

@@ -190,13 +190,20 @@ def _moons_conclusions(r) -> str:
         lines.append("- MAP is not the most confident method far from the data here; see the table.")
     closest = min((m for m in r if m != "nuts"), key=lambda m: r[m].get("tv_to_nuts", math.inf))
     lines.append(f"- Closest to NUTS over the grid: {closest} (TV {r[closest]['tv_to_nuts']:.4f}).")
-    noise = {m: r[m]["estimate_noise_10_samples"] for m in r if "estimate_noise_10_samples" in r[m]}
-    lines.append("- Monte-Carlo noise of a 10-sample predictive map (mean TV between two independent "
-                 "estimates): " + ", ".join(f"{m} {v:.4f}" for m, v in noise.items()) + ".")
-    if noise["mc_dropout"] > noise["mean_field"]:
-        lines.append("- MC dropout is the noisier of the two variational methods for few samples, as the "
-                     "course report observes; averaging more passes removes it.")
+    error = {m: r[m]["mc_error_10_samples"] for m in r if "mc_error_10_samples" in r[m]}
+    rough = {m: r[m]["roughness_10_samples"] for m in r if "roughness_10_samples" in r[m]}
+    lines.append("- A 10-sample predictive map: roughness (mean change of p between neighbouring grid "
+                 "points) " + ", ".join(f"{m} {v:.4f}" for m, v in rough.items()) + "; Monte-Carlo error "
+                 "(mean TV between two independent estimates) " + ", ".join(f"{m} {v:.4f}" for m, v in error.items())
+                 + ".")
+    if rough["mc_dropout"] > rough["mean_field"]:
+        lines.append("- The MC dropout map is visibly noisier (rougher) than the mean-field one for few "
+                     "samples, as the course report observes: every input draws its own masks, while a "
+                     "mean-field weight draw is shared by the whole grid. Its Monte-Carlo error is "
+                     + ("larger too." if error["mc_dropout"] > error["mean_field"] else
+                        "not larger, though: the mean-field map is smooth but just as uncertain an estimate.")
+                     + " More passes remove both.")
     else:
-        lines.append("- Unlike the course report, MC dropout is not noisier than mean-field VI for few "
-                     "samples in this run.")
+        lines.append("- Unlike the course report, the MC dropout map is not rougher than the mean-field one "
+                     "for few samples in this run.")
     return "\n".join(lines)
