@@ -17,6 +17,7 @@ from .calibration import (
     negative_log_likelihood,
     reliability_bins,
 )
+from .ood import max_probability, negative_entropy, negative_mutual_information, odin_scores, tune_odin
 from .plotting import new_figure, plot_precision_recall, plot_reliability_diagram, plot_roc
 from .ranking import failure_metrics, fpr_at_tpr, ood_metrics
 from .uncertainty import expected_entropy, mutual_information, predictive_entropy, variation_ratio
@@ -38,6 +39,11 @@ __all__ = [
     "failure_metrics",
     "ood_metrics",
     "fpr_at_tpr",
+    "max_probability",
+    "negative_entropy",
+    "negative_mutual_information",
+    "odin_scores",
+    "tune_odin",
     "new_figure",
     "plot_reliability_diagram",
     "plot_precision_recall",

@@ -41,7 +41,6 @@ import warnings
 from enum import Enum
 
 import torch
-import torch.nn as nn
 from scipy.optimize import minimize_scalar
 from torch.func import jacrev, vmap
 
@@ -422,18 +421,6 @@ class DiagLaplace(_AllWeightsLaplace):
         return output, cov.to(output.dtype)
 
 
-def _last_linear(net: nn.Module) -> tuple[str, nn.Linear]:
-    layer = getattr(net, "last_layer", None)
-    named = dict(net.named_modules())
-    if isinstance(layer, nn.Linear):
-        name = next(n for n, m in named.items() if m is layer)
-        return name, layer
-    linears = [(n, m) for n, m in named.items() if isinstance(m, nn.Linear)]
-    if not linears:
-        raise ValueError("last-layer Laplace needs an nn.Linear output layer; the network has none")
-    return linears[-1]
-
-
 class LastLayerLaplace(BaseLaplace):
     """Laplace over the last linear layer ``f = W phi(x) + b`` only; the rest stays at the MAP.
 
@@ -444,15 +431,14 @@ class LastLayerLaplace(BaseLaplace):
     - ``"diag"``: ``H_kh = sum_n Lambda_n,kk phi~_n,h^2``;
     - ``"full"``: the exact GGN ``sum_n Lambda_n (x) phi~_n phi~_n^T`` (``O((K H)^2)`` memory).
 
-    The features ``phi(x)`` are the inputs of the last layer, captured with a forward hook.
+    The features ``phi(x)`` are the inputs of the last layer (:meth:`models.BNN.features`).
     """
 
     subset = Subset.LAST_LAYER
 
     def __init__(self, model, weights, prior_precision=None, structure: str = "kron"):
         self.structure = Structure(structure)
-        name, layer = _last_linear(model.net)
-        self._layer = layer
+        name, layer = model.last_linear()
         sites = {s.name: s for s in model.sites}
         self._weight_site = sites.get(f"{name}.weight" if name else "weight")
         self._bias_site = sites.get(f"{name}.bias" if name else "bias")
@@ -477,13 +463,8 @@ class LastLayerLaplace(BaseLaplace):
 
     def _features(self, x) -> tuple[torch.Tensor, torch.Tensor]:
         """Outputs ``[N, K]`` at the MAP and augmented features ``phi~`` ``[N, H(+1)]``."""
-        captured = []
-        hook = self._layer.register_forward_hook(lambda m, inputs, out: captured.append(inputs[0]))
-        try:
-            output = self.model.network(x, self.map_weights)
-        finally:
-            hook.remove()
-        phi = captured[-1].reshape(x.shape[0], -1).double()
+        output, phi = self.model.features(x, self.map_weights)
+        phi = phi.double()
         if self._bias_site is not None:
             phi = torch.cat([phi, torch.ones_like(phi[:, :1])], dim=1)
         return _output_2d(output), phi

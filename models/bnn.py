@@ -202,6 +202,30 @@ class BNN(nn.Module):
                     self._channels_last = False
             return functional_call(self.net, dict(weights), (x,))
 
+    def last_linear(self) -> tuple[str, nn.Linear]:
+        """``(name, module)`` of the output layer: ``net.last_layer`` if the network names one,
+        else its last ``nn.Linear``."""
+        named = dict(self.net.named_modules())
+        layer = getattr(self.net, "last_layer", None)
+        if isinstance(layer, nn.Linear):
+            return next(n for n, m in named.items() if m is layer), layer
+        linears = [(n, m) for n, m in named.items() if isinstance(m, nn.Linear)]
+        if not linears:
+            raise ValueError("the network has no nn.Linear output layer")
+        return linears[-1]
+
+    def features(self, x: torch.Tensor, weights: Mapping[str, torch.Tensor] | torch.Tensor
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(outputs [N, ...], features [N, H])``: the network at ``weights`` and the input of
+        its output layer (see :meth:`last_linear`), captured with a forward hook."""
+        captured = []
+        hook = self.last_linear()[1].register_forward_hook(lambda m, inputs, out: captured.append(inputs[0]))
+        try:
+            output = self.network(x, weights)
+        finally:
+            hook.remove()
+        return output, captured[-1].reshape(x.shape[0], -1)
+
     # --------------------------------------------------------------- validation
     def check_inputs(self, x) -> torch.Tensor:
         """``x`` as a non-empty, finite floating tensor ``[N, ...]`` on the model's device."""
