@@ -33,6 +33,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--data-root", default=os.environ.get("BAYESDL_DATA"),
                      help="torchvision dataset root (default: $BAYESDL_DATA)")
     run.add_argument("--device", default="cpu", help="torch device: cpu or cuda (default cpu)")
+    run.add_argument("--download", action="store_true",
+                     help="download missing datasets with torchvision (needs internet); off by default")
     run.add_argument("--cache-dir", default=None,
                      help="folder caching trained networks by config hash (default: <out>/../.cache)")
     run.add_argument("--no-progress", action="store_true", help="hide progress bars")
@@ -65,7 +67,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         metrics = run_study(args.study, out, seed=args.seed, quick=args.quick,
                             data_root=args.data_root, device=args.device,
-                            progress=not args.no_progress, cache_dir=args.cache_dir)
+                            progress=not args.no_progress, cache_dir=args.cache_dir,
+                            download=args.download)
     except (ValueError, FileNotFoundError) as err:
         print(f"bdl: error: {err}", file=sys.stderr)
         return 2

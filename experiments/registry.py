@@ -26,6 +26,7 @@ class RunContext:
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     progress: bool = True
     cache_dir: Path | None = None
+    download: bool = False
 
     def figure(self, fig, name: str) -> str:
         """Save ``fig`` as ``name`` in the run folder; returns the relative name for the report."""
@@ -65,7 +66,7 @@ def register(name: str, description: str, reproduces: str, needs_data: bool = Fa
 
 
 def run_study(name: str, out, *, seed: int = 0, quick: bool = False, data_root=None,
-              device: str = "cpu", progress: bool = True, cache_dir=None) -> dict:
+              device: str = "cpu", progress: bool = True, cache_dir=None, download: bool = False) -> dict:
     """Run study ``name`` into folder ``out``; returns the metrics written to ``metrics.json``."""
     if name not in STUDIES:
         raise ValueError(f"unknown study {name!r}; `bdl list` shows the studies: {sorted(STUDIES)}")
@@ -84,7 +85,8 @@ def run_study(name: str, out, *, seed: int = 0, quick: bool = False, data_root=N
     with RunFolder(out) as folder:
         ctx = RunContext(folder=folder, seed=seed, quick=quick,
                          data_root=Path(data_root) if data_root else None, device=device,
-                         progress=progress, cache_dir=Path(cache_dir) if cache_dir else None)
+                         progress=progress, cache_dir=Path(cache_dir) if cache_dir else None,
+                         download=download)
         result = study.run(ctx)
         seconds = time.perf_counter() - start
         config = {"seed": seed, "quick": quick, "device": str(device), **result.config,

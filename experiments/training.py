@@ -130,3 +130,45 @@ def train_plain(recipe: LeNetRecipe, train: TensorDataset, ctx) -> tuple[LeNet, 
     with atomic_path(path) as tmp:
         torch.save({"net": net.state_dict(), "epoch_loss": losses}, tmp)
     return net.eval(), {"seconds": seconds, "epoch_loss": losses}
+
+
+def train_confidnet(train_features: torch.Tensor, train_tcp: torch.Tensor, val_features: torch.Tensor,
+                    val_correct: torch.Tensor, ctx, epochs: int = 30, lr: float = 1e-4, batch_size: int = 128,
+                    seed: int = 0):
+    """ConfidNet (Corbiere et al. 2019): a head regressing the true-class probability (TCP)
+    from the frozen classifier's features, with an MSE loss.
+
+    The epoch kept is the one with the best AUPR-error on the validation split (model
+    selection as in the paper). Returns ``(head in eval mode, {"val_aupr_error": [...],
+    "train_mse": [...], "best_epoch": int})``.
+    """
+    from evaluation import failure_metrics
+    from models import ConfidNetHead
+
+    torch.manual_seed(seed)
+    head = ConfidNetHead(train_features.shape[1]).to(ctx.device)
+    opt = torch.optim.Adam(head.parameters(), lr=lr)
+    loader = DataLoader(TensorDataset(train_features, train_tcp), batch_size=batch_size, shuffle=True)
+    history = {"val_aupr_error": [], "train_mse": []}
+    best, best_state = -1.0, None
+    for _ in range(epochs):
+        head.train()
+        total = 0.0
+        for feats, target in loader:
+            feats, target = feats.to(ctx.device), target.to(ctx.device)
+            opt.zero_grad()
+            loss = F.mse_loss(head(feats), target)
+            loss.backward()
+            opt.step()
+            total += float(loss.detach()) * len(target)
+        head.eval()
+        with torch.no_grad():
+            confidence = head(val_features.to(ctx.device)).cpu()
+        score = failure_metrics(confidence, val_correct)["aupr_error"]
+        history["train_mse"].append(total / len(train_tcp))
+        history["val_aupr_error"].append(score)
+        if score > best:
+            best, best_state = score, {k: v.detach().clone() for k, v in head.state_dict().items()}
+    head.load_state_dict(best_state)
+    history["best_epoch"] = int(max(range(epochs), key=lambda i: history["val_aupr_error"][i])) + 1
+    return head.eval(), history

@@ -70,3 +70,12 @@ def test_study_needing_data_without_root(tmp_path, monkeypatch, capsys):
     finally:
         STUDIES.pop("needs-data-demo")
     assert Study  # the registry type is public
+
+
+def test_cuda_without_a_gpu_is_a_clear_error(tmp_path, capsys):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    assert main(["run", "regression", "--quick", "--device", "cuda", "--out", str(tmp_path)]) == 2
+    assert "no CUDA device" in capsys.readouterr().err

@@ -1,0 +1,69 @@
+"""The four MNIST studies in quick mode on the real datasets, sharing a network cache."""
+
+import json
+
+import pytest
+
+from experiments.cli import main
+
+pytestmark = pytest.mark.data
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory, data_root):
+    base = tmp_path_factory.mktemp("mnist")
+    cache = base / "cache"
+    out = {}
+    for study in ("mnist-dropout", "failure", "calibration", "ood"):
+        folder = base / study
+        args = ["run", study, "--quick", "--out", str(folder), "--data-root", str(data_root),
+                "--cache-dir", str(cache), "--no-progress"]
+        assert main(args) == 0
+        out[study] = json.loads((folder / "metrics.json").read_text()), folder
+    return out
+
+
+def test_mnist_dropout(runs):
+    metrics, folder = runs["mnist-dropout"]
+    r = metrics["results"]
+    assert {"accuracy", "error"} <= set(r["deterministic"])
+    assert {"accuracy_t5", "accuracy_t10", "error_t10"} <= set(r["mc_dropout"])
+    assert r["uncertainty"]["mean_variation_ratio_wrong"] > r["uncertainty"]["mean_variation_ratio_correct"]
+    assert len(r["rotated_digit"]["predicted_labels"]) == 11
+    for name in ("most_uncertain.png", "least_uncertain.png", "rotated_digit.png", "uncertainty_histograms.png"):
+        assert (folder / name).stat().st_size > 0
+
+
+def test_networks_are_cached_across_studies(runs):
+    assert runs["mnist-dropout"][0]["config"]["train_seconds"]["dropout"] > 0
+    assert runs["failure"][0]["config"]["train_seconds"]["dropout"] == 0  # loaded, not retrained
+
+
+def test_calibration(runs):
+    r = runs["calibration"][0]["results"]
+    assert set(r) == {"map", "mc_dropout", "mean_field", "laplace"}
+    for row in r.values():
+        assert {"ece", "ece_after", "nll", "nll_after", "brier", "temperature"} <= set(row)
+        assert row["nll_after"] <= row["nll"] + 0.05  # fitted on validation, so no guarantee on test
+
+
+def test_failure(runs):
+    r = runs["failure"][0]["results"]
+    assert set(r) == {"mcp", "mc_dropout", "confidnet", "tcp_oracle"}
+    # the oracle knows the true class: no learned confidence can rank errors better
+    assert all(r["tcp_oracle"]["aupr_error"] >= r[k]["aupr_error"] for k in ("mcp", "mc_dropout", "confidnet"))
+
+
+def test_ood(runs):
+    r = runs["ood"][0]["results"]
+    assert set(r) == {"mcp", "entropy", "mutual_information", "odin", "laplace"}
+    for row in r.values():
+        for s in ("kmnist", "fashion_mnist"):
+            assert {f"auroc_{s}", f"aupr_in_{s}", f"aupr_out_{s}", f"fpr_at_95_tpr_{s}"} <= set(row)
+        assert row["auroc"] == pytest.approx((row["auroc_kmnist"] + row["auroc_fashion_mnist"]) / 2)
+    assert {"temperature", "epsilon"} <= set(r["odin"])
+
+
+def test_missing_dataset_is_a_clear_error(tmp_path, capsys):
+    assert main(["run", "ood", "--quick", "--out", str(tmp_path / "x"), "--data-root", str(tmp_path)]) == 2
+    assert "was not found under" in capsys.readouterr().err
