@@ -21,6 +21,7 @@ __all__ = [
     "check_positive",
     "check_probability",
     "check_int",
+    "check_labels",
 ]
 
 
@@ -121,3 +122,29 @@ def check_int(value, name: str, *, minimum: int) -> int:
     if value < minimum:
         raise ValueError(f"{name} must be >= {minimum}, got {value}")
     return int(value)
+
+
+def check_labels(labels, num_classes: int, n: int, name: str = "labels",
+                 counted: str = "the predictions") -> torch.Tensor:
+    """``labels`` as an int64 tensor ``[n]`` of class indices in ``[0, num_classes)``.
+
+    Accepts integer or integral float arrays, ``[N]`` or ``[N, 1]``; ``counted`` names what
+    must have ``n`` entries (for the error message).
+    """
+    labels = as_tensor(labels, name)
+    if labels.is_floating_point():
+        check_finite(labels, name)
+        if not bool((labels == labels.round()).all()):
+            raise ValueError(f"{name} must be integer class indices, got non-integer values")
+    labels = labels.reshape(-1) if labels.dim() == 2 and labels.shape[1] == 1 else labels
+    if labels.dim() != 1:
+        raise ValueError(f"{name} must have shape [N], got shape {tuple(labels.shape)}")
+    if labels.shape[0] != n:
+        raise ValueError(f"{name} has {labels.shape[0]} entries but {counted} have {n}")
+    labels = labels.long()
+    if n and (int(labels.min()) < 0 or int(labels.max()) >= num_classes):
+        raise ValueError(
+            f"{name} must lie in [0, {num_classes}) for {num_classes} classes, got values in "
+            f"[{int(labels.min())}, {int(labels.max())}]"
+        )
+    return labels

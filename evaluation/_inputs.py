@@ -1,4 +1,7 @@
-"""Validation of the arrays every metric takes: probability tensors, labels and scores."""
+"""Validation of the arrays metrics take: probability tensors, scores, binary flags.
+
+Labels are checked by ``bayesdl.checks.check_labels``, shared with the models.
+"""
 
 from __future__ import annotations
 
@@ -39,26 +42,6 @@ def check_probs(probs, name: str = "probs", *, ndim: int) -> torch.Tensor:
             "Pass probabilities (apply softmax to logits)"
         )
     return probs
-
-
-def check_labels(labels, num_classes: int, n: int, name: str = "labels") -> torch.Tensor:
-    """Return ``labels`` as an int64 tensor of shape [n] with values in [0, num_classes)."""
-    labels = as_tensor(labels, name)
-    if labels.is_floating_point():
-        if not bool((labels == labels.round()).all()):
-            raise ValueError(f"{name} must be integer class indices, got non-integer values")
-    labels = labels.reshape(-1) if labels.dim() == 2 and labels.shape[1] == 1 else labels
-    if labels.dim() != 1:
-        raise ValueError(f"{name} must have shape [N], got shape {tuple(labels.shape)}")
-    if labels.shape[0] != n:
-        raise ValueError(f"{name} has {labels.shape[0]} entries but the predictions have {n}")
-    labels = labels.long()
-    if n and (int(labels.min()) < 0 or int(labels.max()) >= num_classes):
-        raise ValueError(
-            f"{name} must lie in [0, {num_classes}) for {num_classes} classes, got values in "
-            f"[{int(labels.min())}, {int(labels.max())}]"
-        )
-    return labels
 
 
 def check_scores(scores, name: str) -> torch.Tensor:

@@ -29,9 +29,9 @@ import numpy as np
 import torch
 from scipy.optimize import minimize_scalar
 
-from bayesdl.checks import as_tensor, check_finite, check_int
+from bayesdl.checks import as_tensor, check_finite, check_int, check_labels
 
-from ._inputs import check_labels, check_probs
+from ._inputs import check_probs
 
 __all__ = [
     "ReliabilityBins",

@@ -93,6 +93,21 @@ def train_lenet(recipe: LeNetRecipe, train: TensorDataset, ctx) -> tuple[Posteri
     return posterior, seconds
 
 
+def _supervised_epoch(module, loader, opt, loss_fn, device) -> float:
+    """One epoch of plain supervised training; returns the mean loss per example."""
+    module.train()
+    total, count = 0.0, 0
+    for inputs, targets in loader:
+        inputs, targets = inputs.to(device), targets.to(device)
+        opt.zero_grad()
+        loss = loss_fn(module(inputs), targets)
+        loss.backward()
+        opt.step()
+        total += float(loss.detach()) * len(targets)
+        count += len(targets)
+    return total / count
+
+
 def train_plain(recipe: LeNetRecipe, train: TensorDataset, ctx) -> tuple[LeNet, dict]:
     """The same LeNet trained with plain PyTorch dropout (Adam, cross-entropy), cached.
 
@@ -114,16 +129,7 @@ def train_plain(recipe: LeNetRecipe, train: TensorDataset, ctx) -> tuple[LeNet, 
     losses = []
     start = time.perf_counter()
     for _ in tqdm(range(recipe.epochs), desc="plain PyTorch", disable=not ctx.progress, leave=False):
-        net.train()
-        total = 0.0
-        for x, y in loader:
-            x, y = x.to(ctx.device), y.to(ctx.device)
-            opt.zero_grad()
-            loss = F.cross_entropy(net(x), y)
-            loss.backward()
-            opt.step()
-            total += float(loss.detach()) * len(y)
-        losses.append(total / len(train))
+        losses.append(_supervised_epoch(net, loader, opt, F.cross_entropy, ctx.device))
         if sched is not None:
             sched.step()
     seconds = time.perf_counter() - start
@@ -152,20 +158,11 @@ def train_confidnet(train_features: torch.Tensor, train_tcp: torch.Tensor, val_f
     history = {"val_aupr_error": [], "train_mse": []}
     best, best_state = -1.0, None
     for _ in range(epochs):
-        head.train()
-        total = 0.0
-        for feats, target in loader:
-            feats, target = feats.to(ctx.device), target.to(ctx.device)
-            opt.zero_grad()
-            loss = F.mse_loss(head(feats), target)
-            loss.backward()
-            opt.step()
-            total += float(loss.detach()) * len(target)
+        history["train_mse"].append(_supervised_epoch(head, loader, opt, F.mse_loss, ctx.device))
         head.eval()
         with torch.no_grad():
             confidence = head(val_features.to(ctx.device)).cpu()
         score = failure_metrics(confidence, val_correct)["aupr_error"]
-        history["train_mse"].append(total / len(train_tcp))
         history["val_aupr_error"].append(score)
         if score > best:
             best, best_state = score, {k: v.detach().clone() for k, v in head.state_dict().items()}

@@ -14,7 +14,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from bayesdl.checks import as_tensor, check_finite, check_positive
+from bayesdl.checks import as_tensor, check_finite, check_labels, check_positive
 
 __all__ = ["Likelihood", "Categorical", "Bernoulli", "Gaussian", "make_likelihood"]
 
@@ -54,22 +54,7 @@ class Likelihood(nn.Module):
 
 
 def _check_labels(y, num_classes: int, n: int) -> torch.Tensor:
-    y = as_tensor(y, "y")
-    if y.is_floating_point():
-        check_finite(y, "y")
-        if not bool((y == y.round()).all()):
-            raise ValueError("y must hold integer class labels for a classification likelihood")
-    if y.dim() != 1:
-        raise ValueError(f"y must have shape [N] for classification, got {tuple(y.shape)}")
-    if y.shape[0] != n:
-        raise ValueError(f"y has {y.shape[0]} labels but x has {n} examples")
-    y = y.long()
-    if n and (int(y.min()) < 0 or int(y.max()) >= num_classes):
-        raise ValueError(
-            f"labels must lie in [0, {num_classes}) for a network with {num_classes} class "
-            f"outputs, got values in [{int(y.min())}, {int(y.max())}]"
-        )
-    return y
+    return check_labels(y, num_classes, n, name="y (labels)", counted="the inputs x")
 
 
 class Categorical(Likelihood):

@@ -81,13 +81,13 @@ def test_bad_construction(make, error, message):
 @pytest.mark.parametrize(
     "x, y, message",
     [
-        (torch.randn(4, 1, 28, 28), torch.tensor([0, 1, 2, 10]), r"labels must lie in \[0, 10\)"),
+        (torch.randn(4, 1, 28, 28), torch.tensor([0, 1, 2, 10]), r"y \(labels\) must lie in \[0, 10\)"),
         (torch.randn(4, 1, 28, 28), torch.tensor([0, 1, 2]), "4 examples"),
         (torch.randn(4, 3, 32, 32), torch.tensor([0, 1, 2, 3]), r"expects images of shape \[N, C, 28, 28\]"),
         (torch.randn(4, 2, 28, 28), torch.tensor([0, 1, 2, 3]), "cannot take inputs of shape"),
         (torch.full((2, 1, 28, 28), float("nan")), torch.tensor([0, 1]), "non-finite"),
         (torch.empty(0, 1, 28, 28), torch.empty(0), "empty"),
-        (torch.randn(2, 1, 28, 28), torch.tensor([0.5, 1.0]), "integer class labels"),
+        (torch.randn(2, 1, 28, 28), torch.tensor([0.5, 1.0]), "integer class indices"),
     ],
 )
 def test_check_data(x, y, message):

@@ -169,7 +169,7 @@ def test_bernoulli_model_predicts_two_classes():
         (lambda m, g: fit(m, g, DataLoader(TensorDataset(torch.empty(0, 2), torch.empty(0))), progress=False),
          ValueError, "empty"),
         (lambda m, g: fit(m, g, (torch.randn(5, 2), torch.tensor([0, 1, 2, 3, 7])), progress=False),
-         ValueError, r"labels must lie in \[0, 3\)"),
+         ValueError, r"y \(labels\) must lie in \[0, 3\)"),
         (lambda m, g: fit(m, g, (torch.randn(5, 2), torch.tensor([0, 1])), progress=False),
          ValueError, "same length"),
         (lambda m, g: fit(m, g, (torch.full((4, 2), float("inf")), torch.tensor([0, 1, 2, 0])), progress=False),

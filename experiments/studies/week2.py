@@ -42,6 +42,20 @@ def _nuts(model, x, y, ctx):
                 progress=ctx.progress)
 
 
+def _map_and_laplace(model, steps: int, lr: float, ctx) -> tuple[Method, Method]:
+    """The MAP (full-batch SVI with MAPGuide) and the full-GGN Laplace approximation around it."""
+    fitted = {}
+
+    def fit_map(x, y):
+        fitted["map"] = _svi(model, MAPGuide(model), x, y, steps, lr, ctx)
+        return fitted["map"]
+
+    def fit_around_map(x, y):
+        return fit_laplace(fitted["map"], (x, y), subset="all", structure="full")
+
+    return Method("map", "MAP", fit_map, sampled=False), Method("laplace", "Laplace (full GGN)", fit_around_map)
+
+
 def _table(results: dict, labels: dict) -> str:
     rows = []
     for name, r in results.items():
@@ -105,16 +119,10 @@ def run_logistic(ctx: RunContext) -> StudyResult:
         return BNN(nn.Linear(2, 1), prior_scale=1.0, likelihood="bernoulli")
 
     def methods_for(model):
-        map_cache = {}
-
-        def fit_map(x, y):
-            map_cache["posterior"] = _svi(model, MAPGuide(model), x, y, steps, 0.05, ctx)
-            return map_cache["posterior"]
-
+        map_method, laplace_method = _map_and_laplace(model, steps, 0.05, ctx)
         return [
-            Method("map", "MAP", fit_map, sampled=False),
-            Method("laplace", "Laplace (full GGN)",
-                   lambda x, y: fit_laplace(map_cache["posterior"], (x, y), subset="all", structure="full")),
+            map_method,
+            laplace_method,
             Method("mean_field", "mean-field VI",
                    lambda x, y: _svi(model, MeanFieldGuide(model, init_scale=0.1), x, y, steps, 0.05, ctx)),
             Method("nuts", "NUTS", lambda x, y: _nuts(model, x, y, ctx), random_draws=False),
@@ -156,20 +164,14 @@ def run_two_moons(ctx: RunContext) -> StudyResult:
         return BNN(MLP(2, hidden, 2, dropout=p), prior_scale=1.0, likelihood="categorical")
 
     def methods_for(model):
-        map_cache = {}
-
-        def fit_map(x, y):
-            map_cache["posterior"] = _svi(model, MAPGuide(model), x, y, steps, 0.02, ctx)
-            return map_cache["posterior"]
-
+        map_method, laplace_method = _map_and_laplace(model, steps, 0.02, ctx)
         return [
-            Method("map", "MAP", fit_map, sampled=False),
+            map_method,
             Method("mean_field", "mean-field VI",
                    lambda x, y: _svi(model, MeanFieldGuide(model, init_scale=0.05), x, y, steps, 0.02, ctx)),
             Method("mc_dropout", f"MC dropout (p = {p})",
                    lambda x, y: _svi(model, DropoutGuide(model, p=p), x, y, steps, 0.02, ctx)),
-            Method("laplace", "Laplace (full GGN)",
-                   lambda x, y: fit_laplace(map_cache["posterior"], (x, y), subset="all", structure="full")),
+            laplace_method,
             Method("nuts", "NUTS", lambda x, y: _nuts(model, x, y, ctx), random_draws=False),
         ]
 
