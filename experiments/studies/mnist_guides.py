@@ -60,7 +60,8 @@ def run(ctx: RunContext) -> StudyResult:
     train, test = splits["train"], splits["test"]
     x_test, y_test = test.tensors
     runs: dict[str, list[dict]] = {m: [] for m in METHODS}
-    curves: dict[str, list] = {m: [] for m in METHODS}
+    curves: dict[str, list] = {m: [] for m in METHODS}  # expected NLL per example, per epoch
+    kls: dict[str, list] = {m: [] for m in METHODS if m != "plain"}  # KL per example, per epoch
     for seed in seeds:
         for method in METHODS:
             recipe = LeNetRecipe(method=method, epochs=epochs, seed=seed, train_size=len(train))
@@ -76,7 +77,8 @@ def run(ctx: RunContext) -> StudyResult:
                                      for c in x_test.split(1000)])
                 mc = posterior.predict(x_test, num_samples=samples).mean(0)
                 history = posterior.history
-                curve = [-e / history.dataset_size for e in history.epoch_elbo]
+                curve = [-e / history.dataset_size for e in history.epoch_log_likelihood]
+                kls[method].append([k / history.dataset_size for k in history.epoch_kl])
             row = {f"deterministic_{k}": v for k, v in _metrics(det, y_test).items()}
             row.update({f"mc_{k}": v for k, v in _metrics(mc, y_test).items()})
             row["train_seconds"] = seconds
@@ -96,19 +98,27 @@ def run(ctx: RunContext) -> StudyResult:
         summary["per_seed_deterministic_accuracy"] = [r["deterministic_accuracy"] for r in rows]
         results[method] = summary
 
-    fig, axes = new_figure(ncols=2, size=(5.0, 3.6))
-    ax_curve, ax_acc = axes[0]
-    for method, color in zip(METHODS, ("tab:gray", "tab:blue", "tab:orange")):
+    fig, axes = new_figure(ncols=3, size=(4.6, 3.6))
+    ax_curve, ax_kl, ax_acc = axes[0]
+    colors = dict(zip(METHODS, ("tab:gray", "tab:blue", "tab:orange")))
+    for method in METHODS:
+        label = {"plain": "plain: cross-entropy", "dropout": "dropout guide",
+                 "mean_field": "mean-field guide"}[method]
         for i, curve in enumerate(curves[method]):
-            label = {"plain": "plain: cross-entropy", "dropout": "dropout guide: -ELBO / N",
-                     "mean_field": "mean-field: -ELBO / N"}[method]
-            ax_curve.plot(range(1, len(curve) + 1), curve, color=color, alpha=0.8,
+            ax_curve.plot(range(1, len(curve) + 1), curve, color=colors[method], alpha=0.8,
                           label=label if i == 0 else None)
+        for i, curve in enumerate(kls.get(method, [])):
+            ax_kl.plot(range(1, len(curve) + 1), curve, color=colors[method], alpha=0.8,
+                       label=label if i == 0 else None)
     ax_curve.set_yscale("log")
     ax_curve.set_xlabel("epoch")
-    ax_curve.set_ylabel("training objective (nats per example)")
-    ax_curve.set_title("Training")
+    ax_curve.set_ylabel("nats per training example")
+    ax_curve.set_title("Expected negative log-likelihood")
     ax_curve.legend(fontsize="x-small")
+    ax_kl.set_xlabel("epoch")
+    ax_kl.set_ylabel("nats per training example")
+    ax_kl.set_title("KL(q || prior) / N\n(dropout: -E log prior, incl. its constant)")
+    ax_kl.legend(fontsize="x-small")
     positions = np.arange(len(METHODS))
     for offset, kind, color in ((-0.18, "deterministic", "tab:gray"), (0.18, "mc", "tab:green")):
         errors = [100 * (1 - results[m][f"{kind}_accuracy"]) for m in METHODS]
