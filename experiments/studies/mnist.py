@@ -64,7 +64,7 @@ def _settings(ctx: RunContext) -> Settings:
     if ctx.quick:
         return Settings(epochs=1, final_lr=1e-3, samples=10, val_size=500, train_limit=2000, test_limit=1000,
                         ood_limit=600, ood_tuning=200)
-    return Settings(epochs=30, final_lr=1e-5, samples=100, val_size=5000, train_limit=None, test_limit=None,
+    return Settings(epochs=50, final_lr=1e-5, samples=100, val_size=5000, train_limit=None, test_limit=None,
                     ood_limit=None, ood_tuning=1000)
 
 
