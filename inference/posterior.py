@@ -18,6 +18,7 @@ from typing import NamedTuple, Protocol
 import pyro
 import torch
 from pyro import poutine
+from tqdm.auto import tqdm
 
 from bayesdl.checks import check_int
 from models.bnn import BNN, bnn_of
@@ -125,24 +126,28 @@ class Posterior:
         return bnn
 
     @torch.no_grad()
-    def predictive_outputs(self, x, num_samples: int = 100, batch_size: int = 1024) -> torch.Tensor:
+    def predictive_outputs(self, x, num_samples: int = 100, batch_size: int = 1024,
+                           progress: bool = False) -> torch.Tensor:
         """Network outputs of ``num_samples`` posterior passes, ``[S, N, ...]`` (logits, means)."""
         bnn = self._bnn()
         x = bnn.check_inputs(x)
         num_samples = check_int(num_samples, "num_samples", minimum=1)
         batch_size = check_int(batch_size, "batch_size", minimum=1)
-        chunks = [self.approximation.predictive_outputs(chunk, num_samples)
-                  for chunk in x.split(batch_size)]
+        batches = x.split(batch_size)
+        if progress:
+            batches = tqdm(batches, desc=f"predict ({num_samples} samples)", unit="batch", leave=False)
+        chunks = [self.approximation.predictive_outputs(chunk, num_samples) for chunk in batches]
         return torch.cat(chunks, dim=1)
 
-    def predict(self, x, num_samples: int = 100, batch_size: int = 1024):
+    def predict(self, x, num_samples: int = 100, batch_size: int = 1024, progress: bool = False):
         """Posterior-predictive samples at inputs ``x`` ``[N, ...]``.
 
         Returns class probabilities ``[S, N, C]`` for classification (binary models give
         ``C = 2``), or :class:`RegressionPrediction` with ``mean`` and ``noise`` ``[S, N]`` for
-        regression. Inputs are processed ``batch_size`` at a time, so ``N`` can be large.
+        regression. Inputs are processed ``batch_size`` at a time, so ``N`` can be large;
+        ``progress`` shows a progress bar over the batches.
         """
-        outputs = self.predictive_outputs(x, num_samples, batch_size)
+        outputs = self.predictive_outputs(x, num_samples, batch_size, progress)
         prediction = self._bnn().likelihood.predict(outputs)
         if isinstance(prediction, tuple):
             return RegressionPrediction(*prediction)

@@ -41,7 +41,7 @@ def test_regression_quick_run_writes_results(tmp_path):
     assert r["gaussian_basis"]["variance_at_grid_edges"] == pytest.approx(0.08, rel=1e-6)
     assert r["linear_clusters"]["argmin_variance_flat_prior"] == pytest.approx(r["linear_clusters"]["barycenter"], abs=1e-3)
     for name in ("linear_interval.png", "linear_clusters.png", "gaussian_basis.png", "evidence.png",
-                 "pyro_vs_closed_form.png", "report.md"):
+                 "pyro_vs_closed_form.png", "posterior_predictive_check.png", "inference_nuts.nc", "report.md"):
         assert (out / name).stat().st_size > 0
     assert "![](linear_clusters.png)" in (out / "report.md").read_text()
     assert not list(out.glob(".staging-*"))

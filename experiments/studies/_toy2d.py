@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from evaluation import calibration_metrics, mutual_information, predictive_entropy
-from evaluation.diagnostics import compare, plot_rank, save, summary, to_inference_data
+from evaluation.diagnostics import compare, plot_rank, plot_trace, save, summary, to_inference_data
 from evaluation.plotting import new_figure
 from inference import Posterior
 
@@ -162,9 +162,12 @@ def diagnostics(ctx, posteriors: dict, sampled: set, x, y, samples: int) -> tupl
                            "divergences": int(posteriors["nuts"].approximation.diverging.sum())}
         names = list(idatas["nuts"].posterior.data_vars)[-2:]
         rank = ctx.figure(plot_rank(idatas["nuts"], var_names=names), "nuts_rank.png")
+        trace = ctx.figure(plot_trace(idatas["nuts"], var_names=names), "nuts_trace.png")
         text.append("NUTS convergence (ArviZ): max R-hat "
                     f"{results['nuts']['max_r_hat']:.3f}, min bulk ESS {results['nuts']['min_ess_bulk']:.0f}, "
-                    f"{results['nuts']['divergences']} divergent transitions.\n\n![]({rank})\n")
+                    f"{results['nuts']['divergences']} divergent transitions. R-hat of individual weights of a "
+                    "network is a loose guide: hidden units can swap roles between chains without changing "
+                    f"the predictions.\n\n![]({rank})\n\n![]({trace})\n")
     posteriors_only = {k: v for k, v in idatas.items() if k in sampled}
     if len(posteriors_only) > 1:
         with warnings.catch_warnings():

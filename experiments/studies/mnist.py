@@ -106,7 +106,7 @@ class Lab:
 
     def samples(self, posterior: Posterior, x: torch.Tensor, num_samples: int | None = None) -> torch.Tensor:
         """Posterior-predictive probabilities ``[S, N, C]`` (on the CPU)."""
-        return posterior.predict(x, num_samples=num_samples or self.s.samples).cpu()
+        return posterior.predict(x, num_samples=num_samples or self.s.samples, progress=self.ctx.progress).cpu()
 
     def config(self, **extra) -> dict:
         return {"epochs": self.s.epochs, "optimizer": f"Adam, lr 1e-3 decaying to {self.s.final_lr:g}, batch 128",
