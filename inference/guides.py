@@ -80,8 +80,8 @@ class BNNGuide(nn.Module):
         """Representative weights ``[D]``: the mean of q, or the MAP."""
         raise NotImplementedError
 
-    def site_distribution(self, name: str, draw: dict[str, torch.Tensor]) -> dist.Distribution:
-        """The distribution of site ``name`` in the Pyro guide, given one flat draw's views."""
+    def site_distributions(self) -> dict[str, dist.Distribution]:
+        """The guide's distribution of every latent site, as the Pyro guide samples them."""
         raise NotImplementedError
 
     # Shared machinery ---------------------------------------------------------
@@ -102,11 +102,7 @@ class BNNGuide(nn.Module):
         x = args[0] if args else kwargs.get("x")
         if x is not None:
             self._setup(x)
-        draw = self.model.unflatten(self.sample_flat(1)[0]) if self._needs_draw else None
-        return {site.name: pyro.sample(site.name, self.site_distribution(site.name, draw))
-                for site in self.model.sites}
-
-    _needs_draw = True
+        return {name: pyro.sample(name, d) for name, d in self.site_distributions().items()}
 
     def _setup(self, x: torch.Tensor) -> None:
         """Lazy set-up on the first batch (the dropout guide maps its masks here)."""
@@ -136,8 +132,8 @@ class MeanFieldGuide(BNNGuide):
         init = model.initial_values()
         self.loc = nn.Parameter(init.clone())
         self.log_scale = nn.Parameter(torch.full_like(init, math.log(init_scale)))
-        self._kl_constant = float(0.5 * torch.log(2 * self.inv_two_prior_var.double()).neg().sum()) \
-            - 0.5 * model.num_latent
+        # sum(ln s) - D/2: the parameter-free part of the closed-form KL
+        self._kl_constant = float(torch.log(model.prior_scales.double()).sum()) - 0.5 * model.num_latent
         lr_sites = set()
         for site in model.sites:
             module = model.net.get_submodule(site.module_name) if site.module_name else model.net
@@ -181,13 +177,11 @@ class MeanFieldGuide(BNNGuide):
     def point_estimate(self):
         return self.loc.detach()
 
-    _needs_draw = False
-
-    def site_distribution(self, name, draw):
-        site = next(s for s in self.model.sites if s.name == name)
-        loc = self.model.unflatten(self.loc)[name]
-        scale = self.model.unflatten(self.log_scale.exp())[name]
-        return dist.Normal(loc, scale).to_event(len(site.shape))
+    def site_distributions(self):
+        locs = self.model.unflatten(self.loc)
+        scales = self.model.unflatten(self.log_scale.exp())
+        return {s.name: dist.Normal(locs[s.name], scales[s.name]).to_event(len(s.shape))
+                for s in self.model.sites}
 
 
 class _PointGuide(BNNGuide):
@@ -208,9 +202,10 @@ class _PointGuide(BNNGuide):
     def point_estimate(self):
         return self.weights.detach()
 
-    def site_distribution(self, name, draw):
-        site = next(s for s in self.model.sites if s.name == name)
-        return dist.Delta(draw[name], event_dim=len(site.shape))
+    def site_distributions(self):
+        """Point masses at one draw (the weights themselves, or one mask draw for dropout)."""
+        draw = self.model.unflatten(self.sample_flat(1)[0])
+        return {s.name: dist.Delta(draw[s.name], event_dim=len(s.shape)) for s in self.model.sites}
 
 
 class MAPGuide(_PointGuide):
