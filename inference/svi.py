@@ -242,7 +242,8 @@ def fit(model, guide, data, *, epochs: int = 10, lr: float = 1e-3, batch_size: i
     x0, y0 = batch_to(first, device)
     if bnn is not None:
         x0, y0 = bnn.check_data(x0, y0)
-        out_shape = bnn.network(x0[:1], bnn.initial_values()).shape[1:]
+        with torch.no_grad():
+            out_shape = bnn.network(x0[:1], bnn.initial_values()).shape[1:]
     model_kwargs = {"dataset_size": n_data} if bnn is not None else {}
     # Set up lazily-built guides (autoguides, the dropout guide's masks) before the optimizer.
     with torch.no_grad(), pyro.poutine.block():
