@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, TensorDataset
+from tqdm.auto import tqdm
 
 from bayesdl.atomic import atomic_path
 from inference import DropoutGuide, MAPGuide, MeanFieldGuide, Posterior, fit, load_checkpoint
@@ -120,8 +121,6 @@ def train_plain(recipe: LeNetRecipe, train: TensorDataset, ctx) -> tuple[LeNet, 
         state = torch.load(path, map_location=ctx.device, weights_only=True)
         net.load_state_dict(state["net"])
         return net.eval(), {"seconds": 0.0, "epoch_loss": state["epoch_loss"]}
-    from tqdm.auto import tqdm
-
     torch.manual_seed(recipe.seed)
     loader = _loader(train, recipe)
     opt = torch.optim.Adam(net.parameters(), lr=recipe.lr)
@@ -138,27 +137,49 @@ def train_plain(recipe: LeNetRecipe, train: TensorDataset, ctx) -> tuple[LeNet, 
     return net.eval(), {"seconds": seconds, "epoch_loss": losses}
 
 
-def train_confidnet(train_features: torch.Tensor, train_tcp: torch.Tensor, val_features: torch.Tensor,
+def train_confidnet(stochastic_pass, train: TensorDataset, val_features: torch.Tensor,
                     val_correct: torch.Tensor, ctx, epochs: int = 30, lr: float = 1e-4, batch_size: int = 128,
                     seed: int = 0):
     """ConfidNet (Corbiere et al. 2019): a head regressing the true-class probability (TCP)
     from the frozen classifier's features, with an MSE loss.
 
-    The epoch kept is the one with the best AUPR-error on the validation split (model
-    selection as in the paper). Returns ``(head in eval mode, {"val_aupr_error": [...],
-    "train_mse": [...], "best_epoch": int})``.
+    ``stochastic_pass(x) -> (logits [B, C], features [B, H])`` runs the frozen classifier as it
+    runs in training -- for MC dropout, with its dropout masks on, as in the authors' code
+    (their learner keeps the network in train mode): the TCP target and the features of each
+    step come from the same stochastic pass, so the training set supplies low-TCP examples
+    even though the classifier fits it almost perfectly. The epoch kept is the one with the
+    best AUPR-error on the validation split, whose ``val_features`` come from the
+    deterministic network used at test time.
+
+    Returns ``(head in eval mode, {"val_aupr_error": [...], "train_mse": [...], "best_epoch"})``.
     """
     from evaluation import failure_metrics
     from models import ConfidNetHead
 
     torch.manual_seed(seed)
-    head = ConfidNetHead(train_features.shape[1]).to(ctx.device)
+    head = ConfidNetHead(val_features.shape[1]).to(ctx.device)
     opt = torch.optim.Adam(head.parameters(), lr=lr)
-    loader = DataLoader(TensorDataset(train_features, train_tcp), batch_size=batch_size, shuffle=True)
+    loader = DataLoader(train, batch_size=batch_size, shuffle=True)
+
+    def mse_to_tcp(head_module, x, y):
+        with torch.no_grad():
+            logits, feats = stochastic_pass(x)
+            tcp = torch.softmax(logits, -1).gather(1, y[:, None].to(logits.device))[:, 0]
+        return F.mse_loss(head_module(feats), tcp)
+
     history = {"val_aupr_error": [], "train_mse": []}
     best, best_state = -1.0, None
-    for _ in range(epochs):
-        history["train_mse"].append(_supervised_epoch(head, loader, opt, F.mse_loss, ctx.device))
+    for _ in tqdm(range(epochs), desc="ConfidNet", disable=not ctx.progress, leave=False):
+        head.train()
+        total, count = 0.0, 0
+        for x, y in loader:
+            opt.zero_grad()
+            loss = mse_to_tcp(head, x.to(ctx.device), y)
+            loss.backward()
+            opt.step()
+            total += float(loss.detach()) * len(y)
+            count += len(y)
+        history["train_mse"].append(total / count)
         head.eval()
         with torch.no_grad():
             confidence = head(val_features.to(ctx.device)).cpu()

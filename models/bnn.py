@@ -214,17 +214,26 @@ class BNN(nn.Module):
             raise ValueError("the network has no nn.Linear output layer")
         return linears[-1]
 
-    def features(self, x: torch.Tensor, weights: Mapping[str, torch.Tensor] | torch.Tensor
-                 ) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(outputs [N, ...], features [N, H])``: the network at ``weights`` and the input of
-        its output layer (see :meth:`last_linear`), captured with a forward hook."""
-        captured = []
-        hook = self.last_linear()[1].register_forward_hook(lambda m, inputs, out: captured.append(inputs[0]))
+    @contextmanager
+    def capture_features(self):
+        """Within this context, every pass through the network appends the input of its output
+        layer (see :meth:`last_linear`), flattened to ``[N, H]``, to the yielded list --
+        whatever computes the pass (a guide's stochastic training pass, a prediction, ...)."""
+        captured: list[torch.Tensor] = []
+        hook = self.last_linear()[1].register_forward_hook(
+            lambda module, inputs, output: captured.append(inputs[0].reshape(inputs[0].shape[0], -1)))
         try:
-            output = self.network(x, weights)
+            yield captured
         finally:
             hook.remove()
-        return output, captured[-1].reshape(x.shape[0], -1)
+
+    def features(self, x: torch.Tensor, weights: Mapping[str, torch.Tensor] | torch.Tensor
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(outputs [N, ...], features [N, H])``: the network at ``weights`` (dropout off) and
+        the input of its output layer."""
+        with self.capture_features() as captured:
+            output = self.network(x, weights)
+        return output, captured[-1]
 
     # --------------------------------------------------------------- validation
     def check_inputs(self, x) -> torch.Tensor:

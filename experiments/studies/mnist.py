@@ -326,20 +326,25 @@ below 1 under-confident.
 def run_failure(ctx: RunContext) -> StudyResult:
     lab = Lab(ctx)
     posterior = lab.network("dropout")
-    x_train, y_train = lab.splits["train"].tensors
     x_val, y_val = lab.splits["val"].tensors
     x, y = lab.splits["test"].tensors
     logits, features = lab.deterministic(posterior, x)
     probs = torch.softmax(logits, -1)
     pred = probs.argmax(-1)
     correct = pred == y
-    train_logits, train_features = lab.deterministic(posterior, x_train)
-    train_tcp = torch.softmax(train_logits, -1).gather(1, y_train[:, None])[:, 0]
     val_logits, val_features = lab.deterministic(posterior, x_val)
     val_correct = val_logits.argmax(-1) == y_val
+    bnn, guide = posterior.model, posterior.approximation
+
+    def stochastic_pass(inputs):
+        """The classifier as in training: the guide's own stochastic pass (dropout masks on)."""
+        with bnn.capture_features() as captured:
+            logits = guide.network_output(inputs)
+        return logits, captured[-1]
+
     epochs = 3 if ctx.quick else 30
-    head, history = train_confidnet(train_features, train_tcp, val_features, val_correct, ctx, epochs=epochs,
-                                    seed=ctx.seed)
+    head, history = train_confidnet(stochastic_pass, lab.splits["train"], val_features, val_correct, ctx,
+                                    epochs=epochs, seed=ctx.seed)
     with torch.no_grad():
         confidnet = head(features.to(ctx.device)).cpu()
     mc = lab.samples(posterior, x)
@@ -374,7 +379,9 @@ The classifier is the MC-dropout LeNet; each confidence is judged on the errors 
 predictions (deterministic network for MCP, ConfidNet and the TCP oracle; MC average of
 {lab.s.samples} passes for MC dropout, whose confidence is minus the predictive entropy, as in
 Corbiere et al.'s code). ConfidNet regresses the true-class probability from the frozen
-penultimate features (MSE), and the epoch is chosen by validation AUPR-error.
+penultimate features (MSE); as in the authors' code, it trains on the classifier's stochastic
+passes (dropout masks on, so the training set yields low-TCP examples), and the epoch is
+chosen by validation AUPR-error on the deterministic features used at test time.
 
 {markdown_table(["confidence", "AUPR-error (%)", "AUPR-success (%)", "AUROC (%)", "FPR @ 95% TPR (%)", "errors"], rows, ".2f")}
 
