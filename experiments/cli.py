@@ -11,8 +11,8 @@ import argparse
 import os
 import sys
 
-from . import studies as _studies  # noqa: F401  (registers the studies)
 from .registry import STUDIES, run_study
+from .studies import COURSE_ORDER  # importing the package registers the studies
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -50,7 +50,10 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "list":
         width = max(len(name) for name in STUDIES)
-        for name, study in STUDIES.items():
+        rank = {name: i for i, name in enumerate(COURSE_ORDER)}
+        ordered = sorted(STUDIES, key=lambda n: rank.get(n, len(rank)))
+        for name in ordered:
+            study = STUDIES[name]
             print(f"{name:<{width}}  {study.description}")
             print(f"{'':<{width}}  reproduces: {study.reproduces}")
         return 0
