@@ -12,7 +12,10 @@
 MCMC draws keep their chains; draws from a variational or Laplace posterior are independent
 and form one chain (R-hat is then meaningless, the ESS equals the number of draws). The
 predictive groups are computed from *joint weight draws* (``posterior.sample``), which is
-what LOO needs: one parameter value per draw for every observation.
+what LOO needs: one parameter value per draw for every observation. An approximation whose
+predictive is not the network at the drawn weights says so with an ``outputs_at(x, draws)``
+method -- a Laplace approximation predicts through the linearised network (GLM), and its
+log-likelihoods must judge that predictive, not the far worse one of the raw network.
 
 Works on any object with ``model`` (a :class:`models.BNN` for the predictive groups),
 ``sample(S)`` and ``approximation``; this module imports nothing from ``inference``.
@@ -90,9 +93,15 @@ def to_inference_data(posterior, x=None, y=None, num_samples: int = 500, var_nam
         generator = torch.Generator().manual_seed(seed)
         log_lik = torch.empty(chains, per_chain, x.shape[0])
         replicated = torch.empty(chains, per_chain, x.shape[0])
+        outputs_at = getattr(posterior.approximation, "outputs_at", None)
         for c in range(chains):
-            for d in range(per_chain):
-                output = model.network(x, {k: v[c, d].to(x.device) for k, v in draws.items()})
+            chain = {k: v[c].to(x.device) for k, v in draws.items()}
+            if outputs_at is not None:
+                chain_outputs = outputs_at(x, chain)
+            else:
+                chain_outputs = (model.network(x, {k: v[d] for k, v in chain.items()})
+                                 for d in range(per_chain))
+            for d, output in enumerate(chain_outputs):
                 log_lik[c, d] = model.likelihood.log_prob(output, y).cpu()
                 prediction = model.likelihood.predict(output)
                 if isinstance(prediction, tuple):

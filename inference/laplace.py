@@ -275,6 +275,16 @@ class BaseLaplace:
         raise NotImplementedError
 
     @torch.no_grad()
+    def outputs_at(self, x, weights) -> torch.Tensor:
+        """Outputs ``[S, N, K]`` at given joint weight draws ``{site: [S, *shape]}`` (e.g. from
+        :meth:`sample_parameters`), as this approximation predicts them: through the linearised
+        network, like the default ``"glm"`` predictive. Diagnostics use it so that their
+        log-likelihoods (PSIS-LOO) judge the same predictive as the reported metrics."""
+        self._require_fit()
+        flat = self.model.flatten(weights).to(self.map_weights.dtype)
+        return self._linearised_outputs(x, flat[:, self.index])
+
+    @torch.no_grad()
     def predictive_probs(self, x, link: str = "probit", num_samples: int = 100,
                          batch_size: int = 1024) -> torch.Tensor:
         """Class probabilities ``[N, C]`` of the GLM predictive.
