@@ -52,6 +52,10 @@ def test_failure(runs):
     assert set(r) == {"mcp", "mc_dropout", "confidnet", "tcp_oracle"}
     # the oracle knows the true class: no learned confidence can rank errors better
     assert all(r["tcp_oracle"]["aupr_error"] >= r[k]["aupr_error"] for k in ("mcp", "mc_dropout", "confidnet"))
+    for k in ("mcp", "mc_dropout"):
+        gap = r["confidnet"][f"aupr_error_minus_{k}"]
+        assert gap == pytest.approx(r["confidnet"]["aupr_error"] - r[k]["aupr_error"])
+        assert r["confidnet"][f"aupr_error_minus_{k}_ci_low"] <= r["confidnet"][f"aupr_error_minus_{k}_ci_high"]
 
 
 def test_ood(runs):
