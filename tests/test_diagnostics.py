@@ -3,21 +3,11 @@
 import numpy as np
 import pytest
 import torch
+from test_laplace import _multiclass as _map  # a small MAP MLP on 3 classes
 from torch.func import jvp
 
 from evaluation.diagnostics import compare, to_inference_data
-from inference import MAPGuide, fit, fit_laplace
-from models import BNN, MLP
-
-
-def _map(seed=0):
-    g = torch.Generator().manual_seed(seed)
-    y = torch.randint(0, 3, (90,), generator=g)
-    x = torch.randn(90, 2, generator=g, dtype=torch.float64) + 2 * torch.eye(3, 2, dtype=torch.float64)[y]
-    torch.manual_seed(seed)
-    model = BNN(MLP(2, 5, 3), likelihood="categorical").double()
-    posterior = fit(model, MAPGuide(model), (x, y), epochs=120, lr=0.02, batch_size=30, progress=False, seed=0)
-    return model, posterior, x, y
+from inference import fit_laplace
 
 
 def _log_lik(logits, y):

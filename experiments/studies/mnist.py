@@ -422,14 +422,13 @@ def _aupr_error_gaps(scores: dict, reference: str, others, n_resamples: int, see
     def aupr_error(confidence, correct):
         return average_precision_score(~correct.astype(bool), -confidence)  # scipy hands floats
 
+    def gap(ref_confidence, ref_correct, confidence, correct):
+        return aupr_error(ref_confidence, ref_correct) - aupr_error(confidence, correct)
+
     ref = [np.asarray(a) for a in scores[reference]]
     gaps = {}
     for name in others:
         data = ref + [np.asarray(a) for a in scores[name]]
-
-        def gap(a, b, c, d):
-            return aupr_error(a, b) - aupr_error(c, d)
-
         interval = bootstrap(data, gap, paired=True, vectorized=False, n_resamples=n_resamples,
                              method="percentile", rng=np.random.default_rng(seed)).confidence_interval
         gaps[name] = (float(gap(*data)), float(interval.low), float(interval.high))
