@@ -298,8 +298,8 @@ def run_calibration(ctx: RunContext) -> StudyResult:
         plot_reliability_diagram(after[name], ax=axes[1, col],
                                  title=f"{name}: after T = {results[name]['temperature']:.2f}")
     diagrams = ctx.figure(fig, "reliability_diagrams.png")
-    rows = [[name, 100 * r["accuracy"], 100 * r["ece"], 100 * r["ece_after"], r["nll"], r["nll_after"], r["brier"],
-             r["brier_after"], r["temperature"]] for name, r in results.items()]
+    rows = [[name, *(f"{100 * r[k]:.2f}" for k in ("accuracy", "ece", "ece_after")), r["nll"], r["nll_after"],
+             r["brier"], r["brier_after"], r["temperature"]] for name, r in results.items()]
     best = min(results, key=lambda k: results[k]["ece_after"])
     report = f"""# Calibration on MNIST
 
