@@ -47,6 +47,18 @@ def test_calibration(runs):
         assert row["nll_after"] <= row["nll"] + 0.05  # fitted on validation, so no guarantee on test
 
 
+def test_a_run_from_the_cache_gives_the_numbers_of_the_run_that_trained(runs, tmp_path, data_root):
+    metrics, folder = runs["calibration"]  # trained the MAP and mean-field networks
+    assert metrics["config"]["train_seconds"]["map"] > 0
+    cache = folder.parent / "cache"
+    args = ["run", "calibration", "--quick", "--out", str(tmp_path / "again"), "--data-root", str(data_root),
+            "--cache-dir", str(cache), "--no-progress"]
+    assert main(args) == 0
+    again = json.loads((tmp_path / "again" / "metrics.json").read_text())
+    assert again["config"]["train_seconds"]["map"] == 0
+    assert again["results"] == metrics["results"]
+
+
 def test_failure(runs):
     r = runs["failure"][0]["results"]
     assert set(r) == {"mcp", "mc_dropout", "confidnet", "tcp_oracle"}

@@ -105,7 +105,12 @@ class Lab:
         return torch.cat(logits), torch.cat(features)
 
     def samples(self, posterior: Posterior, x: torch.Tensor, num_samples: int | None = None) -> torch.Tensor:
-        """Posterior-predictive probabilities ``[S, N, C]`` (on the CPU)."""
+        """Posterior-predictive probabilities ``[S, N, C]`` (on the CPU).
+
+        Seeded by the run's seed at each call, so a study gives the same numbers whether its
+        networks were just trained (which draws random numbers) or loaded from the cache.
+        """
+        torch.manual_seed(self.ctx.seed)
         return posterior.predict(x, num_samples=num_samples or self.s.samples, progress=self.ctx.progress).cpu()
 
     def config(self, **extra) -> dict:
@@ -155,6 +160,7 @@ def _digit_panel(ctx, title, images, mc_labels, probs, indices, name):
 def _rotation_figure(ctx, lab: Lab, posterior: Posterior, image: torch.Tensor, label: int):
     angles = np.linspace(0, 100, 11)
     batch = torch.stack([_rotate(image, float(a)) for a in angles])
+    torch.manual_seed(ctx.seed)
     logits = posterior.predictive_outputs(batch, num_samples=lab.s.samples).cpu()  # [T, A, C]
     probs = torch.softmax(logits, -1)
     predicted = probs.mean(0).argmax(-1)
