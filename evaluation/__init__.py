@@ -19,7 +19,7 @@ from .calibration import (
 )
 from .ood import max_probability, negative_entropy, negative_mutual_information, odin_scores, tune_odin
 from .plotting import new_figure, plot_precision_recall, plot_reliability_diagram, plot_roc
-from .ranking import failure_metrics, fpr_at_tpr, ood_metrics
+from .ranking import aupr_error, failure_metrics, fpr_at_tpr, ood_metrics
 from .uncertainty import expected_entropy, mutual_information, predictive_entropy, variation_ratio
 
 __all__ = [
@@ -37,6 +37,7 @@ __all__ = [
     "fit_temperature",
     "apply_temperature",
     "failure_metrics",
+    "aupr_error",
     "ood_metrics",
     "fpr_at_tpr",
     "max_probability",

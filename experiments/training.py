@@ -94,14 +94,15 @@ def train_lenet(recipe: LeNetRecipe, train: TensorDataset, ctx) -> tuple[Posteri
     return posterior, seconds
 
 
-def _supervised_epoch(module, loader, opt, loss_fn, device) -> float:
-    """One epoch of plain supervised training; returns the mean loss per example."""
+def _supervised_epoch(module, loader, opt, batch_loss, device) -> float:
+    """One epoch of plain supervised training of ``module``; ``batch_loss(inputs, targets)``
+    gives a minibatch's mean loss. Returns the mean loss per example."""
     module.train()
     total, count = 0.0, 0
     for inputs, targets in loader:
         inputs, targets = inputs.to(device), targets.to(device)
         opt.zero_grad()
-        loss = loss_fn(module(inputs), targets)
+        loss = batch_loss(inputs, targets)
         loss.backward()
         opt.step()
         total += float(loss.detach()) * len(targets)
@@ -128,7 +129,8 @@ def train_plain(recipe: LeNetRecipe, train: TensorDataset, ctx) -> tuple[LeNet, 
     losses = []
     start = time.perf_counter()
     for _ in tqdm(range(recipe.epochs), desc="plain PyTorch", disable=not ctx.progress, leave=False):
-        losses.append(_supervised_epoch(net, loader, opt, F.cross_entropy, ctx.device))
+        losses.append(_supervised_epoch(net, loader, opt, lambda x, y: F.cross_entropy(net(x), y),
+                                        ctx.device))
         if sched is not None:
             sched.step()
     seconds = time.perf_counter() - start
@@ -153,7 +155,7 @@ def train_confidnet(stochastic_pass, train: TensorDataset, val_features: torch.T
 
     Returns ``(head in eval mode, {"val_aupr_error": [...], "train_mse": [...], "best_epoch"})``.
     """
-    from evaluation import failure_metrics
+    from evaluation import aupr_error
     from models import ConfidNetHead
 
     torch.manual_seed(seed)
@@ -161,29 +163,20 @@ def train_confidnet(stochastic_pass, train: TensorDataset, val_features: torch.T
     opt = torch.optim.Adam(head.parameters(), lr=lr)
     loader = DataLoader(train, batch_size=batch_size, shuffle=True)
 
-    def mse_to_tcp(head_module, x, y):
+    def mse_to_tcp(x, y):
         with torch.no_grad():
             logits, feats = stochastic_pass(x)
-            tcp = torch.softmax(logits, -1).gather(1, y[:, None].to(logits.device))[:, 0]
-        return F.mse_loss(head_module(feats), tcp)
+            tcp = torch.softmax(logits, -1).gather(1, y[:, None])[:, 0]
+        return F.mse_loss(head(feats), tcp)
 
     history = {"val_aupr_error": [], "train_mse": []}
     best, best_state = -1.0, None
     for _ in tqdm(range(epochs), desc="ConfidNet", disable=not ctx.progress, leave=False):
-        head.train()
-        total, count = 0.0, 0
-        for x, y in loader:
-            opt.zero_grad()
-            loss = mse_to_tcp(head, x.to(ctx.device), y)
-            loss.backward()
-            opt.step()
-            total += float(loss.detach()) * len(y)
-            count += len(y)
-        history["train_mse"].append(total / count)
+        history["train_mse"].append(_supervised_epoch(head, loader, opt, mse_to_tcp, ctx.device))
         head.eval()
         with torch.no_grad():
             confidence = head(val_features.to(ctx.device)).cpu()
-        score = failure_metrics(confidence, val_correct)["aupr_error"]
+        score = aupr_error(confidence, val_correct)
         history["val_aupr_error"].append(score)
         if score > best:
             best, best_state = score, {k: v.detach().clone() for k, v in head.state_dict().items()}

@@ -553,11 +553,9 @@ class LastLayerLaplace(BaseLaplace):
         return output, cov.to(output.dtype)
 
     def predictive_outputs(self, x, num_samples, pred_type="glm"):
-        """For the last layer the network is linear in the weights: ``"glm"`` and ``"nn"`` coincide."""
-        self._require_fit()
-        if pred_type not in ("glm", "nn"):
-            raise ValueError(f"pred_type must be 'glm' or 'nn', got {pred_type!r}")
-        return self._linearised_outputs(x, self._sample_subset(num_samples))
+        """For the last layer the network is linear in the weights: ``"glm"`` and ``"nn"`` coincide,
+        so both take the linear path."""
+        return super().predictive_outputs(x, num_samples, "glm" if pred_type == "nn" else pred_type)
 
     def _linearised_outputs(self, x, draws):
         _, phi = self._features(x)

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import average_precision_score, roc_auc_score
 
-from evaluation import failure_metrics, fpr_at_tpr, ood_metrics
+from evaluation import aupr_error, failure_metrics, fpr_at_tpr, ood_metrics
 
 
 def test_failure_metrics_hand_computed():
@@ -32,6 +32,7 @@ def test_failure_metrics_match_sklearn():
     conf = np.clip(rng.normal(0.7, 0.1, 500) + 0.15 * correct, 0, 1)
     m = failure_metrics(conf, correct)
     assert m["aupr_error"] == pytest.approx(average_precision_score(~correct, -conf))
+    assert aupr_error(conf, correct.astype(float)) == m["aupr_error"]  # 0/1 floats accepted
     assert m["aupr_success"] == pytest.approx(average_precision_score(correct, conf))
     assert m["auroc"] == pytest.approx(roc_auc_score(correct, conf))
     assert 0 <= m["fpr_at_95_tpr"] <= 1
@@ -64,6 +65,7 @@ def test_ood_metrics_match_sklearn():
         (lambda: ood_metrics([0.5, float("nan")], [0.1]), "non-finite"),
         (lambda: failure_metrics([0.9, 0.8], [True, True]), "at least one correct and one wrong"),
         (lambda: failure_metrics([0.9, 0.8], [True]), "same length"),
+        (lambda: aupr_error([0.9, 0.8], [False, False]), "at least one correct and one wrong"),
         (lambda: failure_metrics([0.9, 0.8], [2, 0]), "0/1"),
         (lambda: ood_metrics([[0.9]], [0.1]), r"shape \[N\]"),
     ],

@@ -23,9 +23,11 @@ import torch
 from torch.utils.data import DataLoader
 
 from evaluation import (
+    aupr_error,
     calibration_metrics,
     failure_metrics,
     fit_temperature,
+    max_probability,
     mutual_information,
     negative_entropy,
     negative_mutual_information,
@@ -194,10 +196,9 @@ def run_dropout(ctx: RunContext) -> StudyResult:
     logits, _ = lab.deterministic(posterior, x)
     det = torch.softmax(logits, -1)
     mc = lab.samples(posterior, x)
-    half = mc[: mc.shape[0] // 2]
+    half, mc_mean = mc[: mc.shape[0] // 2].mean(0), mc.mean(0)
     vr, entropy, mi = variation_ratio(mc), predictive_entropy(mc), mutual_information(mc)
-    mc_pred = mc.mean(0).argmax(-1)
-    wrong = mc_pred != y
+    wrong = mc_mean.argmax(-1) != y
     measures = {"variation_ratio": vr, "predictive_entropy": entropy, "mutual_information": mi}
     uncertainty = {}
     for name, values in measures.items():
@@ -206,20 +207,20 @@ def run_dropout(ctx: RunContext) -> StudyResult:
         if bool(wrong.any()) and not bool(wrong.all()):
             uncertainty[f"auroc_errors_{name}"] = failure_metrics(-values, ~wrong)["auroc"]
     uncertainty["digits_with_nonzero_variation_ratio"] = int((vr > 0).sum())
-    t_full, t_half = mc.shape[0], half.shape[0]
+    t_full, t_half = mc.shape[0], mc.shape[0] // 2
     results = {
         "deterministic": {"accuracy": _accuracy(det, y), "error": 1 - _accuracy(det, y),
                           **{k: v for k, v in calibration_metrics(det, y).items() if k in ("nll", "ece")}},
-        "mc_dropout": {f"accuracy_t{t_half}": _accuracy(half.mean(0), y), f"error_t{t_half}": 1 - _accuracy(half.mean(0), y),
-                       f"accuracy_t{t_full}": _accuracy(mc.mean(0), y), f"error_t{t_full}": 1 - _accuracy(mc.mean(0), y),
-                       **{k: v for k, v in calibration_metrics(mc.mean(0), y).items() if k in ("nll", "ece")}},
+        "mc_dropout": {f"accuracy_t{t_half}": _accuracy(half, y), f"error_t{t_half}": 1 - _accuracy(half, y),
+                       f"accuracy_t{t_full}": _accuracy(mc_mean, y), f"error_t{t_full}": 1 - _accuracy(mc_mean, y),
+                       **{k: v for k, v in calibration_metrics(mc_mean, y).items() if k in ("nll", "ece")}},
         "uncertainty": uncertainty,
     }
     order = torch.argsort(vr * 10 + entropy, descending=True)  # variation ratio first, entropy breaks ties
     mc_labels = mc.argmax(-1)
-    most = _digit_panel(ctx, f"Most uncertain test digits (variation ratio, T = {t_full})", x, mc_labels, mc.mean(0),
+    most = _digit_panel(ctx, f"Most uncertain test digits (variation ratio, T = {t_full})", x, mc_labels, mc_mean,
                         order[:12].tolist(), "most_uncertain.png")
-    least = _digit_panel(ctx, "Least uncertain test digits", x, mc_labels, mc.mean(0), order.flip(0)[:12].tolist(),
+    least = _digit_panel(ctx, "Least uncertain test digits", x, mc_labels, mc_mean, order.flip(0)[:12].tolist(),
                          "least_uncertain.png")
     ones = (y == 1).nonzero()[:, 0]
     rotation, rotated_labels = _rotation_figure(ctx, lab, posterior, x[int(ones[0])], 1)
@@ -423,10 +424,6 @@ def _aupr_error_gaps(scores: dict, reference: str, others, n_resamples: int, see
     of errors change rank; the interval says which differences the data can support.
     """
     from scipy.stats import bootstrap
-    from sklearn.metrics import average_precision_score
-
-    def aupr_error(confidence, correct):
-        return average_precision_score(~correct.astype(bool), -confidence)  # scipy hands floats
 
     def gap(ref_confidence, ref_correct, confidence, correct):
         return aupr_error(ref_confidence, ref_correct) - aupr_error(confidence, correct)
@@ -472,11 +469,11 @@ def run_ood(ctx: RunContext) -> StudyResult:
     def all_scores(x):
         mc = lab.samples(dropout, x)
         return {
-            "mcp": torch.softmax(lab.deterministic(dropout, x)[0], -1).max(-1).values,
+            "mcp": max_probability(torch.softmax(lab.deterministic(dropout, x)[0], -1)),
             "entropy": negative_entropy(mc),
             "mutual_information": negative_mutual_information(mc),
             "odin": odin_scores(logits_fn, x, tuning["temperature"], tuning["epsilon"], MNIST_STD).cpu(),
-            "laplace": lab.samples(laplace, x).mean(0).max(-1).values,
+            "laplace": max_probability(lab.samples(laplace, x)),
         }
 
     score_in = all_scores(x_in)
