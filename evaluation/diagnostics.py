@@ -26,7 +26,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-__all__ = ["to_inference_data", "summary", "compare", "save", "load", "plot_rank", "plot_trace"]
+__all__ = ["to_inference_data", "summary", "convergence", "compare", "save", "load", "plot_rank",
+           "plot_trace"]
 
 
 def _is_bnn(model) -> bool:
@@ -129,6 +130,18 @@ def summary(source, var_names=None, num_samples: int = 500):
     else:
         idata = to_inference_data(source, num_samples=num_samples, var_names=var_names)
     return az.summary(idata, var_names=var_names)
+
+
+def convergence(idata, table=None) -> dict:
+    """The headline convergence figures of an MCMC ``InferenceData``: ``max_r_hat`` and
+    ``min_ess_bulk`` over every scalar component, and the number of ``divergences``.
+
+    ``table`` is its ``az.summary`` if already computed (otherwise computed here).
+    """
+    table = summary(idata) if table is None else table
+    diverging = int(idata.sample_stats["diverging"].sum()) if "sample_stats" in idata.groups() else 0
+    return {"max_r_hat": float(table["r_hat"].max()), "min_ess_bulk": float(table["ess_bulk"].min()),
+            "divergences": diverging}
 
 
 def compare(idatas: dict, ic: str = "loo"):

@@ -12,11 +12,11 @@ from __future__ import annotations
 import warnings
 from pathlib import Path
 
-from evaluation.diagnostics import compare, load, plot_rank, summary
+from evaluation.diagnostics import compare, convergence, load, plot_rank, summary
 
 from .io import markdown_table, save_figure
 
-__all__ = ["diagnose"]
+__all__ = ["diagnose", "loo_comparison"]
 
 
 def diagnose(run_dir, plots=None, max_rows: int = 12) -> str:
@@ -45,9 +45,9 @@ def diagnose(run_dir, plots=None, max_rows: int = 12) -> str:
         worst = table.sort_values("r_hat", ascending=False).head(max_rows)
         body = [[index, float(r["mean"]), float(r["sd"]), float(r["r_hat"]), float(r["ess_bulk"]),
                  float(r["ess_tail"])] for index, r in worst.iterrows()]
-        diverging = int(idata.sample_stats["diverging"].sum()) if "sample_stats" in idata.groups() else 0
-        headline = (f"max R-hat {float(table['r_hat'].max()):.4f}, min bulk ESS "
-                    f"{float(table['ess_bulk'].min()):.0f}, {diverging} divergent transitions")
+        figures = convergence(idata, table)
+        headline = (f"max R-hat {figures['max_r_hat']:.4f}, min bulk ESS {figures['min_ess_bulk']:.0f}, "
+                    f"{figures['divergences']} divergent transitions")
         lines += [f"## {name}: convergence ({len(table)} scalar components, worst R-hat first)", "",
                   headline, "",
                   markdown_table(["component", "mean", "sd", "r_hat", "ess_bulk", "ess_tail"], body), ""]
@@ -59,11 +59,19 @@ def diagnose(run_dir, plots=None, max_rows: int = 12) -> str:
     with_lik = {k: v for k, v in idatas.items()
                 if "log_likelihood" in v.groups() and v.posterior.sizes["draw"] > 1}
     if len(with_lik) > 1:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)
-            table = compare(with_lik)
-        body = [[index, int(r["rank"]), float(r["elpd_loo"]), float(r["p_loo"]), float(r["elpd_diff"]),
-                 "yes" if r["warning"] else "no"] for index, r in table.iterrows()]
-        headers = ["method", "rank", "elpd_loo", "p_loo", "elpd_diff", "Pareto k warning"]
-        lines += ["## PSIS-LOO comparison", "", markdown_table(headers, body), ""]
+        lines += ["## PSIS-LOO comparison", "", loo_comparison(with_lik)[1], ""]
     return "\n".join(lines)
+
+
+def loo_comparison(idatas: dict):
+    """``az.compare`` (PSIS-LOO) of the methods' InferenceData: ``(table, Markdown table)``.
+
+    ArviZ's Pareto-k warnings are not printed: the table has a column for them.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        table = compare(idatas)
+    rows = [[name, int(r["rank"]), float(r["elpd_loo"]), float(r["p_loo"]), float(r["elpd_diff"]),
+             float(r["weight"]), "yes" if r["warning"] else "no"] for name, r in table.iterrows()]
+    headers = ["method", "rank", "elpd_loo", "p_loo", "elpd_diff", "weight", "Pareto k warning"]
+    return table, markdown_table(headers, rows, ".2f")

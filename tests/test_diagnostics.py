@@ -6,7 +6,7 @@ import torch
 from test_laplace import _multiclass as _map  # a small MAP MLP on 3 classes
 from torch.func import jvp
 
-from evaluation.diagnostics import compare, to_inference_data
+from evaluation.diagnostics import compare, convergence, to_inference_data
 from inference import fit_laplace
 
 
@@ -51,3 +51,17 @@ def test_compare_needs_log_likelihoods():
     posterior = _map()[1]
     with pytest.raises(ValueError, match="log_likelihood"):
         compare({"map": to_inference_data(posterior, num_samples=2)})
+
+
+def test_convergence_figures_of_mcmc_draws():
+    import arviz as az
+
+    rng = np.random.default_rng(0)
+    diverging = np.zeros((2, 300), dtype=bool)
+    diverging[1, [3, 50, 299]] = True
+    idata = az.from_dict(posterior={"w": rng.normal(size=(2, 300, 3))}, sample_stats={"diverging": diverging})
+    figures = convergence(idata)
+    table = az.summary(idata)
+    assert figures == {"max_r_hat": float(table["r_hat"].max()), "min_ess_bulk": float(table["ess_bulk"].min()),
+                       "divergences": 3}
+    assert convergence(az.from_dict(posterior={"w": rng.normal(size=(2, 300))}))["divergences"] == 0

@@ -7,7 +7,6 @@ fit goes through the one Posterior interface (no ``if method == ...`` below this
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -15,11 +14,11 @@ import numpy as np
 import torch
 
 from evaluation import calibration_metrics, mutual_information, predictive_entropy
-from evaluation.diagnostics import compare, plot_rank, plot_trace, save, summary, to_inference_data
+from evaluation.diagnostics import convergence, plot_rank, plot_trace, save, to_inference_data
 from evaluation.plotting import new_figure
 from inference import Posterior
 
-from ..io import markdown_table
+from ..diagnose import loo_comparison
 
 __all__ = ["Method", "Grid", "evaluate_methods", "uncertainty_figure", "curves_figure", "diagnostics"]
 
@@ -157,9 +156,7 @@ def diagnostics(ctx, posteriors: dict, sampled: set, x, y, samples: int) -> tupl
         idatas[name] = to_inference_data(posterior, x, y, num_samples=samples if name in sampled else 1)
         save(idatas[name], ctx.folder.file(f"inference_{name}.nc"))
     if "nuts" in idatas:
-        table = summary(idatas["nuts"])
-        results["nuts"] = {"max_r_hat": float(table["r_hat"].max()), "min_ess_bulk": float(table["ess_bulk"].min()),
-                           "divergences": int(posteriors["nuts"].approximation.diverging.sum())}
+        results["nuts"] = convergence(idatas["nuts"])
         names = list(idatas["nuts"].posterior.data_vars)[-2:]
         rank = ctx.figure(plot_rank(idatas["nuts"], var_names=names), "nuts_rank.png")
         trace = ctx.figure(plot_trace(idatas["nuts"], var_names=names), "nuts_trace.png")
@@ -170,15 +167,9 @@ def diagnostics(ctx, posteriors: dict, sampled: set, x, y, samples: int) -> tupl
                     f"the predictions.\n\n![]({rank})\n\n![]({trace})\n")
     posteriors_only = {k: v for k, v in idatas.items() if k in sampled}
     if len(posteriors_only) > 1:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)  # Pareto k warnings: reported in the table
-            table = compare(posteriors_only)
+        table, markdown = loo_comparison(posteriors_only)
         for name, row in table.iterrows():
             results.setdefault(name, {})["elpd_loo"] = float(row["elpd_loo"])
-        rows = [[name, int(r["rank"]), float(r["elpd_loo"]), float(r["p_loo"]), float(r["elpd_diff"]),
-                 float(r["weight"]), "yes" if r["warning"] else "no"] for name, r in table.iterrows()]
         text.append("PSIS-LOO comparison on the training data (`az.compare`; higher `elpd_loo` is better; "
-                    "'Pareto k warning' marks estimates ArviZ flags as unreliable):\n\n"
-                    + markdown_table(["method", "rank", "elpd_loo", "p_loo", "elpd_diff", "weight",
-                                      "Pareto k warning"], rows, ".2f") + "\n")
+                    "'Pareto k warning' marks estimates ArviZ flags as unreliable):\n\n" + markdown + "\n")
     return results, "\n".join(text)

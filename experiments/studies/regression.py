@@ -21,7 +21,7 @@ import torch
 from pyro.infer import Trace_ELBO
 from pyro.infer.autoguide import AutoNormal
 
-from evaluation.diagnostics import save, summary, to_inference_data
+from evaluation.diagnostics import convergence, save, to_inference_data
 from evaluation.plotting import new_figure
 from inference import fit, nuts
 from models import BayesianLinearRegression, GaussianBasis, PolynomialBasis
@@ -191,10 +191,7 @@ def run(ctx: RunContext) -> StudyResult:
     _add_predictive(idata, chains, x, y, rng)
     save(idata, ctx.folder.file("inference_nuts.nc"))
     figures["ppc"] = ctx.figure(_ppc_figure(idata), "posterior_predictive_check.png")
-    table = summary(idata)
-    results["nuts"]["max_r_hat"] = float(table["r_hat"].max())
-    results["nuts"]["min_ess_bulk"] = float(table["ess_bulk"].min())
-    results["nuts"]["divergences"] = int(chains.approximation.diverging.sum())
+    results["nuts"].update(convergence(idata))
     figures["pyro"] = ctx.figure(fig, "pyro_vs_closed_form.png")
 
     report = _report(results, figures, n)
