@@ -20,7 +20,15 @@ from torch.utils.data import DataLoader, TensorDataset
 from tqdm.auto import tqdm
 
 from bayesdl.atomic import atomic_path
-from inference import DropoutGuide, MAPGuide, MeanFieldGuide, Posterior, fit, load_checkpoint
+from inference import (
+    DropoutGuide,
+    MAPGuide,
+    MeanFieldGuide,
+    Posterior,
+    exponential_decay,
+    fit,
+    load_checkpoint,
+)
 from models import BNN, LeNet
 
 __all__ = ["LeNetRecipe", "train_lenet", "train_plain", "cache_folder"]
@@ -51,8 +59,7 @@ class LeNetRecipe:
     def scheduler(self):
         if self.final_lr is None or self.epochs == 0:
             return None
-        gamma = (self.final_lr / self.lr) ** (1.0 / self.epochs)
-        return lambda opt: torch.optim.lr_scheduler.ExponentialLR(opt, gamma)
+        return exponential_decay(self.lr, self.final_lr, self.epochs)
 
 
 def cache_folder(ctx) -> Path:

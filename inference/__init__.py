@@ -21,7 +21,7 @@ from .laplace import (
 )
 from .mcmc import MCMCSamples, nuts
 from .posterior import Posterior, PyroGuideApproximation, RegressionPrediction
-from .svi import NonFiniteLossError, TrainingHistory, fit, load_checkpoint
+from .svi import NonFiniteLossError, TrainingHistory, exponential_decay, fit, load_checkpoint
 
 __all__ = [
     "BNNGuide",
@@ -30,6 +30,7 @@ __all__ = [
     "MAPGuide",
     "BNNElbo",
     "fit",
+    "exponential_decay",
     "load_checkpoint",
     "TrainingHistory",
     "NonFiniteLossError",

@@ -32,7 +32,7 @@ from .elbo import BNNElbo
 from .guides import BNNGuide
 from .posterior import Posterior
 
-__all__ = ["fit", "load_checkpoint", "TrainingHistory", "NonFiniteLossError"]
+__all__ = ["fit", "exponential_decay", "load_checkpoint", "TrainingHistory", "NonFiniteLossError"]
 
 CHECKPOINT_FORMAT = "bayesdl-checkpoint-1"
 
@@ -153,6 +153,15 @@ def load_checkpoint(path, model, guide) -> Posterior:
     return Posterior(model, guide, TrainingHistory(**state["history"]))
 
 
+def exponential_decay(lr: float, final_lr: float, epochs: int):
+    """A ``scheduler`` for :func:`fit`: the learning rate decays exponentially from ``lr`` to
+    ``final_lr`` over ``epochs`` epochs (``ExponentialLR``, ``gamma = (final_lr / lr) ** (1 / epochs)``)."""
+    check_positive(lr, "lr")
+    check_positive(final_lr, "final_lr")
+    gamma = (final_lr / lr) ** (1.0 / max(check_int(epochs, "epochs", minimum=0), 1))
+    return lambda opt: torch.optim.lr_scheduler.ExponentialLR(opt, gamma)
+
+
 def fit(model, guide, data, *, epochs: int = 10, lr: float = 1e-3, batch_size: int = 128,
         elbo=None, optimizer: Callable[[Iterable], torch.optim.Optimizer] | None = None,
         scheduler: Callable[[torch.optim.Optimizer], object] | None = None,
@@ -180,6 +189,7 @@ def fit(model, guide, data, *, epochs: int = 10, lr: float = 1e-3, batch_size: i
         ``params -> torch optimizer`` (default ``torch.optim.Adam(params, lr)``).
     scheduler:
         ``optimizer -> torch LR scheduler``, stepped after every epoch, e.g.
+        ``exponential_decay(1e-3, 1e-5, epochs)`` or
         ``lambda opt: torch.optim.lr_scheduler.ExponentialLR(opt, 0.99)``.
     kl_weight, num_particles:
         Passed to the default :class:`BNNElbo` (see its notes on both).

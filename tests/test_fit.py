@@ -15,6 +15,7 @@ from inference import (
     NonFiniteLossError,
     Posterior,
     RegressionPrediction,
+    exponential_decay,
     fit,
     load_checkpoint,
     nuts,
@@ -194,3 +195,14 @@ def test_generic_pyro_model_needs_an_explicit_elbo():
 
     with pytest.raises(TypeError, match="Trace_ELBO"):
         fit(blr.model, AutoNormal(blr.model), (torch.randn(5), torch.randn(5)), progress=False)
+
+
+def test_exponential_decay_reaches_the_final_rate():
+    opt = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=1e-2)
+    sched = exponential_decay(1e-2, 1e-4, 20)(opt)
+    for _ in range(20):
+        opt.step()
+        sched.step()
+    assert opt.param_groups[0]["lr"] == pytest.approx(1e-4, rel=1e-9)
+    with pytest.raises(ValueError, match="final_lr"):
+        exponential_decay(1e-2, 0.0, 20)

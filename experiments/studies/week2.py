@@ -16,7 +16,7 @@ import math
 import torch
 import torch.nn as nn
 
-from inference import DropoutGuide, MAPGuide, MeanFieldGuide, fit, fit_laplace, nuts
+from inference import DropoutGuide, MAPGuide, MeanFieldGuide, exponential_decay, fit, fit_laplace, nuts
 from models import BNN, MLP
 
 from ..data import linear_blobs, two_moons
@@ -25,15 +25,10 @@ from ..registry import RunContext, StudyResult, register
 from ._toy2d import Grid, Method, curves_figure, diagnostics, evaluate_methods, uncertainty_figure
 
 
-def _decaying(steps: int, start: float, end: float):
-    gamma = (end / start) ** (1.0 / max(steps, 1))
-    return lambda opt: torch.optim.lr_scheduler.ExponentialLR(opt, gamma)
-
-
 def _svi(model, guide, x, y, steps, lr, ctx, final_lr=None):
     """Full-batch SVI (one step = one epoch), with an exponentially decaying learning rate."""
     return fit(model, guide, (x, y), epochs=steps, lr=lr, batch_size=len(x), shuffle=False, seed=ctx.seed,
-               scheduler=_decaying(steps, lr, final_lr or lr / 20), progress=ctx.progress)
+               scheduler=exponential_decay(lr, final_lr or lr / 20, steps), progress=ctx.progress)
 
 
 def _nuts(model, x, y, ctx):
@@ -65,7 +60,7 @@ def _table(results: dict, labels: dict) -> str:
                            "TV to NUTS (grid)", "TV to NUTS (far)"], rows)
 
 
-def _run(ctx: RunContext, name: str, title: str, x, y, x_test, y_test, make_model, methods_for,
+def _run(ctx: RunContext, title: str, x, y, x_test, y_test, make_model, methods_for,
          extent: float, far_distance: float, conclusions) -> StudyResult:
     torch.manual_seed(ctx.seed)
     model = make_model()
@@ -146,7 +141,7 @@ def run_logistic(ctx: RunContext) -> StudyResult:
         lines.append(f"- Closest to NUTS over the grid: {closest} (TV {r[closest]['tv_to_nuts']:.4f}).")
         return "\n".join(lines)
 
-    return _run(ctx, "logistic-2d", "Bayesian logistic regression on 2-D data", x, y, x_test, y_test,
+    return _run(ctx, "Bayesian logistic regression on 2-D data", x, y, x_test, y_test,
                 make_model, methods_for, extent=12.0, far_distance=5.0, conclusions=conclusions)
 
 
@@ -175,12 +170,8 @@ def run_two_moons(ctx: RunContext) -> StudyResult:
             Method("nuts", "NUTS", lambda x, y: _nuts(model, x, y, ctx), random_draws=False),
         ]
 
-    def conclusions(r):
-        return _moons_conclusions(r)
-
-    result = _run(ctx, "two-moons", f"An MLP (2-{hidden}-2) on two moons", x, y, x_test, y_test, make_model,
-                  methods_for, extent=6.0, far_distance=2.0, conclusions=conclusions)
-    return result
+    return _run(ctx, f"An MLP (2-{hidden}-2) on two moons", x, y, x_test, y_test, make_model,
+                methods_for, extent=6.0, far_distance=2.0, conclusions=_moons_conclusions)
 
 
 def _moons_conclusions(r) -> str:
