@@ -349,9 +349,9 @@ def run_failure(ctx: RunContext) -> StudyResult:
             logits = guide.network_output(inputs)
         return logits, captured[-1]
 
-    epochs = 3 if ctx.quick else 30
+    epochs, passes = (3, 2) if ctx.quick else (200, 10)
     head, history = train_confidnet(stochastic_pass, lab.splits["train"], val_features, val_correct, ctx,
-                                    epochs=epochs, seed=ctx.seed)
+                                    epochs=epochs, passes=passes, seed=ctx.seed)
     with torch.no_grad():
         confidnet = head(features.to(ctx.device)).cpu()
     mc = lab.samples(posterior, x)
@@ -396,8 +396,9 @@ predictions (deterministic network for MCP, ConfidNet and the TCP oracle; MC ave
 {lab.s.samples} passes for MC dropout, whose confidence is minus the predictive entropy, as in
 Corbiere et al.'s code). ConfidNet regresses the true-class probability from the frozen
 penultimate features (MSE); as in the authors' code, it trains on the classifier's stochastic
-passes (dropout masks on, so the training set yields low-TCP examples), and the epoch is
-chosen by validation AUPR-error on the deterministic features used at test time.
+passes (dropout masks on, so the training set yields low-TCP examples; {passes} passes drawn once
+and cycled over {epochs} epochs), and the epoch is chosen by validation AUPR-error on the
+deterministic features used at test time.
 
 {markdown_table(["confidence", "AUPR-error (%)", "AUPR-success (%)", "AUROC (%)", "FPR @ 95% TPR (%)", "errors"], rows, ".2f")}
 
@@ -413,7 +414,8 @@ AUPR-error differences with a paired bootstrap over the test images ({len(y)} im
 
 ![]({curves})
 """
-    return StudyResult(config=lab.config(confidnet_epochs=epochs), results=results, report=report)
+    return StudyResult(config=lab.config(confidnet_epochs=epochs, confidnet_passes=passes), results=results,
+                       report=report)
 
 
 def _aupr_error_gaps(scores: dict, reference: str, others, n_resamples: int, seed: int) -> dict:

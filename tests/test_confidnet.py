@@ -1,0 +1,50 @@
+"""ConfidNet's training loop on a synthetic frozen "classifier" whose true-class probability is
+a known function of its features."""
+
+from types import SimpleNamespace
+
+import pytest
+import torch
+from torch.utils.data import TensorDataset
+
+from evaluation import aupr_error
+from experiments.training import train_confidnet
+
+CTX = SimpleNamespace(device=torch.device("cpu"), progress=False)
+
+
+def _problem(n, seed):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, 4, generator=g)
+    return x, torch.zeros(n, dtype=torch.long)  # the true class is 0; TCP = sigmoid(3 x_0)
+
+
+def _classifier(calls):
+    def stochastic_pass(x):
+        calls.append(len(x))
+        features = x + 0.1 * torch.randn_like(x)  # a "dropout" perturbation of the features
+        logits = torch.stack([3 * features[:, 0], torch.zeros(len(x))], -1)
+        return logits, features
+    return stochastic_pass
+
+
+def test_confidnet_learns_the_true_class_probability_from_a_bank_drawn_once():
+    calls = []
+    x, y = _problem(1500, 0)
+    x_val, _ = _problem(400, 1)
+    val_correct = x_val[:, 0] > 0
+    head, history = train_confidnet(_classifier(calls), TensorDataset(x, y), x_val, val_correct, CTX,
+                                    epochs=15, lr=1e-3, passes=3, seed=0)
+    assert sum(calls) == 3 * 1500  # three passes over the training set, whatever the epochs
+    assert len(history["val_aupr_error"]) == len(history["train_mse"]) == 15
+    assert history["val_aupr_error"][history["best_epoch"] - 1] == max(history["val_aupr_error"])
+    with torch.no_grad():
+        confidence = head(x_val)
+    assert aupr_error(confidence, val_correct) > 0.95  # errors ranked first; chance is ~0.5
+    assert history["train_mse"][-1] < history["train_mse"][0]
+
+
+def test_confidnet_rejects_a_bank_of_no_passes():
+    x, y = _problem(10, 0)
+    with pytest.raises(ValueError, match="passes"):
+        train_confidnet(_classifier([]), TensorDataset(x, y), x, x[:, 0] > 0, CTX, epochs=1, passes=0)
