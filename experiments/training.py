@@ -186,6 +186,7 @@ def train_confidnet(stochastic_pass, train: TensorDataset, val_features: torch.T
             bank.append(TensorDataset(torch.cat(features), torch.cat(tcp)))
     head = ConfidNetHead(val_features.shape[1]).to(ctx.device)
     opt = torch.optim.Adam(head.parameters(), lr=lr)
+    val_features = val_features.to(ctx.device)  # once, not at every epoch's validation
 
     def mse_to_tcp(feats, tcp):
         return F.mse_loss(head(feats), tcp)
@@ -200,7 +201,7 @@ def train_confidnet(stochastic_pass, train: TensorDataset, val_features: torch.T
         history["train_mse"].append(_supervised_epoch(head, loader, opt, mse_to_tcp, ctx.device))
         head.eval()
         with torch.no_grad():
-            confidence = head(val_features.to(ctx.device)).cpu()
+            confidence = head(val_features).cpu()
         score = aupr_error(confidence, val_correct)
         history["val_aupr_error"].append(score)
         if score > best:
