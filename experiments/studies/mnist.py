@@ -196,7 +196,8 @@ def run_dropout(ctx: RunContext) -> StudyResult:
     logits, _ = lab.deterministic(posterior, x)
     det = torch.softmax(logits, -1)
     mc = lab.samples(posterior, x)
-    half, mc_mean = mc[: mc.shape[0] // 2].mean(0), mc.mean(0)
+    t_full, t_half = mc.shape[0], mc.shape[0] // 2
+    half, mc_mean = mc[:t_half].mean(0), mc.mean(0)
     vr, entropy, mi = variation_ratio(mc), predictive_entropy(mc), mutual_information(mc)
     wrong = mc_mean.argmax(-1) != y
     measures = {"variation_ratio": vr, "predictive_entropy": entropy, "mutual_information": mi}
@@ -207,7 +208,6 @@ def run_dropout(ctx: RunContext) -> StudyResult:
         if bool(wrong.any()) and not bool(wrong.all()):
             uncertainty[f"auroc_errors_{name}"] = failure_metrics(-values, ~wrong)["auroc"]
     uncertainty["digits_with_nonzero_variation_ratio"] = int((vr > 0).sum())
-    t_full, t_half = mc.shape[0], mc.shape[0] // 2
     results = {
         "deterministic": {"accuracy": _accuracy(det, y), "error": 1 - _accuracy(det, y),
                           **{k: v for k, v in calibration_metrics(det, y).items() if k in ("nll", "ece")}},
