@@ -3,10 +3,10 @@
 The library lives in four top-level packages, one per step of the pipeline
 (see ``DESIGN`` in the README):
 
-- :mod:`models`      priors, likelihoods, networks, Bayesian linear regression, ``BNN``;
-- :mod:`inference`   guides, ``fit`` (SVI), Laplace, NUTS, and the ``Posterior``;
-- :mod:`evaluation`  uncertainty, calibration, failure and OOD metrics, diagnostics, plots;
-- :mod:`experiments` the course studies and the ``bdl`` command.
+- :mod:`bayesdl.models`      priors, likelihoods, networks, Bayesian linear regression, ``BNN``;
+- :mod:`bayesdl.inference`   guides, ``fit`` (SVI), Laplace, NUTS, and the ``Posterior``;
+- :mod:`bayesdl.evaluation`  uncertainty, calibration, failure and OOD metrics, diagnostics, plots;
+- :mod:`bayesdl.experiments` the course studies and the ``bdl`` command.
 
 This package holds what they share: the version and the boundary checks.
 """

@@ -2,7 +2,7 @@
 
 ``torch.randn_like`` keeps the memory layout of its argument, and PyTorch's CPU samplers
 take a slow path for tensors that are not contiguous in the default layout: on channels-last
-feature maps (which :class:`models.BNN` uses for images on the CPU) ``normal_`` is about 4x
+feature maps (which :class:`bayesdl.models.BNN` uses for images on the CPU) ``normal_`` is about 4x
 slower. Noise is i.i.d., so it can be drawn into a flat buffer and viewed with the target's
 strides: the same distribution and layout, on the fast path.
 """

@@ -11,10 +11,10 @@ Rows:
 - ``plain``           plain PyTorch, ``nn.Dropout`` (the floor);
 - ``plain_channels_last`` plain PyTorch, ``nn.Dropout``, model and images in channels-last
   layout (what bayesdl does for images on the CPU; shows how much of the gain is layout);
-- ``plain_fastmask``  plain PyTorch with bayesdl's ``models.Dropout`` (same model, faster masks);
-- ``dropout``         ``DropoutGuide`` through ``inference.fit``;
-- ``mean_field``      ``MeanFieldGuide`` through ``inference.fit``;
-- ``map``             ``MAPGuide`` through ``inference.fit``;
+- ``plain_fastmask``  plain PyTorch with bayesdl's ``bayesdl.models.Dropout`` (same model, faster masks);
+- ``dropout``         ``DropoutGuide`` through ``bayesdl.inference.fit``;
+- ``mean_field``      ``MeanFieldGuide`` through ``bayesdl.inference.fit``;
+- ``map``             ``MAPGuide`` through ``bayesdl.inference.fit``;
 - ``pyro_autonormal`` the naive Pyro way: a ``PyroModule`` LeNet with ``PyroSample`` priors,
   ``AutoNormal``, ``Trace_ELBO`` and ``pyro.optim.Adam`` in ``pyro.infer.SVI``.
 
@@ -45,9 +45,9 @@ from pyro.nn.module import to_pyro_module_
 from torch.utils.data import DataLoader
 
 from bayesdl.runtime import retain_freed_memory
-from experiments.data import load_images
-from inference import DropoutGuide, MAPGuide, MeanFieldGuide, Posterior, fit
-from models import BNN, LeNet
+from bayesdl.experiments.data import load_images
+from bayesdl.inference import DropoutGuide, MAPGuide, MeanFieldGuide, Posterior, fit
+from bayesdl.models import BNN, LeNet
 
 TARGETS = {"train dropout": 1.15, "train mean_field": 1.6, "predict dropout": 1.2, "memory": 1.3}
 ROWS = ("plain", "plain_channels_last", "plain_fastmask", "dropout", "mean_field", "map",

@@ -36,10 +36,10 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 from bayesdl.runtime import retain_freed_memory
-from evaluation import calibration_metrics
-from experiments.data import mnist_splits
-from inference import MAPGuide, fit, laplace
-from models import BNN, LeNet
+from bayesdl.evaluation import calibration_metrics
+from bayesdl.experiments.data import mnist_splits
+from bayesdl.inference import MAPGuide, fit, laplace
+from bayesdl.models import BNN, LeNet
 
 
 def _map_lenet(train, epochs, seed):

@@ -6,6 +6,12 @@ mean) for calibration. Entropies and mutual information are in nats. Confidence 
 are "higher = more confident / more in-distribution" everywhere.
 """
 
+if __name__ != "bayesdl.evaluation":  # e.g. `import evaluation` with the repository root on sys.path
+    raise ImportError(
+        f"this folder is the package bayesdl.evaluation: import it as `bayesdl.evaluation`, not `{__name__}` "
+        "(one file must never be importable under two names)"
+    )
+
 from .calibration import (
     ReliabilityBins,
     apply_temperature,

@@ -17,7 +17,7 @@ predictive is not the network at the drawn weights says so with an ``outputs_at(
 method -- a Laplace approximation predicts through the linearised network (GLM), and its
 log-likelihoods must judge that predictive, not the far worse one of the raw network.
 
-Works on any object with ``model`` (a :class:`models.BNN` for the predictive groups),
+Works on any object with ``model`` (a :class:`bayesdl.models.BNN` for the predictive groups),
 ``sample(S)`` and ``approximation``; this module imports nothing from ``inference``.
 """
 
@@ -87,7 +87,7 @@ def to_inference_data(posterior, x=None, y=None, num_samples: int = 500, var_nam
     model = posterior.model
     if x is not None and y is not None:
         if not _is_bnn(model):
-            raise TypeError("the predictive groups need a models.BNN model; call without x and y")
+            raise TypeError("the predictive groups need a bayesdl.models.BNN model; call without x and y")
         x = model.check_inputs(x)
         x, y = model.check_data(x, y)
         chains, per_chain = next(iter(draws.values())).shape[:2]

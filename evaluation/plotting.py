@@ -2,7 +2,7 @@
 
 Every helper draws on a given matplotlib ``Axes`` or makes a new ``Figure`` (without pyplot,
 so no GUI backend or global state is involved) and returns the figure. Save it with
-:func:`experiments.io.save_figure` to write it atomically.
+:func:`bayesdl.experiments.io.save_figure` to write it atomically.
 """
 
 from __future__ import annotations

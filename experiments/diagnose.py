@@ -12,7 +12,7 @@ from __future__ import annotations
 import warnings
 from pathlib import Path
 
-from evaluation.diagnostics import compare, convergence, load, plot_rank, summary
+from bayesdl.evaluation.diagnostics import compare, convergence, load, plot_rank, summary
 
 from .io import markdown_table, save_figure
 

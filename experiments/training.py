@@ -1,7 +1,7 @@
 """Training the networks the MNIST studies share, cached by configuration.
 
 A trained network is identified by a hash of everything that determines it (method,
-architecture, recipe, seed, data split). It is trained through :func:`inference.fit` with a
+architecture, recipe, seed, data split). It is trained through :func:`bayesdl.inference.fit` with a
 checkpoint in the cache folder, so a second study asking for the same network loads it
 instead of retraining, and an interrupted training resumes where it stopped.
 """
@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 
 from bayesdl.atomic import atomic_path
 from bayesdl.checks import check_int
-from inference import (
+from bayesdl.inference import (
     DropoutGuide,
     MAPGuide,
     MeanFieldGuide,
@@ -30,7 +30,7 @@ from inference import (
     fit,
     load_checkpoint,
 )
-from models import BNN, LeNet
+from bayesdl.models import BNN, LeNet
 
 __all__ = ["LeNetRecipe", "train_lenet", "train_plain", "cache_folder"]
 
@@ -170,8 +170,8 @@ def train_confidnet(stochastic_pass, train: TensorDataset, val_features: torch.T
 
     Returns ``(head in eval mode, {"val_aupr_error": [...], "train_mse": [...], "best_epoch"})``.
     """
-    from evaluation import aupr_error
-    from models import ConfidNetHead
+    from bayesdl.evaluation import aupr_error
+    from bayesdl.models import ConfidNetHead
 
     check_int(passes, "passes", minimum=1)
     torch.manual_seed(seed)

@@ -8,6 +8,12 @@
 - :class:`Posterior`, the one object every method returns.
 """
 
+if __name__ != "bayesdl.inference":  # e.g. `import inference` with the repository root on sys.path
+    raise ImportError(
+        f"this folder is the package bayesdl.inference: import it as `bayesdl.inference`, not `{__name__}` "
+        "(one file must never be importable under two names)"
+    )
+
 from .elbo import BNNElbo
 from .guides import BNNGuide, DropoutGuide, MAPGuide, MeanFieldGuide
 from .laplace import (

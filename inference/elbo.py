@@ -7,7 +7,7 @@ For a minibatch ``B`` of a training set of size ``N``::
 Two choices that peer libraries leave to the user, and that users most often get wrong:
 
 **KL scaling.** The KL term is counted once per *step*, against the log-likelihood scaled
-up to the full dataset (``N / |B|``), as the data plate of :class:`models.BNN` does. Dividing
+up to the full dataset (``N / |B|``), as the data plate of :class:`bayesdl.models.BNN` does. Dividing
 the KL by the number of batches instead, or forgetting ``N`` (KL against a per-batch mean
 log-likelihood), over-weights the prior by a factor ``|B|`` or ``N`` and makes the posterior
 collapse onto it. ``fit`` passes ``N = len(loader.dataset)``. The reported values are for
@@ -31,7 +31,7 @@ import torch
 from pyro.infer import ELBO
 
 from bayesdl.checks import check_int, check_positive
-from models.bnn import bnn_of
+from bayesdl.models.bnn import bnn_of
 
 from .guides import BNNGuide
 
@@ -39,9 +39,9 @@ __all__ = ["BNNElbo"]
 
 
 class BNNElbo(ELBO):
-    """Structured ELBO for a :class:`models.BNN` and a :class:`inference.guides.BNNGuide`.
+    """Structured ELBO for a :class:`bayesdl.models.BNN` and a :class:`bayesdl.inference.guides.BNNGuide`.
 
-    A ``pyro.infer.ELBO``: usable with ``pyro.infer.SVI`` or :func:`inference.fit`.
+    A ``pyro.infer.ELBO``: usable with ``pyro.infer.SVI`` or :func:`bayesdl.inference.fit`.
     ``kl_weight`` multiplies the KL (1 is the ELBO; other values give tempered posteriors).
     Model arguments: ``(x, y, dataset_size=None)``.
     """
@@ -55,7 +55,7 @@ class BNNElbo(ELBO):
         bnn = bnn_of(model)
         if bnn is None or not isinstance(guide, BNNGuide):
             raise TypeError(
-                "BNNElbo needs a models.BNN and one of its guides (MeanFieldGuide, DropoutGuide, "
+                "BNNElbo needs a bayesdl.models.BNN and one of its guides (MeanFieldGuide, DropoutGuide, "
                 "MAPGuide); for other Pyro models or guides use pyro.infer.Trace_ELBO"
             )
         if guide.model is not bnn:

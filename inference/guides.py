@@ -1,4 +1,4 @@
-"""Guides: approximate posteriors over the latent weights of a :class:`models.BNN`.
+"""Guides: approximate posteriors over the latent weights of a :class:`bayesdl.models.BNN`.
 
 Every guide is a Pyro guide -- an ``nn.Module`` called with the model's arguments, sampling
 the same sites as the model -- so it works with ``pyro.infer.SVI`` and any Pyro ELBO. Each
@@ -6,13 +6,13 @@ also exposes the structure that makes training and prediction fast:
 
 - ``network_output(x)``: one stochastic pass with *independent noise per example*
   (local reparameterization for mean-field, per-example masks for dropout), used by
-  :class:`inference.BNNElbo` to estimate the expected log-likelihood;
+  :class:`bayesdl.inference.BNNElbo` to estimate the expected log-likelihood;
 - ``predictive_output(x)``: one pass for posterior prediction;
 - ``kl()``: ``E_q[ln q(W) - ln p(W)]``, in closed form;
 - ``sample_parameters(S)``: weight draws ``{site: [S, *shape]}``;
 - ``point_estimate()``: a flat vector of representative weights (mean / MAP).
 
-Weights are stored as flat vectors ``[D]`` (see :meth:`models.BNN.unflatten`), so the KL and
+Weights are stored as flat vectors ``[D]`` (see :meth:`bayesdl.models.BNN.unflatten`), so the KL and
 the optimizer update run as a few large operations instead of one per tensor.
 
 A note on point masses. For a Delta site Pyro takes ``ln q = 0``, so ``Trace_ELBO`` with a
@@ -32,8 +32,8 @@ import torch
 import torch.nn as nn
 
 from bayesdl.checks import check_int, check_positive, check_probability
-from models.bnn import BNN
-from models.networks import dropout_modules
+from bayesdl.models.bnn import BNN
+from bayesdl.models.networks import dropout_modules
 
 from ._ops import LocalReparameterization, normal_kl
 
@@ -43,12 +43,12 @@ _LR_MODULES = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
 
 
 class BNNGuide(nn.Module):
-    """Base class of the guides of a :class:`models.BNN`."""
+    """Base class of the guides of a :class:`bayesdl.models.BNN`."""
 
     def __init__(self, model: BNN):
         if not isinstance(model, BNN):
             raise TypeError(
-                f"{type(self).__name__} needs a models.BNN, got {type(model).__name__}; "
+                f"{type(self).__name__} needs a bayesdl.models.BNN, got {type(model).__name__}; "
                 "wrap the network first: BNN(net, prior_scale, likelihood)"
             )
         super().__init__()
@@ -230,7 +230,7 @@ class DropoutGuide(_PointGuide):
         q(W) :  W = M diag(z) / (1 - p),    z_j ~ Bernoulli(1 - p)  (one per input unit)
 
     ``M`` is learned; layers with no dropout slot before them are point masses at ``M``.
-    The network's dropout modules (:class:`models.Dropout` or any ``nn.Dropout``) mark where
+    The network's dropout modules (:class:`bayesdl.models.Dropout` or any ``nn.Dropout``) mark where
     the masks act; ``p`` sets every slot's rate (``None`` keeps each slot's own rate).
 
     **Training.** The expected log-likelihood is estimated with an independent mask per

@@ -1,4 +1,4 @@
-"""Laplace approximations around the MAP of a :class:`models.BNN`.
+"""Laplace approximations around the MAP of a :class:`bayesdl.models.BNN`.
 
 The posterior over (a subset of) the weights is approximated by a Gaussian centred on the
 MAP ``theta*`` with precision ``H + delta I``, where ``H`` is the curvature of the negative
@@ -30,7 +30,7 @@ Predictions: Monte Carlo over the weights (``pred_type="nn"``), or the linearise
 turned into class probabilities by the probit approximation
 ``softmax(f / sqrt(1 + pi/8 diag(J Sigma J^T)))`` (:meth:`BaseLaplace.predictive_probs`).
 
-Every Laplace object is an approximation for :class:`inference.Posterior`;
+Every Laplace object is an approximation for :class:`bayesdl.inference.Posterior`;
 :func:`fit_laplace` builds, fits and tunes one and returns the ``Posterior``.
 """
 
@@ -45,7 +45,7 @@ from scipy.optimize import minimize_scalar
 from torch.func import jacrev, vmap
 
 from bayesdl.checks import check_int, check_positive
-from models.bnn import BNN, bnn_of
+from bayesdl.models.bnn import BNN, bnn_of
 
 from ._data import as_loader, batch_to
 from .guides import BNNGuide
@@ -120,7 +120,7 @@ class BaseLaplace:
     Parameters
     ----------
     model:
-        The :class:`models.BNN`.
+        The :class:`bayesdl.models.BNN`.
     weights:
         Flat MAP weights ``[D]`` (e.g. ``MAPGuide.point_estimate()``).
     prior_precision:
@@ -135,7 +135,7 @@ class BaseLaplace:
 
     def __init__(self, model: BNN, weights: torch.Tensor, prior_precision: float | None = None):
         if not isinstance(model, BNN):
-            raise TypeError(f"Laplace needs a models.BNN, got {type(model).__name__}")
+            raise TypeError(f"Laplace needs a bayesdl.models.BNN, got {type(model).__name__}")
         weights = weights.detach().clone()
         if weights.shape != (model.num_latent,):
             raise ValueError(
@@ -441,7 +441,7 @@ class LastLayerLaplace(BaseLaplace):
     - ``"diag"``: ``H_kh = sum_n Lambda_n,kk phi~_n,h^2``;
     - ``"full"``: the exact GGN ``sum_n Lambda_n (x) phi~_n phi~_n^T`` (``O((K H)^2)`` memory).
 
-    The features ``phi(x)`` are the inputs of the last layer (:meth:`models.BNN.features`).
+    The features ``phi(x)`` are the inputs of the last layer (:meth:`bayesdl.models.BNN.features`).
     """
 
     subset = Subset.LAST_LAYER

@@ -5,7 +5,7 @@ the draws are the ground truth every approximation is compared against. Chains r
 after another with seeds ``seed, seed + 1, ...``, so results are reproducible and R-hat is
 computed across genuinely independent chains.
 
-For a :class:`models.BNN`, NUTS runs on a potential written directly over the flat weight
+For a :class:`bayesdl.models.BNN`, NUTS runs on a potential written directly over the flat weight
 vector -- the model's log joint, ``-ln p(theta) - sum_n ln p(y_n | x_n, theta)`` -- instead
 of replaying the Pyro model at every leapfrog step: the same density (tested against the
 model's trace) with far less Python per gradient. Any other Pyro model runs as it is.
@@ -23,7 +23,7 @@ import torch
 from pyro.infer import MCMC, NUTS
 
 from bayesdl.checks import check_int
-from models.bnn import bnn_of
+from bayesdl.models.bnn import bnn_of
 
 from .posterior import Posterior
 
@@ -64,7 +64,7 @@ class MCMCSamples:
     def predictive_outputs(self, x, num_samples):
         bnn = bnn_of(self.model)
         if bnn is None:
-            raise TypeError("predict needs a models.BNN model; use sample() for the latent draws")
+            raise TypeError("predict needs a bayesdl.models.BNN model; use sample() for the latent draws")
         draws = self.sample_parameters(num_samples)
         return torch.stack([bnn.network(x, {k: v[s].to(x.device) for k, v in draws.items()})
                             for s in range(num_samples)])
@@ -99,7 +99,7 @@ def nuts(model, *args, num_samples: int = 500, warmup_steps: int = 500, num_chai
     potential energy with the PyTorch JIT: about twice as fast for small models, but only for
     models whose control flow does not depend on the sampled values (not for BNNs, whose
     network runs through ``torch.func.functional_call``). Check convergence with
-    :func:`evaluation.diagnostics.summary` (R-hat, effective sample size).
+    :func:`bayesdl.evaluation.diagnostics.summary` (R-hat, effective sample size).
 
     ``threads`` sets torch's intra-op threads while sampling (restored afterwards): models small
     enough for NUTS are made of tiny operations, for which one thread is fastest (a 2-16-2 MLP

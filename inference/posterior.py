@@ -21,7 +21,7 @@ from pyro import poutine
 from tqdm.auto import tqdm
 
 from bayesdl.checks import check_int
-from models.bnn import BNN, bnn_of
+from bayesdl.models.bnn import BNN, bnn_of
 
 __all__ = ["Posterior", "RegressionPrediction", "Approximation", "PyroGuideApproximation"]
 
@@ -72,7 +72,7 @@ class PyroGuideApproximation:
     def predictive_outputs(self, x, num_samples):
         bnn = bnn_of(self.model)
         if bnn is None:
-            raise TypeError("predict needs a models.BNN model; use sample() for the latent draws")
+            raise TypeError("predict needs a bayesdl.models.BNN model; use sample() for the latent draws")
         return torch.stack([bnn.network(x, self._draw()) for _ in range(num_samples)])
 
 
@@ -82,13 +82,13 @@ class Posterior:
     Parameters
     ----------
     model:
-        The model (a :class:`models.BNN` for ``predict``; any Pyro model for ``sample``).
+        The model (a :class:`bayesdl.models.BNN` for ``predict``; any Pyro model for ``sample``).
     approximation:
-        A guide of :mod:`inference.guides`, a Laplace or NUTS approximation, or anything
+        A guide of :mod:`bayesdl.inference.guides`, a Laplace or NUTS approximation, or anything
         with ``sample_parameters`` (and ``predictive_outputs`` for networks). A plain Pyro
         guide is wrapped in :class:`PyroGuideApproximation`.
     history:
-        The training history, when the approximation was fitted by :func:`inference.fit`.
+        The training history, when the approximation was fitted by :func:`bayesdl.inference.fit`.
 
     Example::
 
@@ -120,7 +120,7 @@ class Posterior:
         bnn = bnn_of(self.model)
         if bnn is None:
             raise TypeError(
-                "predict needs a models.BNN model; for other Pyro models use sample() to get "
+                "predict needs a bayesdl.models.BNN model; for other Pyro models use sample() to get "
                 "draws of the latent sites"
             )
         return bnn

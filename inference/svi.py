@@ -1,7 +1,7 @@
 """``fit``: minibatch stochastic variational inference.
 
-One loop for every guide: a :class:`inference.guides.BNNGuide` trained with
-:class:`inference.BNNElbo` (the default), or any Pyro model and guide (``AutoNormal``, a
+One loop for every guide: a :class:`bayesdl.inference.guides.BNNGuide` trained with
+:class:`bayesdl.inference.BNNElbo` (the default), or any Pyro model and guide (``AutoNormal``, a
 hand-written guide) with any Pyro ELBO. It keeps the ELBO history and its parts, stops
 cleanly on a non-finite loss, saves and resumes checkpoints, and is deterministic by seed.
 
@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 from bayesdl.atomic import atomic_path
 from bayesdl.checks import check_finite, check_int, check_positive
 from bayesdl.runtime import retain_freed_memory
-from models.bnn import bnn_of
+from bayesdl.models.bnn import bnn_of
 
 from ._data import as_loader, batch_to, dataset_size_of
 from .elbo import BNNElbo
@@ -175,7 +175,7 @@ def fit(model, guide, data, *, epochs: int = 10, lr: float = 1e-3, batch_size: i
     Parameters
     ----------
     model, guide:
-        A :class:`models.BNN` and one of its guides (trained with :class:`BNNElbo`), or any
+        A :class:`bayesdl.models.BNN` and one of its guides (trained with :class:`BNNElbo`), or any
         Pyro model and guide with ``elbo`` given (e.g. ``pyro.infer.Trace_ELBO()``). The
         model is called as ``model(x, y)`` -- plus ``dataset_size=N`` for a BNN.
     data:
@@ -231,7 +231,7 @@ def fit(model, guide, data, *, epochs: int = 10, lr: float = 1e-3, batch_size: i
     if elbo is None:
         if bnn is None or not isinstance(guide, BNNGuide):
             raise TypeError(
-                "fit's default objective needs a models.BNN and a bayesdl guide; for other Pyro "
+                "fit's default objective needs a bayesdl.models.BNN and a bayesdl guide; for other Pyro "
                 "models or guides pass elbo=pyro.infer.Trace_ELBO()"
             )
         elbo = BNNElbo(num_particles=num_particles, kl_weight=kl_weight)

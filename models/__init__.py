@@ -5,6 +5,12 @@
 - priors, likelihoods, and :class:`BNN`, which lifts any network into a Pyro model.
 """
 
+if __name__ != "bayesdl.models":  # e.g. `import models` with the repository root on sys.path
+    raise ImportError(
+        f"this folder is the package bayesdl.models: import it as `bayesdl.models`, not `{__name__}` "
+        "(one file must never be importable under two names)"
+    )
+
 from .bases import GaussianBasis, PolynomialBasis
 from .bnn import BNN, Site, bnn_of
 from .likelihoods import Bernoulli, Categorical, Gaussian, Likelihood, make_likelihood

@@ -2,7 +2,7 @@
 
 The latent variables are the network's weights, one Pyro sample site per parameter tensor
 (named as in ``net.named_parameters()``, e.g. ``"conv1.weight"``), with a prior from
-:mod:`models.priors`; the observations come from a likelihood of :mod:`models.likelihoods`
+:mod:`bayesdl.models.priors`; the observations come from a likelihood of :mod:`bayesdl.models.likelihoods`
 inside a data plate::
 
     W_k ~ prior_k                                    for every latent tensor k
@@ -84,7 +84,7 @@ class BNN(nn.Module):
         Standard deviation of the default i.i.d. ``N(0, prior_scale^2)`` prior.
     likelihood:
         ``"categorical"``, ``"bernoulli"``, ``"gaussian"`` (learned noise) or a
-        :class:`~models.likelihoods.Likelihood` (e.g. ``Gaussian(scale=0.1)``).
+        :class:`~bayesdl.models.likelihoods.Likelihood` (e.g. ``Gaussian(scale=0.1)``).
     prior:
         A prior object (default ``NormalPrior(prior_scale)``; per-layer scales through
         ``NormalPrior(layer_scales=...)``).

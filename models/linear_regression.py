@@ -213,8 +213,8 @@ class BayesianLinearRegression:
 
         Uses the current precisions (``alpha_``/``beta_`` once fitted). With ``alpha = 0``
         the prior on ``w`` is an improper flat density. Sites: ``"w"`` ``[D]`` and ``"obs"``
-        ``[N]`` in the plate ``"data"``. Fit it with :func:`inference.fit` (SVI) or
-        :func:`inference.nuts`.
+        ``[N]`` in the plate ``"data"``. Fit it with :func:`bayesdl.inference.fit` (SVI) or
+        :func:`bayesdl.inference.nuts`.
         """
         import pyro
         import pyro.distributions as dist

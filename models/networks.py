@@ -1,8 +1,8 @@
 """Plain torch networks: MLP, the Caffe LeNet of the Bayesian-CNN paper, and the dropout layer.
 
 These are ordinary ``nn.Module`` s: train them with plain PyTorch, or lift them into a
-Pyro model with :class:`models.BNN`. Their :class:`Dropout` modules are the *slots* where a
-:class:`inference.DropoutGuide` draws its Bernoulli masks.
+Pyro model with :class:`bayesdl.models.BNN`. Their :class:`Dropout` modules are the *slots* where a
+:class:`bayesdl.inference.DropoutGuide` draws its Bernoulli masks.
 """
 
 from __future__ import annotations
@@ -71,7 +71,7 @@ class MLP(nn.Module):
         Width of the hidden layer, or a sequence of widths (empty: a linear model).
     dropout:
         Dropout rate after every hidden activation (0 keeps the slots inactive; a
-        :class:`inference.DropoutGuide` can still use them).
+        :class:`bayesdl.inference.DropoutGuide` can still use them).
     """
 
     def __init__(self, in_features: int, hidden: int | Sequence[int], out_features: int,

@@ -8,7 +8,7 @@ import torch
 import torch.nn as nn
 from pyro import poutine
 
-from models import BNN, MLP, Gaussian, LeNet, NormalPrior
+from bayesdl.models import BNN, MLP, Gaussian, LeNet, NormalPrior
 
 
 def test_sites_follow_named_parameters_and_become_buffers():

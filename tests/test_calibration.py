@@ -5,7 +5,7 @@ import pytest
 import torch
 from sklearn.metrics import brier_score_loss, log_loss
 
-from evaluation import (
+from bayesdl.evaluation import (
     apply_temperature,
     brier_score,
     calibration_metrics,

@@ -4,8 +4,8 @@ import sys
 
 import pytest
 
-from experiments.cli import main
-from experiments.io import SCHEMA_KEYS, RunFolder, write_json
+from bayesdl.experiments.cli import main
+from bayesdl.experiments.io import SCHEMA_KEYS, RunFolder, write_json
 
 
 def test_list_names_the_studies(capsys):
@@ -15,7 +15,7 @@ def test_list_names_the_studies(capsys):
 
 
 def test_run_help_documents_the_options():
-    result = subprocess.run([sys.executable, "-m", "experiments", "run", "--help"],
+    result = subprocess.run([sys.executable, "-m", "bayesdl.experiments", "run", "--help"],
                             capture_output=True, text=True, check=True)
     for option in ("--out", "--seed", "--quick", "--data-root", "--device", "BAYESDL_DATA"):
         assert option in result.stdout
@@ -60,7 +60,7 @@ def test_interrupted_run_keeps_previous_results(tmp_path):
 
 
 def test_study_needing_data_without_root(tmp_path, monkeypatch, capsys):
-    from experiments.registry import STUDIES, Study, register
+    from bayesdl.experiments.registry import STUDIES, Study, register
 
     monkeypatch.delenv("BAYESDL_DATA", raising=False)
     register("needs-data-demo", "demo", "nothing", needs_data=True)(lambda ctx: None)

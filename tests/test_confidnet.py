@@ -7,8 +7,8 @@ import pytest
 import torch
 from torch.utils.data import TensorDataset
 
-from evaluation import aupr_error
-from experiments.training import train_confidnet
+from bayesdl.evaluation import aupr_error
+from bayesdl.experiments.training import train_confidnet
 
 CTX = SimpleNamespace(device=torch.device("cpu"), progress=False)
 

@@ -6,8 +6,8 @@ import torch
 from test_laplace import _multiclass as _map  # a small MAP MLP on 3 classes
 from torch.func import jvp
 
-from evaluation.diagnostics import compare, convergence, to_inference_data
-from inference import fit_laplace
+from bayesdl.evaluation.diagnostics import compare, convergence, to_inference_data
+from bayesdl.inference import fit_laplace
 
 
 def _log_lik(logits, y):

@@ -8,7 +8,7 @@ import torch
 import torch.nn as nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from inference import (
+from bayesdl.inference import (
     DropoutGuide,
     MAPGuide,
     MeanFieldGuide,
@@ -20,7 +20,7 @@ from inference import (
     load_checkpoint,
     nuts,
 )
-from models import BNN, MLP, BayesianLinearRegression, Gaussian, PolynomialBasis
+from bayesdl.models import BNN, MLP, BayesianLinearRegression, Gaussian, PolynomialBasis
 
 
 def _blobs(n=200, seed=0):

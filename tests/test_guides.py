@@ -7,8 +7,8 @@ import torch
 import torch.nn as nn
 from pyro.infer import Trace_ELBO
 
-from inference import BNNElbo, DropoutGuide, MAPGuide, MeanFieldGuide
-from models import BNN, MLP, LeNet
+from bayesdl.inference import BNNElbo, DropoutGuide, MAPGuide, MeanFieldGuide
+from bayesdl.models import BNN, MLP, LeNet
 
 
 def _problem(seed=0):

@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn as nn
 
-from inference import (
+from bayesdl.inference import (
     CurvatureWarning,
     DiagLaplace,
     FullLaplace,
@@ -19,7 +19,7 @@ from inference import (
     fit_laplace,
     laplace,
 )
-from models import BNN, MLP, BayesianLinearRegression, Gaussian, PolynomialBasis
+from bayesdl.models import BNN, MLP, BayesianLinearRegression, Gaussian, PolynomialBasis
 
 
 def _linear_regression(n=30, seed=0):

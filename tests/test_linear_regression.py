@@ -6,7 +6,7 @@ import torch
 from scipy.stats import multivariate_normal
 from sklearn.linear_model import BayesianRidge
 
-from models import BayesianLinearRegression, GaussianBasis, PolynomialBasis
+from bayesdl.models import BayesianLinearRegression, GaussianBasis, PolynomialBasis
 
 
 def _data(n=30, seed=0, low=-1, high=1):

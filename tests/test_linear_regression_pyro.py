@@ -6,9 +6,9 @@ import torch
 from pyro.infer import Trace_ELBO
 from pyro.infer.autoguide import AutoNormal
 
-from evaluation.diagnostics import summary
-from inference import fit, nuts
-from models import BayesianLinearRegression, PolynomialBasis
+from bayesdl.evaluation.diagnostics import summary
+from bayesdl.inference import fit, nuts
+from bayesdl.models import BayesianLinearRegression, PolynomialBasis
 
 
 @pytest.fixture(scope="module")

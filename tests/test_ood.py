@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn as nn
 
-from evaluation import (
+from bayesdl.evaluation import (
     max_probability,
     negative_entropy,
     negative_mutual_information,

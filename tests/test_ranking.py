@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import average_precision_score, roc_auc_score
 
-from evaluation import aupr_error, failure_metrics, fpr_at_tpr, ood_metrics
+from bayesdl.evaluation import aupr_error, failure_metrics, fpr_at_tpr, ood_metrics
 
 
 def test_failure_metrics_hand_computed():

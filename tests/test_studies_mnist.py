@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from experiments.cli import main
+from bayesdl.experiments.cli import main
 
 pytestmark = pytest.mark.data
 

@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from experiments.cli import main
-from experiments.diagnose import diagnose
+from bayesdl.experiments.cli import main
+from bayesdl.experiments.diagnose import diagnose
 
 
 @pytest.fixture(scope="module")

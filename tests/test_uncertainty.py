@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from evaluation import expected_entropy, mutual_information, predictive_entropy, variation_ratio
+from bayesdl.evaluation import expected_entropy, mutual_information, predictive_entropy, variation_ratio
 
 LN2 = math.log(2)
 

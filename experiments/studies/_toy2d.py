@@ -13,10 +13,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from evaluation import calibration_metrics, mutual_information, predictive_entropy
-from evaluation.diagnostics import convergence, plot_rank, plot_trace, save, to_inference_data
-from evaluation.plotting import new_figure
-from inference import Posterior
+from bayesdl.evaluation import calibration_metrics, mutual_information, predictive_entropy
+from bayesdl.evaluation.diagnostics import convergence, plot_rank, plot_trace, save, to_inference_data
+from bayesdl.evaluation.plotting import new_figure
+from bayesdl.inference import Posterior
 
 from ..diagnose import loo_comparison
 

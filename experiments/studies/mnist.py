@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from evaluation import (
+from bayesdl.evaluation import (
     aupr_error,
     calibration_metrics,
     failure_metrics,
@@ -38,9 +38,9 @@ from evaluation import (
     tune_odin,
     variation_ratio,
 )
-from evaluation.ood import ODIN_EPSILONS, ODIN_TEMPERATURES
-from evaluation.plotting import new_figure, plot_precision_recall, plot_reliability_diagram, plot_roc
-from inference import Posterior, fit_laplace
+from bayesdl.evaluation.ood import ODIN_EPSILONS, ODIN_TEMPERATURES
+from bayesdl.evaluation.plotting import new_figure, plot_precision_recall, plot_reliability_diagram, plot_roc
+from bayesdl.inference import Posterior, fit_laplace
 
 from ..data import MNIST_MEAN, MNIST_STD, load_images, mnist_splits
 from ..io import markdown_table

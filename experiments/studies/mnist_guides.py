@@ -3,8 +3,8 @@
 The quality check of the BNN machinery (Gal & Ghahramani 2016's lenet-all): the same
 network, trained for the same epochs on the full 60,000 training images, as
 
-- ``dropout``: :class:`inference.DropoutGuide` (MC dropout as VI, per-example masks);
-- ``mean_field``: :class:`inference.MeanFieldGuide` (local reparameterization);
+- ``dropout``: :class:`bayesdl.inference.DropoutGuide` (MC dropout as VI, per-example masks);
+- ``mean_field``: :class:`bayesdl.inference.MeanFieldGuide` (local reparameterization);
 - ``plain``: plain PyTorch dropout training (Adam on the cross-entropy).
 
 Each is evaluated on the 10,000 test images deterministically (dropout off / posterior
@@ -18,8 +18,8 @@ import statistics
 import numpy as np
 import torch
 
-from evaluation import calibration_metrics
-from evaluation.plotting import new_figure
+from bayesdl.evaluation import calibration_metrics
+from bayesdl.evaluation.plotting import new_figure
 
 from ..data import mnist_splits
 from ..registry import RunContext, StudyResult, register

@@ -21,10 +21,10 @@ import torch
 from pyro.infer import Trace_ELBO
 from pyro.infer.autoguide import AutoNormal
 
-from evaluation.diagnostics import convergence, save, to_inference_data
-from evaluation.plotting import new_figure
-from inference import fit, nuts
-from models import BayesianLinearRegression, GaussianBasis, PolynomialBasis
+from bayesdl.evaluation.diagnostics import convergence, save, to_inference_data
+from bayesdl.evaluation.plotting import new_figure
+from bayesdl.inference import fit, nuts
+from bayesdl.models import BayesianLinearRegression, GaussianBasis, PolynomialBasis
 
 from ..registry import RunContext, StudyResult, register
 

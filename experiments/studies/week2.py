@@ -5,7 +5,7 @@ Bayesian logistic regression on a linearly separable set (the report's questions
 and mean-field VI against MC dropout for an MLP on two moons (question 2.1) -- with NUTS as
 the exact reference that every approximation is measured against, and ArviZ diagnostics.
 
-Every method returns a :class:`inference.Posterior`; the maps and metrics are computed the
+Every method returns a :class:`bayesdl.inference.Posterior`; the maps and metrics are computed the
 same way for all of them.
 """
 
@@ -16,8 +16,8 @@ import math
 import torch
 import torch.nn as nn
 
-from inference import DropoutGuide, MAPGuide, MeanFieldGuide, exponential_decay, fit, fit_laplace, nuts
-from models import BNN, MLP
+from bayesdl.inference import DropoutGuide, MAPGuide, MeanFieldGuide, exponential_decay, fit, fit_laplace, nuts
+from bayesdl.models import BNN, MLP
 
 from ..data import linear_blobs, two_moons
 from ..io import markdown_table
