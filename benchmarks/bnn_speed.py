@@ -44,10 +44,10 @@ from pyro.nn import PyroSample
 from pyro.nn.module import to_pyro_module_
 from torch.utils.data import DataLoader
 
-from bayesdl.runtime import retain_freed_memory
 from bayesdl.experiments.data import load_images
 from bayesdl.inference import DropoutGuide, MAPGuide, MeanFieldGuide, Posterior, fit
 from bayesdl.models import BNN, LeNet
+from bayesdl.runtime import retain_freed_memory
 
 TARGETS = {"train dropout": 1.15, "train mean_field": 1.6, "predict dropout": 1.2, "memory": 1.3}
 ROWS = ("plain", "plain_channels_last", "plain_fastmask", "dropout", "mean_field", "map",
@@ -93,7 +93,7 @@ class GuideTrainer:
         fit(self.model, self.guide, loader, epochs=1, lr=1e-3, progress=False)
 
     def predict(self, x, num_samples):
-        return Posterior(self.model, self.guide).predict(x, num_samples=num_samples)
+        return Posterior(self.model, self.guide).predict(x, num_samples=num_samples).probs
 
 
 class PyroAutoNormalTrainer:

@@ -35,11 +35,11 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from bayesdl.runtime import retain_freed_memory
 from bayesdl.evaluation import calibration_metrics
 from bayesdl.experiments.data import mnist_splits
 from bayesdl.inference import MAPGuide, fit, laplace
 from bayesdl.models import BNN, LeNet
+from bayesdl.runtime import retain_freed_memory
 
 
 def _map_lenet(train, epochs, seed):

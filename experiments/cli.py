@@ -11,8 +11,7 @@ import argparse
 import os
 import sys
 
-from .registry import STUDIES, run_study
-from .studies import COURSE_ORDER  # importing the package registers the studies
+from .catalogue import STUDIES  # no torch: `bdl --help` and `bdl list` start at once
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -50,10 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "list":
         width = max(len(name) for name in STUDIES)
-        rank = {name: i for i, name in enumerate(COURSE_ORDER)}
-        ordered = sorted(STUDIES, key=lambda n: rank.get(n, len(rank)))
-        for name in ordered:
-            study = STUDIES[name]
+        for name, study in STUDIES.items():  # in the course's order
             print(f"{name:<{width}}  {study.description}")
             print(f"{'':<{width}}  reproduces: {study.reproduces}")
         return 0
@@ -66,6 +62,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"bdl: error: {err}", file=sys.stderr)
             return 2
         return 0
+    from .registry import run_study
+
     out = args.out or os.path.join("runs", args.study)
     try:
         metrics = run_study(args.study, out, seed=args.seed, quick=args.quick,

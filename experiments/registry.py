@@ -1,18 +1,21 @@
-"""The studies the ``bdl`` command can run, and what each receives."""
+"""Running a study: what each receives (:class:`RunContext`), what it returns
+(:class:`StudyResult`), and :func:`run_study`, which writes the results atomically."""
 
 from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
+from bayesdl.runtime import retain_freed_memory
+
+from .catalogue import STUDIES, load_study
 from .io import RunFolder, save_figure, write_text
 
-__all__ = ["Study", "RunContext", "StudyResult", "register", "STUDIES", "run_study"]
+__all__ = ["RunContext", "StudyResult", "run_study"]
 
 
 @dataclass
@@ -43,33 +46,10 @@ class StudyResult:
     report: str
 
 
-@dataclass(frozen=True)
-class Study:
-    name: str
-    description: str
-    reproduces: str
-    run: Callable[[RunContext], StudyResult]
-    needs_data: bool = False
-
-
-STUDIES: dict[str, Study] = {}
-
-
-def register(name: str, description: str, reproduces: str, needs_data: bool = False):
-    """Decorator adding a study function ``f(ctx) -> StudyResult`` to :data:`STUDIES`."""
-
-    def decorate(run: Callable[[RunContext], StudyResult]):
-        STUDIES[name] = Study(name, description, reproduces, run, needs_data)
-        return run
-
-    return decorate
-
-
 def run_study(name: str, out, *, seed: int = 0, quick: bool = False, data_root=None,
               device: str = "cpu", progress: bool = True, cache_dir=None, download: bool = False) -> dict:
     """Run study ``name`` into folder ``out``; returns the metrics written to ``metrics.json``."""
-    if name not in STUDIES:
-        raise ValueError(f"unknown study {name!r}; `bdl list` shows the studies: {sorted(STUDIES)}")
+    run = load_study(name)  # ValueError for an unknown name
     study = STUDIES[name]
     device = torch.device(device)
     if device.type == "cuda" and not torch.cuda.is_available():
@@ -81,13 +61,15 @@ def run_study(name: str, out, *, seed: int = 0, quick: bool = False, data_root=N
             f"study {name!r} needs datasets: pass --data-root DIR or set BAYESDL_DATA to a "
             "torchvision dataset root (holding MNIST/raw/..., FashionMNIST/raw/..., KMNIST/raw/...)"
         )
+    if device.type == "cpu":
+        retain_freed_memory()  # ~15% faster CPU training of convolutional networks; see bayesdl.runtime
     start = time.perf_counter()
     with RunFolder(out) as folder:
         ctx = RunContext(folder=folder, seed=seed, quick=quick,
                          data_root=Path(data_root) if data_root else None, device=device,
                          progress=progress, cache_dir=Path(cache_dir) if cache_dir else None,
                          download=download)
-        result = study.run(ctx)
+        result = run(ctx)
         seconds = time.perf_counter() - start
         config = {"seed": seed, "quick": quick, "device": str(device), **result.config,
                   "wall_time_seconds": round(seconds, 2)}

@@ -1,9 +1,10 @@
 """Training the networks the MNIST studies share, cached by configuration.
 
 A trained network is identified by a hash of everything that determines it (method,
-architecture, recipe, seed, data split). It is trained through :func:`bayesdl.inference.fit` with a
-checkpoint in the cache folder, so a second study asking for the same network loads it
-instead of retraining, and an interrupted training resumes where it stopped.
+architecture, recipe, seed, data split). It is trained through the method registry
+(:func:`bayesdl.inference.approximate`) with a checkpoint in the cache folder, so a second study
+asking for the same network loads it instead of retraining, and an interrupted training
+resumes where it stopped.
 """
 
 from __future__ import annotations
@@ -21,27 +22,17 @@ from tqdm.auto import tqdm
 
 from bayesdl.atomic import atomic_path
 from bayesdl.checks import check_int
-from bayesdl.inference import (
-    DropoutGuide,
-    MAPGuide,
-    MeanFieldGuide,
-    Posterior,
-    exponential_decay,
-    fit,
-    load_checkpoint,
-)
+from bayesdl.inference import METHODS, Posterior, approximate, exponential_decay
 from bayesdl.models import BNN, LeNet
 
 __all__ = ["LeNetRecipe", "train_lenet", "train_plain", "cache_folder"]
-
-GUIDES = {"dropout": DropoutGuide, "mean_field": MeanFieldGuide, "map": MAPGuide}
 
 
 @dataclass(frozen=True)
 class LeNetRecipe:
     """Everything that determines a trained LeNet."""
 
-    method: str  # "dropout", "mean_field", "map" (a bayesdl guide) or "plain" (plain PyTorch)
+    method: str  # an SVI method of bayesdl.inference.METHODS (dropout, mean_field, map), or "plain" PyTorch
     placement: str = "all"
     p: float = 0.5
     prior_scale: float = 1.0
@@ -75,29 +66,26 @@ def _loader(train: TensorDataset, recipe: LeNetRecipe) -> DataLoader:
 
 
 def train_lenet(recipe: LeNetRecipe, train: TensorDataset, ctx) -> tuple[Posterior, float]:
-    """A LeNet posterior for ``recipe`` (a bayesdl guide), trained or loaded from the cache.
+    """A LeNet posterior for ``recipe`` (an SVI method of the registry), trained or loaded from
+    the cache.
 
-    Returns the posterior (with its training history) and the seconds spent training here
-    (0 when it came from the cache).
+    The network's dropout slots have rate ``recipe.p``, which the dropout guide keeps. A
+    finished checkpoint is resumed with nothing left to train: the posterior and the random
+    state are those the training left. Returns the posterior (with its training history) and
+    the seconds spent training here (0 when it came from the cache).
     """
-    if recipe.method not in GUIDES:
-        raise ValueError(f"unknown method {recipe.method!r}; choose one of {sorted(GUIDES)}")
+    if recipe.method not in METHODS:
+        raise ValueError(f"unknown method {recipe.method!r}; choose one of {sorted(METHODS)}")
     torch.manual_seed(recipe.seed)
     model = BNN(LeNet(dropout=recipe.placement, p=recipe.p), prior_scale=recipe.prior_scale)
-    guide = GUIDES[recipe.method](model) if recipe.method != "dropout" else DropoutGuide(model, p=recipe.p)
     path = cache_folder(ctx) / f"{recipe.key()}.pt"
     done = path.with_suffix(".done")
-    model.to(ctx.device)
-    guide.to(ctx.device)
-    if done.exists():
-        posterior = load_checkpoint(path, model, guide)
-        guide._setup(train.tensors[0][:2].to(ctx.device))
-        return posterior, 0.0
+    cached = done.exists()
     start = time.perf_counter()
-    posterior = fit(model, guide, _loader(train, recipe), epochs=recipe.epochs, lr=recipe.lr,
-                    scheduler=recipe.scheduler(), seed=recipe.seed, device=ctx.device,
-                    checkpoint=path, resume=True, progress=ctx.progress)
-    seconds = time.perf_counter() - start
+    posterior = approximate(recipe.method, model, _loader(train, recipe), epochs=recipe.epochs, lr=recipe.lr,
+                            scheduler=recipe.scheduler(), seed=recipe.seed, device=ctx.device,
+                            checkpoint=path, resume=True, progress=ctx.progress)
+    seconds = 0.0 if cached else time.perf_counter() - start
     done.write_text(json.dumps(asdict(recipe)))
     return posterior, seconds
 

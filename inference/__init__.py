@@ -1,11 +1,14 @@
 """Inference: from a model to an approximate posterior.
 
+- :func:`approximate` and :data:`METHODS`: every method by name (``map``, ``mean_field``,
+  ``dropout``, ``laplace``, ``nuts``), each returning a :class:`Posterior`;
 - guides fitted by SVI: :class:`MeanFieldGuide`, :class:`DropoutGuide`, :class:`MAPGuide`,
-  with :func:`fit` and the structured :class:`BNNElbo`;
-- Laplace approximations around the MAP (:func:`fit_laplace`, full / diagonal / last-layer
-  Kronecker-factored);
+  with :func:`fit` (checkpoints: :func:`load_checkpoint`) and the structured :class:`BNNElbo`;
+- Laplace approximations around the MAP (:func:`fit_laplace`, one class per weight subset and
+  Hessian structure);
 - :func:`nuts` for models small enough to sample exactly;
-- :class:`Posterior`, the one object every method returns.
+- :class:`Posterior`, the one object every method returns, and :func:`to_inference_data`,
+  which turns any of them into ArviZ data.
 """
 
 if __name__ != "bayesdl.inference":  # e.g. `import inference` with the repository root on sys.path
@@ -14,22 +17,44 @@ if __name__ != "bayesdl.inference":  # e.g. `import inference` with the reposito
         "(one file must never be importable under two names)"
     )
 
+from bayesdl.models.likelihoods import ClassPrediction, Prediction, RegressionPrediction
+
+from .checkpoints import load_checkpoint
 from .elbo import BNNElbo
 from .guides import BNNGuide, DropoutGuide, MAPGuide, MeanFieldGuide
+from .history import TrainingHistory
+from .idata import to_inference_data
 from .laplace import (
+    LAPLACE_CLASSES,
     BaseLaplace,
     CurvatureWarning,
     DiagLaplace,
+    DiagLastLayerLaplace,
     FullLaplace,
+    FullLastLayerLaplace,
+    KronLastLayerLaplace,
     LastLayerLaplace,
     fit_laplace,
     laplace,
 )
 from .mcmc import MCMCSamples, nuts
-from .posterior import Posterior, PyroGuideApproximation, RegressionPrediction
-from .svi import NonFiniteLossError, TrainingHistory, exponential_decay, fit, load_checkpoint
+from .methods import METHODS, MethodInfo, approximate, register_method
+from .posterior import Approximation, Draws, Posterior, PyroGuideApproximation
+from .svi import NonFiniteLossError, exponential_decay, fit
 
 __all__ = [
+    "approximate",
+    "register_method",
+    "METHODS",
+    "MethodInfo",
+    "Posterior",
+    "Approximation",
+    "Draws",
+    "Prediction",
+    "ClassPrediction",
+    "RegressionPrediction",
+    "PyroGuideApproximation",
+    "to_inference_data",
     "BNNGuide",
     "MeanFieldGuide",
     "DropoutGuide",
@@ -42,14 +67,15 @@ __all__ = [
     "NonFiniteLossError",
     "laplace",
     "fit_laplace",
+    "LAPLACE_CLASSES",
     "BaseLaplace",
     "FullLaplace",
     "DiagLaplace",
     "LastLayerLaplace",
+    "KronLastLayerLaplace",
+    "DiagLastLayerLaplace",
+    "FullLastLayerLaplace",
     "CurvatureWarning",
     "nuts",
     "MCMCSamples",
-    "Posterior",
-    "PyroGuideApproximation",
-    "RegressionPrediction",
 ]

@@ -10,7 +10,10 @@ also exposes the structure that makes training and prediction fast:
 - ``predictive_output(x)``: one pass for posterior prediction;
 - ``kl()``: ``E_q[ln q(W) - ln p(W)]``, in closed form;
 - ``sample_parameters(S)``: weight draws ``{site: [S, *shape]}``;
-- ``point_estimate()``: a flat vector of representative weights (mean / MAP).
+- ``point_estimate()``: representative weights ``{site: tensor}`` (mean / MAP).
+
+Every guide is an :class:`~bayesdl.inference.posterior.Approximation`, so ``fit`` returns it
+inside a ``Posterior``.
 
 Weights are stored as flat vectors ``[D]`` (see :meth:`bayesdl.models.BNN.unflatten`), so the KL and
 the optimizer update run as a few large operations instead of one per tensor.
@@ -36,13 +39,14 @@ from bayesdl.models.bnn import BNN
 from bayesdl.models.networks import dropout_modules
 
 from ._ops import LocalReparameterization, normal_kl
+from .posterior import Approximation
 
 __all__ = ["BNNGuide", "MeanFieldGuide", "DropoutGuide", "MAPGuide"]
 
 _LR_MODULES = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
 
 
-class BNNGuide(nn.Module):
+class BNNGuide(nn.Module, Approximation):
     """Base class of the guides of a :class:`bayesdl.models.BNN`."""
 
     def __init__(self, model: BNN):
@@ -76,9 +80,13 @@ class BNNGuide(nn.Module):
         """``num_samples`` weight draws as flat vectors ``[S, D]``."""
         raise NotImplementedError
 
-    def point_estimate(self) -> torch.Tensor:
-        """Representative weights ``[D]``: the mean of q, or the MAP."""
+    def point_flat(self) -> torch.Tensor:
+        """Representative weights as a flat vector ``[D]``: the mean of q, or the MAP."""
         raise NotImplementedError
+
+    def point_estimate(self) -> dict[str, torch.Tensor]:
+        """Representative weights ``{site: tensor}``: the mean of q, or the MAP."""
+        return self.model.unflatten(self.point_flat())
 
     def site_distributions(self) -> dict[str, dist.Distribution]:
         """The guide's distribution of every latent site, as the Pyro guide samples them."""
@@ -87,7 +95,7 @@ class BNNGuide(nn.Module):
     # Shared machinery ---------------------------------------------------------
     def predictive_outputs(self, x: torch.Tensor, num_samples: int) -> torch.Tensor:
         """``num_samples`` predictive passes stacked, ``[S, N, ...]``."""
-        self._setup(x)
+        self.setup(x)
         return torch.stack([self.predictive_output(x) for _ in range(num_samples)])
 
     def sample_parameters(self, num_samples: int = 1) -> dict[str, torch.Tensor]:
@@ -101,11 +109,15 @@ class BNNGuide(nn.Module):
         pyro.module(type(self).__name__, self)
         x = args[0] if args else kwargs.get("x")
         if x is not None:
-            self._setup(x)
+            self.setup(x)
         return {name: pyro.sample(name, d) for name, d in self.site_distributions().items()}
 
-    def _setup(self, x: torch.Tensor) -> None:
-        """Lazy set-up on the first batch (the dropout guide maps its masks here)."""
+    def setup(self, x: torch.Tensor) -> None:
+        """Set up on a batch of inputs (the dropout guide maps its masks to the weights here).
+
+        Idempotent. ``fit`` and the guide's own passes call it on their first batch; a guide
+        loaded by ``load_checkpoint`` is set up from the input shape its checkpoint records.
+        """
 
 
 class MeanFieldGuide(BNNGuide):
@@ -174,7 +186,7 @@ class MeanFieldGuide(BNNGuide):
         eps = torch.randn(num_samples, self.loc.shape[0], dtype=self.loc.dtype, device=self.loc.device)
         return self.loc + self.log_scale.exp() * eps
 
-    def point_estimate(self):
+    def point_flat(self):
         return self.loc.detach()
 
     def site_distributions(self):
@@ -199,7 +211,7 @@ class _PointGuide(BNNGuide):
     def kl(self):
         return (self.kl_coefficient * self.weights * self.weights).sum() + self._log_normaliser
 
-    def point_estimate(self):
+    def point_flat(self):
         return self.weights.detach()
 
     def site_distributions(self):
@@ -212,8 +224,10 @@ class MAPGuide(_PointGuide):
     """A point mass ``q(W) = delta(W - theta)``: MAP estimation, the baseline of every study.
 
     The ELBO reduces to the log joint ``ln p(y | theta) + ln p(theta)``: the likelihood with
-    the prior as an L2 penalty ``||theta||^2 / (2 s^2)``.
+    the prior as an L2 penalty ``||theta||^2 / (2 s^2)``. A point mass: a prediction is one pass.
     """
+
+    is_point_mass = True
 
     def network_output(self, x):
         return self.model.network(x, self.weights)
@@ -276,7 +290,13 @@ class DropoutGuide(_PointGuide):
         """Dropout rate of every slot."""
         return {m: (self.p if self.p is not None else float(m.p)) for m in self._slots}
 
-    def _setup(self, x):
+    @property
+    def site_rates(self) -> dict[str, float]:
+        """Dropout rate acting on every latent site (0 for sites with no slot before them)."""
+        self._require_setup()
+        return dict(self._site_rate)
+
+    def setup(self, x):
         if self._site_rate is not None:
             return
         model = self.model
@@ -313,7 +333,7 @@ class DropoutGuide(_PointGuide):
         if self._site_rate is None:
             raise RuntimeError(
                 "the dropout guide maps its masks on the first batch it sees; call "
-                "network_output(x) (or the guide) on data first"
+                "guide.setup(x) (or network_output(x)) on inputs first"
             )
 
     def kl(self):
@@ -321,7 +341,7 @@ class DropoutGuide(_PointGuide):
         return super().kl()
 
     def network_output(self, x):
-        self._setup(x)
+        self.setup(x)
         return self.model.network(x, self.weights, dropout=self.rates)
 
     def sample_flat(self, num_samples):

@@ -12,13 +12,16 @@ Hessian of ``-ln p(y_n | f)`` in the output (see ``Likelihood.output_hessian``).
 positive semi-definite; the exact Hessian (``hessian="exact"``, full structure only) may not
 be, and negative curvature is clamped to zero with a warning.
 
-Structures, one class each (the same layout as laplace-torch):
+One class per (weight subset, Hessian structure), as in laplace-torch; :func:`laplace` picks
+it from a table keyed by that pair, so no method branches on the structure:
 
-- :class:`FullLaplace`      all weights, dense ``H`` -- logistic regression, toy MLPs;
-- :class:`DiagLaplace`      all weights, ``diag(H)``;
-- :class:`LastLayerLaplace` the last linear layer only, with a Kronecker-factored
-  (``"kron"``, KFAC), diagonal or dense ``H`` -- CNNs. For the last layer the network is
-  linear in the weights, so the GLM predictive is exact there.
+- :class:`FullLaplace`           all weights, dense ``H`` -- logistic regression, toy MLPs;
+- :class:`DiagLaplace`           all weights, ``diag(H)``;
+- :class:`KronLastLayerLaplace`  the last linear layer, Kronecker-factored ``H`` (KFAC) -- CNNs;
+- :class:`DiagLastLayerLaplace`  the last linear layer, ``diag(H)``;
+- :class:`FullLastLayerLaplace`  the last linear layer, dense ``H``.
+
+For the last layer the network is linear in the weights, so the GLM predictive is exact there.
 
 The prior precision is chosen by maximising the Laplace approximation of the marginal
 likelihood (:meth:`BaseLaplace.optimize_prior_precision`)::
@@ -30,7 +33,7 @@ Predictions: Monte Carlo over the weights (``pred_type="nn"``), or the linearise
 turned into class probabilities by the probit approximation
 ``softmax(f / sqrt(1 + pi/8 diag(J Sigma J^T)))`` (:meth:`BaseLaplace.predictive_probs`).
 
-Every Laplace object is an approximation for :class:`bayesdl.inference.Posterior`;
+Every Laplace object is an :class:`~bayesdl.inference.posterior.Approximation`;
 :func:`fit_laplace` builds, fits and tunes one and returns the ``Posterior``.
 """
 
@@ -48,8 +51,7 @@ from bayesdl.checks import check_int, check_positive
 from bayesdl.models.bnn import BNN, bnn_of
 
 from ._data import as_loader, batch_to
-from .guides import BNNGuide
-from .posterior import Posterior
+from .posterior import Approximation, Posterior
 
 __all__ = [
     "Structure",
@@ -58,6 +60,9 @@ __all__ = [
     "FullLaplace",
     "DiagLaplace",
     "LastLayerLaplace",
+    "KronLastLayerLaplace",
+    "DiagLastLayerLaplace",
+    "FullLastLayerLaplace",
     "laplace",
     "fit_laplace",
     "CurvatureWarning",
@@ -99,22 +104,19 @@ def _clamp_eigenvalues(values: torch.Tensor, what: str) -> torch.Tensor:
 
 
 def _map_weights(source) -> tuple[BNN, torch.Tensor]:
-    """``(model, flat MAP weights)`` from a Posterior, a guide, or ``(model, tensor)``."""
-    if isinstance(source, Posterior):
-        approx = source.approximation
-        if not isinstance(approx, BNNGuide):
-            raise TypeError("the posterior must come from fit() with a bayesdl guide (MAPGuide)")
-        model = source.model if isinstance(source.model, BNN) else bnn_of(source.model)
-        return model, approx.point_estimate()
-    if isinstance(source, BNNGuide):
-        return source.model, source.point_estimate()
+    """``(model, flat MAP weights)`` from a Posterior or an approximation (a ``MAPGuide``) of a BNN."""
+    if isinstance(source, (Posterior, Approximation)):
+        model = bnn_of(source.model)
+        if model is None:
+            raise TypeError("Laplace needs the posterior of a bayesdl.models.BNN (fit it with MAPGuide)")
+        return model, model.flatten(source.point_estimate()).detach()
     raise TypeError(
         "pass the MAP as a Posterior returned by fit(model, MAPGuide(model), ...) or as a guide, "
         f"got {type(source).__name__}"
     )
 
 
-class BaseLaplace:
+class BaseLaplace(Approximation):
     """Gaussian approximation ``N(theta*, (H + delta I)^-1)`` over a subset of the weights.
 
     Parameters
@@ -125,6 +127,9 @@ class BaseLaplace:
         Flat MAP weights ``[D]`` (e.g. ``MAPGuide.point_estimate()``).
     prior_precision:
         Initial ``delta`` (default: the model prior's ``1 / s^2``, averaged over the subset).
+    hessian:
+        ``"ggn"`` (always positive semi-definite), or ``"exact"`` where the class supports it
+        (:class:`FullLaplace`).
 
     Learned state after :meth:`fit`: ``n_data_``, ``log_likelihood_`` (at the MAP), and the
     curvature; ``prior_precision`` is updated by :meth:`optimize_prior_precision`.
@@ -132,8 +137,18 @@ class BaseLaplace:
 
     structure: Structure
     subset: Subset
+    #: the curvatures this class can accumulate
+    hessians: tuple[str, ...] = ("ggn",)
 
-    def __init__(self, model: BNN, weights: torch.Tensor, prior_precision: float | None = None):
+    def __init__(self, model: BNN, weights: torch.Tensor, prior_precision: float | None = None,
+                 hessian: str = "ggn"):
+        if hessian not in self.hessians:
+            raise ValueError(
+                f"hessian={hessian!r} is not available for subset={self.subset.value!r}, "
+                f"structure={self.structure.value!r}, which uses the GGN ({self.hessians}); "
+                "hessian='exact' needs subset='all', structure='full'"
+            )
+        self.hessian = hessian
         if not isinstance(model, BNN):
             raise TypeError(f"Laplace needs a bayesdl.models.BNN, got {type(model).__name__}")
         weights = weights.detach().clone()
@@ -210,6 +225,19 @@ class BaseLaplace:
         """``ln |H + delta I|``."""
         raise NotImplementedError
 
+    def curvature(self) -> torch.Tensor:
+        """The accumulated curvature ``H`` of the subset (before the prior): dense ``[P, P]`` for the
+        full and Kronecker structures (KFAC's ``G (x) A / N`` multiplied out -- for checks on small
+        layers), its diagonal ``[P]`` for the diagonal ones."""
+        raise NotImplementedError
+
+    def log_det_posterior_precision(self, prior_precision: float | None = None) -> float:
+        """``ln |H + delta I|``, the log-determinant of the posterior precision (default delta: the
+        current prior precision)."""
+        self._require_fit()
+        return self._log_det_precision(self.prior_precision if prior_precision is None
+                                       else check_positive(prior_precision, "prior_precision"))
+
     # ----------------------------------------------------------- prior precision
     def log_marginal_likelihood(self, prior_precision: float | None = None) -> float:
         """Laplace approximation of ``ln p(D | delta)`` (see the module docstring), in nats."""
@@ -245,8 +273,9 @@ class BaseLaplace:
         """``[S, P]`` draws of the subset from the Gaussian."""
         raise NotImplementedError
 
-    def _glm(self, x) -> tuple[torch.Tensor, torch.Tensor]:
-        """Linearised predictive: output mean ``[N, K]`` and covariance ``[N, K, K]``."""
+    def linearised_predictive(self, x) -> tuple[torch.Tensor, torch.Tensor]:
+        """The linearised (GLM) predictive of the outputs at ``x``: mean ``f(x; theta*)`` ``[N, K]``
+        and covariance ``J Sigma J^T`` ``[N, K, K]``."""
         raise NotImplementedError
 
     def sample_flat(self, num_samples: int) -> torch.Tensor:
@@ -259,6 +288,10 @@ class BaseLaplace:
     def sample_parameters(self, num_samples: int) -> dict[str, torch.Tensor]:
         """Weight draws ``{site: [S, *shape]}``."""
         return self.model.unflatten(self.sample_flat(num_samples))
+
+    def point_estimate(self) -> dict[str, torch.Tensor]:
+        """The MAP weights ``{site: tensor}``: the mean of the Gaussian."""
+        return self.model.unflatten(self.map_weights)
 
     def predictive_outputs(self, x, num_samples: int, pred_type: str = "glm") -> torch.Tensor:
         """``[S, N, K]`` output samples at weight draws ``theta_s``, one per pass shared by the
@@ -301,11 +334,11 @@ class BaseLaplace:
         chunks = []
         for chunk in x.split(batch_size):
             if link == "probit":
-                mean, cov = self._glm(chunk)
+                mean, cov = self.linearised_predictive(chunk)
                 kappa = torch.rsqrt(1.0 + math.pi / 8.0 * cov.diagonal(dim1=-2, dim2=-1))
-                chunks.append(likelihood.predict(mean * kappa))
+                chunks.append(likelihood.probabilities(mean * kappa))
             elif link == "mc":
-                chunks.append(likelihood.predict(self.predictive_outputs(chunk, num_samples)).mean(0))
+                chunks.append(likelihood.probabilities(self.predictive_outputs(chunk, num_samples)).mean(0))
             else:
                 raise ValueError(f"link must be 'probit' or 'mc', got {link!r}")
         return torch.cat(chunks)
@@ -348,12 +381,7 @@ class FullLaplace(_AllWeightsLaplace):
     """
 
     structure = Structure.FULL
-
-    def __init__(self, model, weights, prior_precision=None, hessian: str = "ggn"):
-        super().__init__(model, weights, prior_precision)
-        if hessian not in ("ggn", "exact"):
-            raise ValueError(f"hessian must be 'ggn' or 'exact', got {hessian!r}")
-        self.hessian = hessian
+    hessians = ("ggn", "exact")
 
     def _reset(self):
         p = self.num_params
@@ -382,6 +410,10 @@ class FullLaplace(_AllWeightsLaplace):
     def _log_det_precision(self, delta):
         return float(torch.log(self._values + delta).sum())
 
+    def curvature(self):
+        self._require_fit()
+        return self._h
+
     def posterior_covariance(self) -> torch.Tensor:
         """``(H + delta I)^-1``, ``[P, P]``."""
         self._require_fit()
@@ -392,7 +424,7 @@ class FullLaplace(_AllWeightsLaplace):
         draws = (eps / torch.sqrt(self._values + self.prior_precision)) @ self._vectors.T
         return (self.theta.double() + draws).to(self.map_weights.dtype)
 
-    def _glm(self, x):
+    def linearised_predictive(self, x):
         output, jac = self._jacobians(x)
         projected = jac.double() @ self._vectors  # [N, K, P]
         cov = (projected / (self._values + self.prior_precision)) @ projected.transpose(-1, -2)
@@ -419,12 +451,16 @@ class DiagLaplace(_AllWeightsLaplace):
     def _log_det_precision(self, delta):
         return float(torch.log(self._h + delta).sum())
 
+    def curvature(self):
+        self._require_fit()
+        return self._h
+
     def _sample_subset(self, num_samples):
         eps = torch.randn(num_samples, self.num_params, dtype=torch.float64, device=self.map_weights.device)
         draws = self.theta.double() + eps / torch.sqrt(self._h + self.prior_precision)
         return draws.to(self.map_weights.dtype)
 
-    def _glm(self, x):
+    def linearised_predictive(self, x):
         output, jac = self._jacobians(x)
         jac = jac.double()
         cov = (jac / (self._h + self.prior_precision)) @ jac.transpose(-1, -2)
@@ -434,20 +470,14 @@ class DiagLaplace(_AllWeightsLaplace):
 class LastLayerLaplace(BaseLaplace):
     """Laplace over the last linear layer ``f = W phi(x) + b`` only; the rest stays at the MAP.
 
-    ``structure``:
-
-    - ``"kron"`` (KFAC): ``H ~= (sum_n Lambda_n) (x) (sum_n phi~_n phi~_n^T) / N`` with
-      ``phi~ = [phi; 1]``, handled through the eigendecompositions of the two factors;
-    - ``"diag"``: ``H_kh = sum_n Lambda_n,kk phi~_n,h^2``;
-    - ``"full"``: the exact GGN ``sum_n Lambda_n (x) phi~_n phi~_n^T`` (``O((K H)^2)`` memory).
-
-    The features ``phi(x)`` are the inputs of the last layer (:meth:`bayesdl.models.BNN.features`).
+    The features ``phi(x)`` are the inputs of the last layer (:meth:`bayesdl.models.BNN.features`),
+    augmented with a 1 for the bias: ``phi~ = [phi; 1]``. Subclasses give the structure of the
+    curvature ``H = sum_n Lambda_n (x) phi~_n phi~_n^T`` over the ``K x H(+1)`` weights.
     """
 
     subset = Subset.LAST_LAYER
 
-    def __init__(self, model, weights, prior_precision=None, structure: str = "kron"):
-        self.structure = Structure(structure)
+    def __init__(self, model, weights, prior_precision=None, hessian: str = "ggn"):
         name, layer = model.last_linear()
         sites = {s.name: s for s in model.sites}
         self._weight_site = sites.get(f"{name}.weight" if name else "weight")
@@ -455,7 +485,7 @@ class LastLayerLaplace(BaseLaplace):
         if self._weight_site is None:
             raise ValueError(f"the last layer {name!r} is deterministic in this BNN; make it latent")
         self.num_outputs, self.num_features = layer.out_features, layer.in_features
-        super().__init__(model, weights, prior_precision)
+        super().__init__(model, weights, prior_precision, hessian)
 
     def _subset_index(self):
         device = self.model.prior_scales.device
@@ -479,78 +509,32 @@ class LastLayerLaplace(BaseLaplace):
             phi = torch.cat([phi, torch.ones_like(phi[:, :1])], dim=1)
         return _output_2d(output), phi
 
-    def _reset(self):
-        k, h = self.num_outputs, self._width
-        dev = self.map_weights.device
-        if self.structure is Structure.KRON:
-            self._a = torch.zeros(h, h, dtype=torch.float64, device=dev)
-            self._g = torch.zeros(k, k, dtype=torch.float64, device=dev)
-        elif self.structure is Structure.DIAG:
-            self._h = torch.zeros(k, h, dtype=torch.float64, device=dev)
-        else:
-            self._h = torch.zeros(k, h, k, h, dtype=torch.float64, device=dev)
-
     def _accumulate(self, x, y):
         output, phi = self._features(x)
-        lam = self.model.likelihood.output_hessian(output).double()
-        if self.structure is Structure.KRON:
-            self._a += phi.T @ phi
-            self._g += lam.sum(0)
-        elif self.structure is Structure.DIAG:
-            self._h += torch.einsum("nk,nh->kh", lam.diagonal(dim1=-2, dim2=-1), phi * phi)
-        else:
-            self._h += torch.einsum("nkl,nh,nm->khlm", lam, phi, phi)
+        self._add_curvature(phi, self.model.likelihood.output_hessian(output).double())
         return output
 
-    def _finalize(self):
-        if self.structure is Structure.KRON:
-            a, self._qa = torch.linalg.eigh(0.5 * (self._a + self._a.T))
-            g, self._qg = torch.linalg.eigh(0.5 * (self._g + self._g.T))
-            a = _clamp_eigenvalues(a, "KFAC input factor")
-            g = _clamp_eigenvalues(g, "KFAC output factor")
-            self._eig = g[:, None] * a[None, :] / self.n_data_  # [K, H+1]: eigenvalues of G (x) A / N
-        elif self.structure is Structure.DIAG:
-            self._h = _clamp_eigenvalues(self._h, "GGN diagonal")
-        else:
-            p = self.num_params
-            values, self._vectors = torch.linalg.eigh(self._h.reshape(p, p))
-            self._values = _clamp_eigenvalues(values, "GGN")
+    def _add_curvature(self, phi: torch.Tensor, lam: torch.Tensor) -> None:
+        """Add a batch's curvature from features ``[N, H(+1)]`` and output Hessians ``[N, K, K]``."""
+        raise NotImplementedError
 
-    def _log_det_precision(self, delta):
-        if self.structure is Structure.KRON:
-            return float(torch.log(self._eig + delta).sum())
-        if self.structure is Structure.DIAG:
-            return float(torch.log(self._h + delta).sum())
-        return float(torch.log(self._values + delta).sum())
+    def _scaled_noise(self, eps: torch.Tensor) -> torch.Tensor:
+        """``[S, K, H(+1)]`` standard normal draws mapped to draws of ``N(0, (H + delta I)^-1)``."""
+        raise NotImplementedError
+
+    def _output_covariance(self, phi: torch.Tensor) -> torch.Tensor:
+        """``phi~ Sigma phi~^T`` per example: output covariances ``[N, K, K]``."""
+        raise NotImplementedError
 
     def _sample_subset(self, num_samples):
         k, h = self.num_outputs, self._width
         theta = self.theta.double().view(k, h)
-        delta = self.prior_precision
         eps = torch.randn(num_samples, k, h, dtype=torch.float64, device=self.map_weights.device)
-        if self.structure is Structure.KRON:
-            draws = self._qg @ (eps / torch.sqrt(self._eig + delta)) @ self._qa.T
-        elif self.structure is Structure.DIAG:
-            draws = eps / torch.sqrt(self._h + delta)
-        else:
-            flat = (eps.reshape(num_samples, -1) / torch.sqrt(self._values + delta)) @ self._vectors.T
-            draws = flat.view(num_samples, k, h)
-        return (theta + draws).reshape(num_samples, -1).to(self.map_weights.dtype)
+        return (theta + self._scaled_noise(eps)).reshape(num_samples, -1).to(self.map_weights.dtype)
 
-    def _glm(self, x):
+    def linearised_predictive(self, x):
         output, phi = self._features(x)
-        delta = self.prior_precision
-        if self.structure is Structure.KRON:
-            u2 = (phi @ self._qa) ** 2  # [N, H+1]
-            s = u2 @ (1.0 / (self._eig + delta)).T  # [N, K]
-            cov = (self._qg * s[:, None, :]) @ self._qg.T
-        elif self.structure is Structure.DIAG:
-            cov = torch.diag_embed((phi * phi) @ (1.0 / (self._h + delta)).T)
-        else:
-            k, h = self.num_outputs, self._width
-            sigma = ((self._vectors / (self._values + delta)) @ self._vectors.T).view(k, h, k, h)
-            cov = torch.einsum("nh,khlm,nm->nkl", phi, sigma, phi)
-        return output, cov.to(output.dtype)
+        return output, self._output_covariance(phi).to(output.dtype)
 
     def predictive_outputs(self, x, num_samples, pred_type="glm"):
         """For the last layer the network is linear in the weights: ``"glm"`` and ``"nn"`` coincide,
@@ -566,24 +550,136 @@ class LastLayerLaplace(BaseLaplace):
         return out
 
 
+class KronLastLayerLaplace(LastLayerLaplace):
+    """Last layer, KFAC: ``H ~= (sum_n Lambda_n) (x) (sum_n phi~_n phi~_n^T) / N``, handled
+    through the eigendecompositions of the two factors (memory ``O(K^2 + H^2)``)."""
+
+    structure = Structure.KRON
+
+    def _reset(self):
+        k, h, dev = self.num_outputs, self._width, self.map_weights.device
+        self._a = torch.zeros(h, h, dtype=torch.float64, device=dev)
+        self._g = torch.zeros(k, k, dtype=torch.float64, device=dev)
+
+    def _add_curvature(self, phi, lam):
+        self._a += phi.T @ phi
+        self._g += lam.sum(0)
+
+    def _finalize(self):
+        a, self._qa = torch.linalg.eigh(0.5 * (self._a + self._a.T))
+        g, self._qg = torch.linalg.eigh(0.5 * (self._g + self._g.T))
+        a = _clamp_eigenvalues(a, "KFAC input factor")
+        g = _clamp_eigenvalues(g, "KFAC output factor")
+        self._eig = g[:, None] * a[None, :] / self.n_data_  # [K, H+1]: eigenvalues of G (x) A / N
+
+    def _log_det_precision(self, delta):
+        return float(torch.log(self._eig + delta).sum())
+
+    def _scaled_noise(self, eps):
+        return self._qg @ (eps / torch.sqrt(self._eig + self.prior_precision)) @ self._qa.T
+
+    def _output_covariance(self, phi):
+        u2 = (phi @ self._qa) ** 2  # [N, H+1]
+        s = u2 @ (1.0 / (self._eig + self.prior_precision)).T  # [N, K]
+        return (self._qg * s[:, None, :]) @ self._qg.T
+
+    def curvature(self):
+        self._require_fit()
+        return torch.kron(self._g, self._a) / self.n_data_
+
+
+class DiagLastLayerLaplace(LastLayerLaplace):
+    """Last layer, diagonal: ``H_kh = sum_n Lambda_n,kk phi~_n,h^2``."""
+
+    structure = Structure.DIAG
+
+    def _reset(self):
+        k, h, dev = self.num_outputs, self._width, self.map_weights.device
+        self._h = torch.zeros(k, h, dtype=torch.float64, device=dev)
+
+    def _add_curvature(self, phi, lam):
+        self._h += torch.einsum("nk,nh->kh", lam.diagonal(dim1=-2, dim2=-1), phi * phi)
+
+    def _finalize(self):
+        self._h = _clamp_eigenvalues(self._h, "GGN diagonal")
+
+    def _log_det_precision(self, delta):
+        return float(torch.log(self._h + delta).sum())
+
+    def _scaled_noise(self, eps):
+        return eps / torch.sqrt(self._h + self.prior_precision)
+
+    def _output_covariance(self, phi):
+        return torch.diag_embed((phi * phi) @ (1.0 / (self._h + self.prior_precision)).T)
+
+    def curvature(self):
+        self._require_fit()
+        return self._h.reshape(-1)
+
+
+class FullLastLayerLaplace(LastLayerLaplace):
+    """Last layer, the exact GGN ``sum_n Lambda_n (x) phi~_n phi~_n^T`` (``O((K H)^2)`` memory)."""
+
+    structure = Structure.FULL
+
+    def _reset(self):
+        k, h = self.num_outputs, self._width
+        self._h = torch.zeros(k, h, k, h, dtype=torch.float64, device=self.map_weights.device)
+
+    def _add_curvature(self, phi, lam):
+        self._h += torch.einsum("nkl,nh,nm->khlm", lam, phi, phi)
+
+    def _finalize(self):
+        p = self.num_params
+        values, self._vectors = torch.linalg.eigh(self._h.reshape(p, p))
+        self._values = _clamp_eigenvalues(values, "GGN")
+
+    def _log_det_precision(self, delta):
+        return float(torch.log(self._values + delta).sum())
+
+    def _scaled_noise(self, eps):
+        num_samples, k, h = eps.shape
+        scale = torch.sqrt(self._values + self.prior_precision)
+        flat = (eps.reshape(num_samples, -1) / scale) @ self._vectors.T
+        return flat.view(num_samples, k, h)
+
+    def _output_covariance(self, phi):
+        k, h = self.num_outputs, self._width
+        delta = self.prior_precision
+        sigma = ((self._vectors / (self._values + delta)) @ self._vectors.T).view(k, h, k, h)
+        return torch.einsum("nh,khlm,nm->nkl", phi, sigma, phi)
+
+    def curvature(self):
+        self._require_fit()
+        return self._h.reshape(self.num_params, self.num_params)
+
+
+#: The Laplace class of every (weight subset, Hessian structure) pair.
+LAPLACE_CLASSES: dict[tuple[Subset, Structure], type[BaseLaplace]] = {
+    (Subset.ALL, Structure.FULL): FullLaplace,
+    (Subset.ALL, Structure.DIAG): DiagLaplace,
+    (Subset.LAST_LAYER, Structure.KRON): KronLastLayerLaplace,
+    (Subset.LAST_LAYER, Structure.DIAG): DiagLastLayerLaplace,
+    (Subset.LAST_LAYER, Structure.FULL): FullLastLayerLaplace,
+}
+
+
 def laplace(source, subset: str = "all", structure: str = "full", *, hessian: str = "ggn",
             prior_precision: float | None = None) -> BaseLaplace:
     """A Laplace approximation around a MAP (a Posterior from ``fit`` with ``MAPGuide``).
 
     ``subset="all"`` with ``structure="full"`` or ``"diag"``; ``subset="last_layer"`` with
-    ``"kron"``, ``"diag"`` or ``"full"``. Call ``.fit(data)`` next.
+    ``"kron"``, ``"diag"`` or ``"full"`` (:data:`LAPLACE_CLASSES`). Call ``.fit(data)`` next.
     """
     model, weights = _map_weights(source)
-    subset, structure = Subset(subset), Structure(structure)
-    if subset is Subset.LAST_LAYER:
-        return LastLayerLaplace(model, weights, prior_precision, structure=structure.value)
-    if structure is Structure.FULL:
-        return FullLaplace(model, weights, prior_precision, hessian=hessian)
-    if structure is Structure.DIAG:
-        if hessian != "ggn":
-            raise ValueError("the diagonal structure uses the GGN; hessian='exact' needs structure='full'")
-        return DiagLaplace(model, weights, prior_precision)
-    raise ValueError("the Kronecker structure is available for the last layer: use subset='last_layer'")
+    key = (Subset(subset), Structure(structure))
+    if key not in LAPLACE_CLASSES:
+        pairs = ", ".join(f"({a.value!r}, {b.value!r})" for a, b in LAPLACE_CLASSES)
+        raise ValueError(
+            f"no Laplace approximation for subset={key[0].value!r}, structure={key[1].value!r} (the "
+            f"Kronecker structure is for the last layer: use subset='last_layer'); available: {pairs}"
+        )
+    return LAPLACE_CLASSES[key](model, weights, prior_precision, hessian=hessian)
 
 
 def fit_laplace(source, data, subset: str = "all", structure: str = "full", *, hessian: str = "ggn",

@@ -25,17 +25,18 @@ from pyro.infer import MCMC, NUTS
 from bayesdl.checks import check_int
 from bayesdl.models.bnn import bnn_of
 
-from .posterior import Posterior
+from .posterior import Approximation, Draws, Posterior, _require_bnn
 
 __all__ = ["nuts", "MCMCSamples"]
 
 
-class MCMCSamples:
+class MCMCSamples(Approximation):
     """Draws of a model's latent sites, kept by chain: ``samples[site]`` is ``[chains, draws, ...]``.
 
     ``diverging`` ``[chains, draws]`` marks divergent transitions. ``sample_parameters(S)``
     returns ``S`` draws evenly spaced over all chains (with repetition when ``S`` exceeds the
-    number of draws), so every prediction batch uses the same draws.
+    number of draws), so every prediction batch uses the same draws; ``draws()`` returns all of
+    them by chain; the point estimate is their mean.
     """
 
     def __init__(self, model, samples: dict[str, torch.Tensor], diverging: np.ndarray,
@@ -53,6 +54,10 @@ class MCMCSamples:
     def num_draws(self) -> int:
         return next(iter(self.samples.values())).shape[1]
 
+    @property
+    def fixed_draws(self) -> int:
+        return self.num_chains * self.num_draws
+
     def _indices(self, num_samples: int) -> torch.Tensor:
         total = self.num_chains * self.num_draws
         return torch.linspace(0, total - 1, num_samples).round().long()
@@ -61,10 +66,14 @@ class MCMCSamples:
         index = self._indices(num_samples)
         return {name: value.reshape(-1, *value.shape[2:])[index] for name, value in self.samples.items()}
 
+    def point_estimate(self):
+        return {name: value.mean((0, 1)) for name, value in self.samples.items()}
+
+    def draws(self, num_samples):
+        return Draws(dict(self.samples), torch.as_tensor(self.diverging, dtype=torch.bool))
+
     def predictive_outputs(self, x, num_samples):
-        bnn = bnn_of(self.model)
-        if bnn is None:
-            raise TypeError("predict needs a bayesdl.models.BNN model; use sample() for the latent draws")
+        bnn = _require_bnn(self.model)
         draws = self.sample_parameters(num_samples)
         return torch.stack([bnn.network(x, {k: v[s].to(x.device) for k, v in draws.items()})
                             for s in range(num_samples)])
@@ -99,7 +108,8 @@ def nuts(model, *args, num_samples: int = 500, warmup_steps: int = 500, num_chai
     potential energy with the PyTorch JIT: about twice as fast for small models, but only for
     models whose control flow does not depend on the sampled values (not for BNNs, whose
     network runs through ``torch.func.functional_call``). Check convergence with
-    :func:`bayesdl.evaluation.diagnostics.summary` (R-hat, effective sample size).
+    :func:`bayesdl.evaluation.diagnostics.summary` of :func:`bayesdl.inference.to_inference_data`
+    (R-hat, effective sample size).
 
     ``threads`` sets torch's intra-op threads while sampling (restored afterwards): models small
     enough for NUTS are made of tiny operations, for which one thread is fastest (a 2-16-2 MLP

@@ -16,25 +16,22 @@ import math
 import os
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
 
 import pyro
 import torch
 from tqdm.auto import tqdm
 
-from bayesdl.atomic import atomic_path
 from bayesdl.checks import check_finite, check_int, check_positive
-from bayesdl.runtime import retain_freed_memory
 from bayesdl.models.bnn import bnn_of
 
 from ._data import as_loader, batch_to, dataset_size_of
+from .checkpoints import checkpoint_state, read_checkpoint, restore, save_checkpoint
 from .elbo import BNNElbo
 from .guides import BNNGuide
+from .history import TrainingHistory
 from .posterior import Posterior
 
-__all__ = ["fit", "exponential_decay", "load_checkpoint", "TrainingHistory", "NonFiniteLossError"]
-
-CHECKPOINT_FORMAT = "bayesdl-checkpoint-1"
+__all__ = ["fit", "exponential_decay", "NonFiniteLossError"]
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -43,33 +40,6 @@ class NonFiniteLossError(FloatingPointError):
     def __init__(self, message: str, posterior: Posterior):
         super().__init__(message)
         self.posterior = posterior
-
-
-@dataclass
-class TrainingHistory:
-    """Per-step and per-epoch values of the objective, for the whole dataset (nats).
-
-    ``elbo = log_likelihood - kl_weight * kl``; ``log_likelihood`` and ``kl`` are empty when
-    a generic Pyro ELBO was used (it reports only the total).
-    """
-
-    elbo: list[float] = field(default_factory=list)
-    log_likelihood: list[float] = field(default_factory=list)
-    kl: list[float] = field(default_factory=list)
-    epoch_elbo: list[float] = field(default_factory=list)
-    epoch_log_likelihood: list[float] = field(default_factory=list)
-    epoch_kl: list[float] = field(default_factory=list)
-    dataset_size: int = 0
-    seconds: float = 0.0
-
-    def as_dict(self) -> dict:
-        return {k: getattr(self, k) for k in self.__dataclass_fields__}
-
-    def _end_epoch(self, start: int) -> None:
-        for name in ("elbo", "log_likelihood", "kl"):
-            steps = getattr(self, name)[start:]
-            if steps:
-                getattr(self, f"epoch_{name}").append(sum(steps) / len(steps))
 
 
 def _parameters(*modules) -> list[torch.nn.Parameter]:
@@ -81,76 +51,6 @@ def _parameters(*modules) -> list[torch.nn.Parameter]:
                     seen.add(id(p))
                     params.append(p)
     return params
-
-
-def _checkpoint_state(model, guide, optimizer, scheduler, epoch, history, seed) -> dict:
-    bnn = bnn_of(model)
-    return {
-        "format": CHECKPOINT_FORMAT,
-        "guide_class": type(guide).__name__,
-        "sites": [[s.name, list(s.shape)] for s in bnn.sites] if bnn is not None else [],
-        "guide_state": guide.state_dict(),
-        "model_state": model.state_dict() if isinstance(model, torch.nn.Module) else {},
-        "optimizer_state": optimizer.state_dict(),
-        "scheduler_state": scheduler.state_dict() if scheduler is not None else {},
-        "epoch": epoch,
-        "history": history.as_dict(),
-        "seed": -1 if seed is None else seed,
-        "rng_state": torch.get_rng_state(),
-    }
-
-
-def _save_checkpoint(path, state) -> None:
-    with atomic_path(path) as tmp:
-        torch.save(state, tmp)
-
-
-def _read_checkpoint(path, model, guide) -> dict:
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise
-    except Exception as err:  # unpickling refused or corrupt file
-        raise ValueError(
-            f"{path} is not a readable bayesdl checkpoint ({type(err).__name__}: {err}); it may "
-            "be corrupted or tampered with -- delete it and train again"
-        ) from None
-    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
-        raise ValueError(f"{path} is not a bayesdl checkpoint (format {CHECKPOINT_FORMAT!r} expected)")
-    if state["guide_class"] != type(guide).__name__:
-        raise ValueError(
-            f"{path} was saved from a {state['guide_class']}, not a {type(guide).__name__}; "
-            "build the same guide to load it"
-        )
-    bnn = bnn_of(model)
-    sites = [[s.name, list(s.shape)] for s in bnn.sites] if bnn is not None else []
-    if state["sites"] != sites:
-        raise ValueError(
-            f"{path} was saved for a network with other latent weights; its sites are "
-            f"{[n for n, _ in state['sites']][:6]}..., this model's are {[n for n, _ in sites][:6]}..."
-        )
-    return state
-
-
-def _restore(state, model, guide) -> None:
-    try:
-        guide.load_state_dict(state["guide_state"])
-        if isinstance(model, torch.nn.Module):
-            model.load_state_dict(state["model_state"])
-    except RuntimeError as err:
-        raise ValueError(f"the checkpoint does not fit this model and guide: {err}") from None
-
-
-def load_checkpoint(path, model, guide) -> Posterior:
-    """Load the guide (and learned model parameters) saved by ``fit(..., checkpoint=path)``.
-
-    Loads with ``torch.load(weights_only=True)``, so no code in the file is ever run. A file
-    that is corrupt, tampered with, or saved for another guide or network raises
-    ``ValueError``. Returns the :class:`Posterior` with its training history.
-    """
-    state = _read_checkpoint(path, model, guide)
-    _restore(state, model, guide)
-    return Posterior(model, guide, TrainingHistory(**state["history"]))
 
 
 def exponential_decay(lr: float, final_lr: float, epochs: int):
@@ -209,8 +109,9 @@ def fit(model, guide, data, *, epochs: int = 10, lr: float = 1e-3, batch_size: i
     progress:
         Show a tqdm progress bar.
 
-    On CPU, ``fit`` keeps freed tensor memory in the process heap for reuse (see
-    :mod:`bayesdl.runtime`; ``BAYESDL_RETAIN_MEMORY=0`` turns this off).
+    On a CPU, convolutional networks train about 15% faster when freed tensor memory stays in
+    the process heap: call :func:`bayesdl.runtime.retain_freed_memory` once at the start of a
+    program to opt in (the ``bdl`` studies and the benchmarks do).
 
     Raises
     ------
@@ -242,8 +143,6 @@ def fit(model, guide, data, *, epochs: int = 10, lr: float = 1e-3, batch_size: i
                 module.to(device)
     elif bnn is not None:
         device = bnn.prior_scales.device
-    if device is None or device.type == "cpu":
-        retain_freed_memory()  # see bayesdl.runtime: ~15% faster CPU steps
 
     try:
         first = next(iter(loader))
@@ -258,7 +157,7 @@ def fit(model, guide, data, *, epochs: int = 10, lr: float = 1e-3, batch_size: i
     # Set up lazily-built guides (autoguides, the dropout guide's masks) before the optimizer.
     with torch.no_grad(), pyro.poutine.block():
         if isinstance(guide, BNNGuide):
-            guide._setup(x0)
+            guide.setup(x0)
         else:
             guide(x0, y0, **model_kwargs)
     params = _parameters(guide, bnn if bnn is not None else model)
@@ -270,8 +169,8 @@ def fit(model, guide, data, *, epochs: int = 10, lr: float = 1e-3, batch_size: i
     history = TrainingHistory(dataset_size=n_data)
     start_epoch = 0
     if checkpoint is not None and resume and os.path.exists(checkpoint):
-        state = _read_checkpoint(checkpoint, model, guide)
-        _restore(state, model, guide)
+        state = read_checkpoint(checkpoint, model, guide)
+        restore(state, model, guide)
         opt.load_state_dict(state["optimizer_state"])
         if sched is not None and state.get("scheduler_state"):
             sched.load_state_dict(state["scheduler_state"])
@@ -323,8 +222,8 @@ def fit(model, guide, data, *, epochs: int = 10, lr: float = 1e-3, batch_size: i
             for callback in callbacks:
                 callback(epoch, history)
             if checkpoint is not None:  # after the callbacks, which may draw random numbers
-                _save_checkpoint(checkpoint, _checkpoint_state(model, guide, opt, sched, epoch + 1,
-                                                               history, seed))
+                save_checkpoint(checkpoint, checkpoint_state(model, guide, opt, sched, epoch + 1, history,
+                                                             seed, x0.shape[1:]))
     finally:
         bar.close()
     return posterior

@@ -13,7 +13,16 @@ if __name__ != "bayesdl.models":  # e.g. `import models` with the repository roo
 
 from .bases import GaussianBasis, PolynomialBasis
 from .bnn import BNN, Site, bnn_of
-from .likelihoods import Bernoulli, Categorical, Gaussian, Likelihood, make_likelihood
+from .likelihoods import (
+    Bernoulli,
+    Categorical,
+    ClassPrediction,
+    Gaussian,
+    Likelihood,
+    Prediction,
+    RegressionPrediction,
+    make_likelihood,
+)
 from .linear_regression import BayesianLinearRegression
 from .networks import MLP, ConfidNetHead, Dropout, LeNet, dropout_modules
 from .priors import NormalPrior
@@ -33,6 +42,9 @@ __all__ = [
     "Bernoulli",
     "Gaussian",
     "make_likelihood",
+    "Prediction",
+    "ClassPrediction",
+    "RegressionPrediction",
     "BNN",
     "Site",
     "bnn_of",

@@ -138,6 +138,12 @@ class BNN(nn.Module):
         # Channels-last layout for images on CPU: decided on the first 4-D batch (None = not yet).
         self._channels_last: bool | None = None
 
+    @property
+    def channels_last(self) -> bool | None:
+        """Whether image batches on the CPU run in channels-last layout (see :meth:`network`):
+        decided on the first 4-D batch, ``None`` until then."""
+        return self._channels_last
+
     # ------------------------------------------------------------ flat weights
     @property
     def num_latent(self) -> int:

@@ -1,13 +1,16 @@
 """Likelihoods: how a network output explains a target.
 
 Each likelihood checks targets at the boundary, gives the Pyro distribution of the
-observation site, a fast ``log_prob`` for training, and turns outputs into predictions:
-class probabilities for classification, (mean, noise scale) for regression.
+observation site, a fast ``log_prob`` for training, turns outputs into a typed
+:class:`Prediction` -- :class:`ClassPrediction` (probabilities) for classification,
+:class:`RegressionPrediction` (mean and noise scale) for regression -- and draws replicated
+targets for posterior-predictive checks.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import pyro.distributions as dist
 import torch
@@ -16,7 +19,67 @@ import torch.nn.functional as F
 
 from bayesdl.checks import as_tensor, check_finite, check_labels, check_positive
 
-__all__ = ["Likelihood", "Categorical", "Bernoulli", "Gaussian", "make_likelihood"]
+__all__ = ["Likelihood", "Categorical", "Bernoulli", "Gaussian", "make_likelihood", "Prediction",
+           "ClassPrediction", "RegressionPrediction"]
+
+
+class Prediction:
+    """Posterior-predictive samples at some inputs, samples first. ``task`` says which kind."""
+
+    task: str
+
+    @property
+    def num_samples(self) -> int:
+        raise NotImplementedError
+
+    def cpu(self) -> Prediction:
+        """The same prediction with its tensors on the CPU."""
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class ClassPrediction(Prediction):
+    """Class probabilities of every posterior sample, ``probs`` ``[S, N, C]``.
+
+    ``predictive`` is their mean over samples ``[N, C]``, the posterior-predictive
+    distribution ``p(y | x, D) ~= 1/S sum_s p(y | x, theta_s)``.
+    """
+
+    probs: torch.Tensor
+    task = "classification"
+
+    @property
+    def num_samples(self) -> int:
+        return self.probs.shape[0]
+
+    @property
+    def predictive(self) -> torch.Tensor:
+        return self.probs.mean(0)
+
+    def cpu(self) -> ClassPrediction:
+        return ClassPrediction(self.probs.cpu())
+
+
+@dataclass(frozen=True)
+class RegressionPrediction(Prediction):
+    """Posterior-predictive samples for regression: ``y ~ N(mean[s, n], noise[s, n]^2)``, ``[S, N]``."""
+
+    mean: torch.Tensor
+    noise: torch.Tensor
+    task = "regression"
+
+    @property
+    def num_samples(self) -> int:
+        return self.mean.shape[0]
+
+    def moments(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Predictive mean and variance ``[N]`` of the mixture over samples."""
+        mean = self.mean.mean(0)
+        variance = self.mean.var(0, unbiased=False) + (self.noise**2).mean(0)
+        return mean, variance
+
+    def cpu(self) -> RegressionPrediction:
+        return RegressionPrediction(self.mean.cpu(), self.noise.cpu())
 
 
 class Likelihood(nn.Module):
@@ -40,8 +103,14 @@ class Likelihood(nn.Module):
         """``ln p(y_n | output_n)``, shape ``[N]``."""
         return self.distribution(output).log_prob(y)
 
-    def predict(self, output: torch.Tensor):
-        """Class probabilities ``[..., N, C]`` or ``(mean, scale)`` from outputs ``[..., N, ...]``."""
+    def predict(self, output: torch.Tensor) -> Prediction:
+        """The prediction of outputs ``[S, N, ...]``: :class:`ClassPrediction` or
+        :class:`RegressionPrediction`."""
+        raise NotImplementedError
+
+    def sample_targets(self, output: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """Replicated targets ``y_rep ~ p(y | output)`` ``[N]`` (float, on the CPU), drawn with the
+        CPU ``generator`` -- the posterior-predictive group of ArviZ data."""
         raise NotImplementedError
 
     def output_hessian(self, output: torch.Tensor) -> torch.Tensor:
@@ -57,7 +126,21 @@ def _check_labels(y, num_classes: int, n: int) -> torch.Tensor:
     return check_labels(y, num_classes, n, name="y (labels)", counted="the inputs x")
 
 
-class Categorical(Likelihood):
+class _Classification(Likelihood):
+    """Likelihoods whose prediction is class probabilities."""
+
+    def probabilities(self, output: torch.Tensor) -> torch.Tensor:
+        """Class probabilities ``[..., N, C]`` of outputs ``[..., N, ...]``."""
+        raise NotImplementedError
+
+    def predict(self, output):
+        return ClassPrediction(self.probabilities(output))
+
+    def sample_targets(self, output, generator):
+        return torch.multinomial(self.probabilities(output).cpu(), 1, generator=generator)[:, 0].float()
+
+
+class Categorical(_Classification):
     """``y ~ Categorical(softmax(output))``; ``output`` are logits ``[N, C]``."""
 
     def check_targets(self, y, output):
@@ -71,7 +154,7 @@ class Categorical(Likelihood):
     def log_prob(self, output, y):
         return -F.cross_entropy(output, y, reduction="none")
 
-    def predict(self, output):
+    def probabilities(self, output):
         return torch.softmax(output, dim=-1)
 
     def output_hessian(self, output):
@@ -79,7 +162,7 @@ class Categorical(Likelihood):
         return torch.diag_embed(p) - p[..., :, None] * p[..., None, :]
 
 
-class Bernoulli(Likelihood):
+class Bernoulli(_Classification):
     """``y ~ Bernoulli(sigmoid(output))``; ``output`` is one logit per example, ``[N]`` or ``[N, 1]``.
 
     Predictions are returned as two-class probabilities ``[..., N, 2]`` = ``(1 - p, p)``,
@@ -105,7 +188,7 @@ class Bernoulli(Likelihood):
     def log_prob(self, output, y):
         return -F.binary_cross_entropy_with_logits(self._logit(output), y.to(output.dtype), reduction="none")
 
-    def predict(self, output):
+    def probabilities(self, output):
         p = torch.sigmoid(self._logit(output))
         return torch.stack([1 - p, p], dim=-1)
 
@@ -162,7 +245,12 @@ class Gaussian(Likelihood):
 
     def predict(self, output):
         mean = self._mean(output)
-        return mean, self.scale.detach().to(mean.dtype).expand_as(mean)
+        return RegressionPrediction(mean, self.scale.detach().to(mean.dtype).expand_as(mean))
+
+    def sample_targets(self, output, generator):
+        prediction = self.predict(output)
+        noise = torch.randn(prediction.mean.shape, generator=generator)
+        return prediction.mean.cpu() + prediction.noise.cpu() * noise
 
     def output_hessian(self, output):
         mean = self._mean(output)

@@ -14,6 +14,26 @@ def test_list_names_the_studies(capsys):
     assert "regression" in out and "reproduces" in out
 
 
+def test_help_and_list_import_no_heavy_library():
+    """`bdl --help` and `bdl list` must start at once: studies (torch, Pyro, ArviZ, matplotlib)
+    are imported only when one runs."""
+    script = ("import sys\n"
+              "from bayesdl.experiments.cli import main\n"
+              "main(['list'])\n"
+              "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+              "print(sorted({'torch', 'pyro', 'arviz', 'matplotlib', 'numpy'} & set(sys.modules)))\n")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert result.stdout.strip().splitlines()[-1] == "[]"
+    assert "two-moons" in result.stdout
+
+
+def test_list_shows_the_studies_in_the_course_order(capsys):
+    assert main(["list"]) == 0
+    names = [line.split()[0] for line in capsys.readouterr().out.splitlines() if not line.startswith(" ")]
+    assert names == ["regression", "logistic-2d", "two-moons", "mnist-guides", "mnist-dropout", "calibration",
+                     "failure", "ood"]
+
+
 def test_run_help_documents_the_options():
     result = subprocess.run([sys.executable, "-m", "bayesdl.experiments", "run", "--help"],
                             capture_output=True, text=True, check=True)
@@ -60,16 +80,13 @@ def test_interrupted_run_keeps_previous_results(tmp_path):
 
 
 def test_study_needing_data_without_root(tmp_path, monkeypatch, capsys):
-    from bayesdl.experiments.registry import STUDIES, Study, register
+    from bayesdl.experiments.catalogue import STUDIES, StudyInfo
 
     monkeypatch.delenv("BAYESDL_DATA", raising=False)
-    register("needs-data-demo", "demo", "nothing", needs_data=True)(lambda ctx: None)
-    try:
-        assert main(["run", "needs-data-demo", "--out", str(tmp_path)]) == 2
-        assert "--data-root" in capsys.readouterr().err
-    finally:
-        STUDIES.pop("needs-data-demo")
-    assert Study  # the registry type is public
+    monkeypatch.setitem(STUDIES, "needs-data-demo",
+                        StudyInfo("needs-data-demo", "demo", "nothing", "regression:run", needs_data=True))
+    assert main(["run", "needs-data-demo", "--out", str(tmp_path)]) == 2
+    assert "--data-root" in capsys.readouterr().err
 
 
 def test_cuda_without_a_gpu_is_a_clear_error(tmp_path, capsys):

@@ -6,8 +6,8 @@ import torch
 from test_laplace import _multiclass as _map  # a small MAP MLP on 3 classes
 from torch.func import jvp
 
-from bayesdl.evaluation.diagnostics import compare, convergence, to_inference_data
-from bayesdl.inference import fit_laplace
+from bayesdl.evaluation.diagnostics import compare, convergence
+from bayesdl.inference import fit_laplace, to_inference_data
 
 
 def _log_lik(logits, y):
@@ -21,7 +21,7 @@ def test_groups_dims_and_log_likelihood_of_the_network_draws():
     assert idata.posterior["body.0.weight"].dims == ("chain", "draw", "body.0_out", "body.0_in")
     np.testing.assert_array_equal(idata.observed_data["y"].values, y.numpy())
     # a MAP posterior: every draw is the point estimate
-    weights = model.unflatten(posterior.approximation.point_estimate())
+    weights = posterior.point_estimate()
     expected = _log_lik(model.network(x, weights), y).detach()
     np.testing.assert_allclose(idata.log_likelihood["y"].values[0, 2], expected.numpy(), rtol=1e-5)
 
@@ -32,7 +32,7 @@ def test_laplace_log_likelihood_is_that_of_its_linearised_predictive():
     model, posterior, x, y = _map()
     la = fit_laplace(posterior, (x, y), subset="all", structure="full")
     idata = to_inference_data(la, x, y, num_samples=4)
-    theta = posterior.approximation.point_estimate().detach()
+    theta = model.flatten(posterior.point_estimate())
     draws = model.flatten({k: torch.as_tensor(idata.posterior[k].values[0]) for k in model.unflatten(theta)})
 
     def f(t):

@@ -105,7 +105,7 @@ def test_dropout_guide_maps_masks_to_the_layers_after_the_slots():
     model = BNN(LeNet(dropout="all"), prior_scale=1.0)
     guide = DropoutGuide(model, p=0.25)
     guide.network_output(torch.randn(2, 1, 28, 28))
-    rates = guide._site_rate
+    rates = guide.site_rates
     assert rates["conv1.weight"] == 0.0          # the image has no dropout before it
     assert rates["conv2.weight"] == 0.25
     assert rates["fc1.weight"] == 0.25
@@ -114,7 +114,7 @@ def test_dropout_guide_maps_masks_to_the_layers_after_the_slots():
     last = BNN(LeNet(dropout="last"))
     guide = DropoutGuide(last, p=0.5)
     guide.network_output(torch.randn(2, 1, 28, 28))
-    assert [name for name, p in guide._site_rate.items() if p > 0] == ["fc2.weight"]
+    assert [name for name, p in guide.site_rates.items() if p > 0] == ["fc2.weight"]
 
 
 def test_dropout_prior_term_is_the_expected_log_prior():

@@ -12,7 +12,7 @@ from bayesdl.inference import (
     CurvatureWarning,
     DiagLaplace,
     FullLaplace,
-    LastLayerLaplace,
+    KronLastLayerLaplace,
     MAPGuide,
     Posterior,
     fit,
@@ -59,15 +59,15 @@ def _logistic(seed=0, n=60):
 def test_ggn_equals_the_hessian_for_logistic_regression():
     model, posterior, x, y = _logistic()
     ggn = laplace(posterior, "all", "full").fit((x, y))
-    theta = posterior.approximation.point_estimate()
+    theta = model.flatten(posterior.point_estimate())
 
     def nll(t):
         return -model.likelihood.log_prob(model.network(x, t), y).sum()
 
     hessian = torch.autograd.functional.hessian(nll, theta)
-    torch.testing.assert_close(ggn._h, hessian, rtol=1e-6, atol=1e-8)
+    torch.testing.assert_close(ggn.curvature(), hessian, rtol=1e-6, atol=1e-8)
     diag = laplace(posterior, "all", "diag").fit((x, y))
-    torch.testing.assert_close(diag._h, hessian.diagonal(), rtol=1e-6, atol=1e-8)
+    torch.testing.assert_close(diag.curvature(), hessian.diagonal(), rtol=1e-6, atol=1e-8)
 
 
 def test_prior_precision_maximises_the_marginal_likelihood():
@@ -82,7 +82,7 @@ def test_draws_have_the_posterior_covariance():
     torch.manual_seed(0)
     _, posterior, x, y = _logistic()
     la = laplace(posterior, "all", "full").fit((x, y))
-    draws = la._sample_subset(40000).double()
+    draws = la.sample_flat(40000)[:, la.index].double()
     torch.testing.assert_close(torch.cov(draws.T), la.posterior_covariance(), rtol=0.05, atol=1e-4)
     torch.testing.assert_close(draws.mean(0), la.theta.double(), atol=0.02, rtol=0)
 
@@ -99,47 +99,54 @@ def _multiclass(seed=0):
 
 def test_kron_algebra_matches_the_dense_kronecker_product():
     """The eigen-based KFAC quantities equal those of the explicit matrix G (x) A / N + delta I."""
-    _, posterior, x, y = _multiclass()
+    model, posterior, x, y = _multiclass()
     la = laplace(posterior, "last_layer", "kron").fit((x, y))
+    assert isinstance(la, KronLastLayerLaplace)
     delta = 0.7
-    dense = torch.kron(la._g, la._a) / la.n_data_ + delta * torch.eye(la.num_params, dtype=torch.float64)
-    assert la._log_det_precision(delta) == pytest.approx(float(torch.logdet(dense)), rel=1e-9)
+    dense = la.curvature() + delta * torch.eye(la.num_params, dtype=torch.float64)  # G (x) A / N + delta I
+    assert la.log_det_posterior_precision(delta) == pytest.approx(float(torch.logdet(dense)), rel=1e-9)
     la.prior_precision = delta
     sigma = torch.linalg.inv(dense)
-    _, phi = la._features(x[:5])
+    phi = _last_layer_features(model, posterior, x[:5])
     expected = torch.stack([torch.kron(torch.eye(3, dtype=torch.float64), p[None]) for p in phi])  # J = I (x) phi^T
     expected = expected @ sigma @ expected.transpose(1, 2)
-    torch.testing.assert_close(la._glm(x[:5])[1], expected, rtol=1e-8, atol=1e-12)
+    torch.testing.assert_close(la.linearised_predictive(x[:5])[1], expected, rtol=1e-8, atol=1e-12)
     # draws whitened by the dense precision have identity covariance (within 4.5 standard errors)
     n = 40000
-    white = (la._sample_subset(n).double() - la.theta.double()) @ torch.linalg.cholesky(dense)
+    white = (la.sample_flat(n)[:, la.index].double() - la.theta.double()) @ torch.linalg.cholesky(dense)
     deviation = (torch.cov(white.T) - torch.eye(la.num_params, dtype=torch.float64)).abs().max()
     assert float(deviation) < 4.5 * math.sqrt(2 / n)
+
+
+def _last_layer_features(model, posterior, x):
+    """The inputs of the output layer at the MAP, with a 1 for the bias: ``[N, H + 1]``."""
+    _, phi = model.features(x, posterior.point_estimate())
+    return torch.cat([phi.double(), torch.ones(len(x), 1, dtype=torch.float64)], dim=1)
 
 
 def test_last_layer_full_is_the_exact_ggn_of_the_last_layer():
     model, posterior, x, y = _multiclass()
     full = laplace(posterior, "last_layer", "full").fit((x, y))
-    _, phi = full._features(x)
-    output = model.network(x, posterior.approximation.point_estimate())
+    phi = _last_layer_features(model, posterior, x)
+    output = model.network(x, posterior.point_estimate())
     lam = model.likelihood.output_hessian(output).double()
     expected = sum(torch.kron(lam[n], torch.outer(phi[n], phi[n])) for n in range(len(x)))
-    torch.testing.assert_close(full._h.reshape(expected.shape), expected, rtol=1e-8, atol=1e-10)
+    torch.testing.assert_close(full.curvature(), expected, rtol=1e-8, atol=1e-10)
     diag = laplace(posterior, "last_layer", "diag").fit((x, y))
-    torch.testing.assert_close(diag._h.reshape(-1), expected.diagonal(), rtol=1e-8, atol=1e-10)
+    torch.testing.assert_close(diag.curvature(), expected.diagonal(), rtol=1e-8, atol=1e-10)
 
 
 def test_predictions_become_less_confident_far_from_the_data():
     model, posterior, x, y = _multiclass()
     far = torch.tensor([[30.0, -30.0], [-40.0, 25.0]], dtype=torch.float64)
-    map_conf = model.likelihood.predict(model.network(far, posterior.approximation.point_estimate())).max(-1).values
+    map_conf = posterior.predict(far, num_samples=1).probs[0].max(-1).values
     for subset, structure in [("all", "full"), ("all", "diag"), ("last_layer", "kron")]:
         la = laplace(posterior, subset, structure).fit((x, y)).optimize_prior_precision()
         probs = la.predictive_probs(far)
         torch.testing.assert_close(probs.sum(-1), torch.ones(2, dtype=torch.float64))
         assert bool((probs.max(-1).values < map_conf).all())
         samples = Posterior(model, la).predict(far, num_samples=50)
-        assert samples.shape == (50, 2, 3)
+        assert samples.probs.shape == (50, 2, 3)
 
 
 def test_non_positive_definite_curvature_warns_and_does_not_crash():
@@ -152,19 +159,21 @@ def test_non_positive_definite_curvature_warns_and_does_not_crash():
         warnings.simplefilter("always")
         la = laplace(Posterior(model, guide), "all", "full", hessian="exact").fit((x, y))
     assert any(issubclass(w.category, CurvatureWarning) for w in caught)
-    assert bool((la._values >= 0).all())
+    # clamped at 0, so the posterior variances stay within (0, 1 / delta]
+    variances = torch.linalg.eigvalsh(la.posterior_covariance())
+    assert bool((variances > 0).all()) and float(variances.max()) <= (1 + 1e-9) / la.prior_precision
     assert math.isfinite(la.log_marginal_likelihood())
-    assert Posterior(model, la).predict(x[:4], num_samples=3).shape == (3, 4, 2)
+    assert Posterior(model, la).predict(x[:4], num_samples=3).probs.shape == (3, 4, 2)
 
 
 def test_fit_laplace_returns_a_posterior():
-    model, posterior, x, y = _multiclass()
+    _, posterior, x, y = _multiclass()
     la_post = fit_laplace(posterior, (x, y), subset="last_layer", structure="kron")
-    assert isinstance(la_post.approximation, LastLayerLaplace)
+    assert la_post.method == "KronLastLayerLaplace"
     assert la_post.sample(4)["body.0.weight"].shape == (4, 6, 2)
-    # the body stays at the MAP
-    torch.testing.assert_close(la_post.sample(2)["body.0.weight"][1],
-                               model.unflatten(posterior.approximation.point_estimate())["body.0.weight"])
+    # the body stays at the MAP, which is also the point estimate
+    torch.testing.assert_close(la_post.sample(2)["body.0.weight"][1], posterior.point_estimate()["body.0.weight"])
+    torch.testing.assert_close(la_post.point_estimate()["head.weight"], posterior.point_estimate()["head.weight"])
 
 
 @pytest.mark.parametrize(
@@ -195,8 +204,8 @@ def test_linearised_draws_are_joint_and_match_the_glm():
     # Logistic regression is linear in the weights: the GLM outputs are the network's.
     model, posterior, x, y = _logistic()
     la = laplace(posterior, "all", "full").fit((x, y))
-    draws = la._sample_subset(5)
-    torch.testing.assert_close(la._linearised_outputs(x[:7], draws),
+    draws = la.sample_flat(5)
+    torch.testing.assert_close(Posterior(model, la).outputs_at(x[:7], model.unflatten(draws)),
                                torch.stack([model.network(x[:7], d) for d in draws]))
     # For an MLP the draws' output covariance is J Sigma J^T.
     torch.manual_seed(0)
@@ -204,6 +213,6 @@ def test_linearised_draws_are_joint_and_match_the_glm():
     for structure in ("full", "diag"):
         la = laplace(posterior, "all", structure).fit((x, y))
         outputs = la.predictive_outputs(x[:3], num_samples=20000)
-        _, cov = la._glm(x[:3])
+        _, cov = la.linearised_predictive(x[:3])
         for n in range(3):
             torch.testing.assert_close(torch.cov(outputs[:, n].T), cov[n], rtol=0.08, atol=0.02 * float(cov[n].diagonal().max()))

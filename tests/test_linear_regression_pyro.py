@@ -7,7 +7,7 @@ from pyro.infer import Trace_ELBO
 from pyro.infer.autoguide import AutoNormal
 
 from bayesdl.evaluation.diagnostics import summary
-from bayesdl.inference import fit, nuts
+from bayesdl.inference import fit, nuts, to_inference_data
 from bayesdl.models import BayesianLinearRegression, PolynomialBasis
 
 
@@ -50,7 +50,7 @@ def test_nuts_recovers_closed_form_and_converges(problem):
     blr, x, y, grid = problem
     posterior = nuts(blr.model, x, y, num_samples=600, warmup_steps=300, num_chains=4, seed=0,
                      jit_compile=True, progress=False)
-    table = summary(posterior)
+    table = summary(to_inference_data(posterior))
     assert float(table["r_hat"].max()) < 1.01
     w, mean, var = _predictive(posterior, grid, blr.beta_)
     std = blr.posterior_covariance_.diag().sqrt()
@@ -60,4 +60,6 @@ def test_nuts_recovers_closed_form_and_converges(problem):
     exact_mean, exact_var = blr.predict(grid)
     torch.testing.assert_close(var, exact_var, rtol=0.08, atol=0)
     torch.testing.assert_close(mean, exact_mean, atol=0.02, rtol=0)
-    assert posterior.approximation.samples["w"].shape == (4, 600, 2)
+    draws = posterior.draws()
+    assert draws.samples["w"].shape == (4, 600, 2) and draws.diverging.shape == (4, 600)
+    assert posterior.fixed_draws == 2400 and not posterior.is_point_mass

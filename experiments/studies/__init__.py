@@ -1,7 +1,2 @@
-"""The course studies; importing this package registers them with ``bdl``."""
-
-from . import mnist, mnist_guides, regression, week2  # noqa: F401
-
-#: The order in which ``bdl list`` shows the studies: the course's.
-COURSE_ORDER = ("regression", "logistic-2d", "two-moons", "mnist-guides", "mnist-dropout", "calibration",
-                "failure", "ood")
+"""The course studies, one module per practical session; :mod:`bayesdl.experiments.catalogue`
+names them and imports a study's module only when it runs."""

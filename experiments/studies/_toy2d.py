@@ -1,22 +1,22 @@
 """Shared machinery of the week-2 studies on 2-D data: fit every method, map uncertainty.
 
-Each method is a function ``(model_factory, x, y, ctx) -> Posterior``; everything after the
-fit goes through the one Posterior interface (no ``if method == ...`` below this point).
+Each method is a name of the inference registry with its options; everything after the fit
+goes through the one Posterior interface -- whether a posterior is a point mass or holds a
+fixed set of draws is asked of the posterior, never inferred from a method's name.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
 from bayesdl.evaluation import calibration_metrics, mutual_information, predictive_entropy
-from bayesdl.evaluation.diagnostics import convergence, plot_rank, plot_trace, save, to_inference_data
+from bayesdl.evaluation.diagnostics import convergence, plot_rank, plot_trace, save
 from bayesdl.evaluation.plotting import new_figure
-from bayesdl.inference import Posterior
+from bayesdl.inference import Posterior, approximate, to_inference_data
 
 from ..diagnose import loo_comparison
 
@@ -25,14 +25,21 @@ __all__ = ["Method", "Grid", "evaluate_methods", "uncertainty_figure", "curves_f
 
 @dataclass(frozen=True)
 class Method:
-    """A way to get a posterior: ``fit(x, y) -> Posterior``; ``sampled`` if it has several draws,
-    ``random_draws`` if its draws are random (MCMC draws are picked deterministically)."""
+    """A posterior to fit: the study's ``name`` and ``label`` for it, the registry ``method``
+    (:func:`bayesdl.inference.approximate`) and its ``options``; ``around`` names an earlier
+    method whose posterior it is built around (Laplace around the MAP)."""
 
     name: str
     label: str
-    fit: Callable[[torch.Tensor, torch.Tensor], Posterior]
-    sampled: bool = True
-    random_draws: bool = True
+    method: str
+    options: dict = field(default_factory=dict)
+    around: str | None = None
+
+    def fit(self, model, x, y, fitted: dict[str, Posterior]) -> Posterior:
+        options = dict(self.options)
+        if self.around is not None:
+            options["map_posterior"] = fitted[self.around]
+        return approximate(self.method, model, (x, y), **options)
 
 
 @dataclass
@@ -58,16 +65,21 @@ class Grid:
         return cls(xx, yy, points, nearest > far_distance)
 
 
-def evaluate_methods(methods: list[Method], x, y, x_test, y_test, grid: Grid, samples: int,
+def evaluate_methods(model, methods: list[Method], x, y, x_test, y_test, grid: Grid, samples: int,
                      reference: str = "nuts") -> tuple[dict, dict, dict]:
-    """Fit each method; return ``(posteriors, grid probabilities [S, G, C], metrics)``."""
+    """Fit each method on ``model``; return ``(posteriors, grid probabilities [S, G, C], metrics)``.
+
+    A point mass is predicted with one draw (its MI is 0); posteriors that draw afresh also get
+    the Monte-Carlo error and roughness of a 10-sample map. ``reference`` (NUTS) is what every
+    predictive is compared with.
+    """
     posteriors, grid_probs, results = {}, {}, {}
     for method in methods:
-        posterior = method.fit(x, y)
+        posterior = method.fit(model, x, y, posteriors)
         posteriors[method.name] = posterior
-        draws = samples if method.sampled else 1
-        probs_test = posterior.predict(x_test, num_samples=draws)
-        grid_probs[method.name] = posterior.predict(grid.points, num_samples=draws)
+        draws = 1 if posterior.is_point_mass else samples
+        probs_test = posterior.predict(x_test, num_samples=draws).probs
+        grid_probs[method.name] = posterior.predict(grid.points, num_samples=draws).probs
         m = calibration_metrics(probs_test.mean(0), y_test, n_bins=10)
         mean_grid = grid_probs[method.name].mean(0)
         results[method.name] = {
@@ -78,11 +90,11 @@ def evaluate_methods(methods: list[Method], x, y, x_test, y_test, grid: Grid, sa
             "mean_confidence_test": float(probs_test.mean(0).max(-1).values.mean()),
             "mean_mutual_information_far": float(mutual_information(grid_probs[method.name])[grid.far].mean()),
         }
-        if method.sampled and method.random_draws:
+        if not posterior.is_point_mass and posterior.fixed_draws is None:
             # A cheap 10-sample map: its Monte-Carlo error (TV between two independent estimates)
             # and its roughness (mean change of p between neighbouring grid points).
-            a = posterior.predict(grid.points, num_samples=10).mean(0)
-            b = posterior.predict(grid.points, num_samples=10).mean(0)
+            a = posterior.predict(grid.points, num_samples=10).predictive
+            b = posterior.predict(grid.points, num_samples=10).predictive
             results[method.name]["mc_error_10_samples"] = float(0.5 * (a - b).abs().sum(-1).mean())
             results[method.name]["roughness_10_samples"] = grid.roughness(a[:, -1])
     if reference in grid_probs:
@@ -94,11 +106,13 @@ def evaluate_methods(methods: list[Method], x, y, x_test, y_test, grid: Grid, sa
     return posteriors, grid_probs, results
 
 
-def uncertainty_figure(methods: list[Method], grid_probs: dict, grid: Grid, x, y, title: str):
+def uncertainty_figure(methods: list[Method], posteriors: dict, grid_probs: dict, grid: Grid, x, y,
+                       title: str):
     """Rows: methods; columns: max probability with the decision boundary, entropy, MI."""
     fig, axes = new_figure(ncols=3, nrows=len(methods), size=(3.3, 3.0))
     shape = grid.xx.shape
     for row, method in zip(axes, methods):
+        point_mass = posteriors[method.name].is_point_mass
         probs = grid_probs[method.name]
         mean = probs.mean(0)
         panels = [
@@ -107,7 +121,7 @@ def uncertainty_figure(methods: list[Method], grid_probs: dict, grid: Grid, x, y
             ("mutual information (nats)", mutual_information(probs), None, "magma"),
         ]
         for ax, (name, values, limits, cmap) in zip(row, panels):
-            if name.startswith("mutual") and not method.sampled:
+            if name.startswith("mutual") and point_mass:
                 ax.text(0.5, 0.5, "point estimate:\nno epistemic part", ha="center", va="center",
                         transform=ax.transAxes)
                 ax.set_xticks([])
@@ -145,27 +159,30 @@ def curves_figure(posteriors: dict, labels: dict):
     return fig
 
 
-def diagnostics(ctx, posteriors: dict, sampled: set, x, y, samples: int) -> tuple[dict, str]:
-    """ArviZ: InferenceData per method (saved as .nc), NUTS summary, LOO comparison, rank plot.
+def diagnostics(ctx, posteriors: dict, labels: dict, x, y, samples: int) -> tuple[dict, str]:
+    """ArviZ: InferenceData per method (saved as .nc), convergence of the methods with several
+    chains (NUTS), LOO comparison, rank and trace plots.
 
-    Point estimates (methods not in ``sampled``) are saved with one draw and left out of the
-    LOO comparison, which needs a posterior. Returns (results to merge, markdown).
+    Point masses are saved with one draw and left out of the LOO comparison, which needs a
+    posterior. Returns (results to merge, markdown).
     """
     idatas, results, text = {}, {}, []
     for name, posterior in posteriors.items():
-        idatas[name] = to_inference_data(posterior, x, y, num_samples=samples if name in sampled else 1)
+        idatas[name] = to_inference_data(posterior, x, y, num_samples=1 if posterior.is_point_mass else samples)
         save(idatas[name], ctx.folder.file(f"inference_{name}.nc"))
-    if "nuts" in idatas:
-        results["nuts"] = convergence(idatas["nuts"])
-        names = list(idatas["nuts"].posterior.data_vars)[-2:]
-        rank = ctx.figure(plot_rank(idatas["nuts"], var_names=names), "nuts_rank.png")
-        trace = ctx.figure(plot_trace(idatas["nuts"], var_names=names), "nuts_trace.png")
-        text.append("NUTS convergence (ArviZ): max R-hat "
-                    f"{results['nuts']['max_r_hat']:.3f}, min bulk ESS {results['nuts']['min_ess_bulk']:.0f}, "
-                    f"{results['nuts']['divergences']} divergent transitions. R-hat of individual weights of a "
+    for name, idata in idatas.items():
+        if idata.posterior.sizes["chain"] < 2:
+            continue
+        results[name] = figures = convergence(idata)
+        names = list(idata.posterior.data_vars)[-2:]
+        rank = ctx.figure(plot_rank(idata, var_names=names), f"{name}_rank.png")
+        trace = ctx.figure(plot_trace(idata, var_names=names), f"{name}_trace.png")
+        text.append(f"{labels[name]} convergence (ArviZ): max R-hat "
+                    f"{figures['max_r_hat']:.3f}, min bulk ESS {figures['min_ess_bulk']:.0f}, "
+                    f"{figures['divergences']} divergent transitions. R-hat of individual weights of a "
                     "network is a loose guide: hidden units can swap roles between chains without changing "
                     f"the predictions.\n\n![]({rank})\n\n![]({trace})\n")
-    posteriors_only = {k: v for k, v in idatas.items() if k in sampled}
+    posteriors_only = {k: v for k, v in idatas.items() if not posteriors[k].is_point_mass}
     if len(posteriors_only) > 1:
         table, markdown = loo_comparison(posteriors_only)
         for name, row in table.iterrows():

@@ -40,11 +40,11 @@ from bayesdl.evaluation import (
 )
 from bayesdl.evaluation.ood import ODIN_EPSILONS, ODIN_TEMPERATURES
 from bayesdl.evaluation.plotting import new_figure, plot_precision_recall, plot_reliability_diagram, plot_roc
-from bayesdl.inference import Posterior, fit_laplace
+from bayesdl.inference import Posterior, approximate
 
 from ..data import MNIST_MEAN, MNIST_STD, load_images, mnist_splits
 from ..io import markdown_table
-from ..registry import RunContext, StudyResult, register
+from ..registry import RunContext, StudyResult
 from ..training import LeNetRecipe, train_confidnet, train_lenet
 
 OOD_SETS = ("kmnist", "fashion_mnist")
@@ -93,12 +93,13 @@ class Lab:
 
     def laplace(self, map_posterior: Posterior) -> Posterior:
         loader = DataLoader(self.splits["train"], batch_size=512, shuffle=False)
-        return fit_laplace(map_posterior, loader, subset="last_layer", structure="kron")
+        return approximate("laplace", map_posterior.model, loader, map_posterior=map_posterior,
+                           subset="last_layer", structure="kron")
 
     @torch.no_grad()
     def deterministic(self, posterior: Posterior, x: torch.Tensor, batch: int = 1000):
         """Logits ``[N, C]`` and penultimate features ``[N, H]`` at the point estimate."""
-        bnn, weights = posterior.model, posterior.approximation.point_estimate()
+        bnn, weights = posterior.bnn, posterior.point_estimate()
         logits, features = [], []
         for chunk in x.split(batch):
             out, feat = bnn.features(chunk.to(self.ctx.device), weights)
@@ -113,7 +114,8 @@ class Lab:
         networks were just trained (which draws random numbers) or loaded from the cache.
         """
         torch.manual_seed(self.ctx.seed)
-        return posterior.predict(x, num_samples=num_samples or self.s.samples, progress=self.ctx.progress).cpu()
+        prediction = posterior.predict(x, num_samples=num_samples or self.s.samples, progress=self.ctx.progress)
+        return prediction.probs.cpu()
 
     def config(self, **extra) -> dict:
         return {"epochs": self.s.epochs, "optimizer": f"Adam, lr 1e-3 decaying to {self.s.final_lr:g}, batch 128",
@@ -186,9 +188,6 @@ def _rotation_figure(ctx, lab: Lab, posterior: Posterior, image: torch.Tensor, l
     return ctx.figure(fig, "rotated_digit.png"), predicted.tolist()
 
 
-@register("mnist-dropout", "LeNet with MC dropout on MNIST: accuracy, uncertainty measures, uncertain digits",
-          "course week 3: MC dropout (p = 0.5, T = 50/100), variation ratio / entropy / MI, rotated digit",
-          needs_data=True)
 def run_dropout(ctx: RunContext) -> StudyResult:
     lab = Lab(ctx)
     x, y = lab.splits["test"].tensors
@@ -278,9 +277,6 @@ network is uncertain about digits it has never seen in that orientation.
 
 
 # ----------------------------------------------------------------------- calibration
-@register("calibration", "Calibration on MNIST: reliability diagrams, ECE, NLL, Brier; temperature scaling",
-          "course week 3 (Guo et al. 2017): MAP, MC dropout, mean-field VI, Laplace, before/after temperature",
-          needs_data=True)
 def run_calibration(ctx: RunContext) -> StudyResult:
     lab = Lab(ctx)
     x_val, y_val = lab.splits["val"].tensors
@@ -288,10 +284,9 @@ def run_calibration(ctx: RunContext) -> StudyResult:
     map_posterior = lab.network("map")
     posteriors = {"map": map_posterior, "mc_dropout": lab.network("dropout"),
                   "mean_field": lab.network("mean_field"), "laplace": lab.laplace(map_posterior)}
-    point = {"map"}
     results, before, after = {}, {}, {}
     for name, posterior in posteriors.items():
-        draws = 1 if name in point else lab.s.samples
+        draws = 1 if posterior.is_point_mass else lab.s.samples
         val = lab.samples(posterior, x_val, draws).mean(0)
         test = lab.samples(posterior, x, draws).mean(0)
         temperature = fit_temperature(val.clamp_min(1e-12).log(), y_val)
@@ -327,9 +322,6 @@ below 1 under-confident.
 
 
 # ----------------------------------------------------------------------- failure
-@register("failure", "Failure prediction on MNIST: MCP, MC dropout, ConfidNet, TCP oracle (AUPR-error)",
-          "course week 3 (Corbiere et al. 2019): which confidence separates errors from correct predictions",
-          needs_data=True)
 def run_failure(ctx: RunContext) -> StudyResult:
     lab = Lab(ctx)
     posterior = lab.network("dropout")
@@ -341,12 +333,13 @@ def run_failure(ctx: RunContext) -> StudyResult:
     correct = pred == y
     val_logits, val_features = lab.deterministic(posterior, x_val)
     val_correct = val_logits.argmax(-1) == y_val
-    bnn, guide = posterior.model, posterior.approximation
+    bnn = posterior.bnn
 
     def stochastic_pass(inputs):
-        """The classifier as in training: the guide's own stochastic pass (dropout masks on)."""
+        """One stochastic pass of the MC-dropout classifier (per-example dropout masks, as in
+        training) and the features it computed on the way."""
         with bnn.capture_features() as captured:
-            logits = guide.network_output(inputs)
+            logits = posterior.predictive_outputs(inputs, num_samples=1)[0]
         return logits, captured[-1]
 
     epochs, passes = (3, 2) if ctx.quick else (200, 10)
@@ -448,9 +441,6 @@ def _ood_split(name: str, lab: Lab) -> tuple[torch.Tensor, torch.Tensor]:
     return x[order[: lab.s.ood_tuning]], x[order[lab.s.ood_tuning:]]
 
 
-@register("ood", "OOD detection: MNIST against Kuzushiji-MNIST and Fashion-MNIST (MCP, MC dropout, ODIN, Laplace)",
-          "course week 3 (Liang et al. 2018; Laplace Redux): AUROC, AUPR, FPR at 95% TPR per OOD set",
-          needs_data=True)
 def run_ood(ctx: RunContext) -> StudyResult:
     lab = Lab(ctx)
     x_in, _ = lab.splits["test"].tensors
@@ -458,7 +448,7 @@ def run_ood(ctx: RunContext) -> StudyResult:
     ood = {name: _ood_split(name, lab) for name in OOD_SETS}
     dropout = lab.network("dropout")
     laplace = lab.laplace(lab.network("map"))
-    bnn, weights = dropout.model, dropout.approximation.point_estimate()
+    bnn, weights = dropout.bnn, dropout.point_estimate()
 
     def logits_fn(inputs):
         return bnn.network(inputs.to(ctx.device), weights)

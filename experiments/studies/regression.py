@@ -21,12 +21,12 @@ import torch
 from pyro.infer import Trace_ELBO
 from pyro.infer.autoguide import AutoNormal
 
-from bayesdl.evaluation.diagnostics import convergence, save, to_inference_data
+from bayesdl.evaluation.diagnostics import convergence, save
 from bayesdl.evaluation.plotting import new_figure
-from bayesdl.inference import fit, nuts
+from bayesdl.inference import fit, nuts, to_inference_data
 from bayesdl.models import BayesianLinearRegression, GaussianBasis, PolynomialBasis
 
-from ..registry import RunContext, StudyResult, register
+from ..registry import RunContext, StudyResult
 
 SIGMA = 0.2  # noise of the data generator
 BETA = 1.0 / (2.0 * SIGMA**2)  # = 12.5, the course's noise precision
@@ -83,8 +83,6 @@ def _setting_figure(ctx, name, title, x, y, grid, mean, variance, extra=None):
     return ctx.figure(fig, f"{name}.png")
 
 
-@register("regression", "Bayesian linear regression: closed form, evidence, Pyro SVI and NUTS",
-          "course week 1 (polynomial and Gaussian bases, predictive variance, barycenter result)")
 def run(ctx: RunContext) -> StudyResult:
     rng = np.random.default_rng(ctx.seed)
     n = 12 if ctx.quick else 25
@@ -203,7 +201,7 @@ def run(ctx: RunContext) -> StudyResult:
 
 def _add_predictive(idata, posterior, x, y, rng) -> None:
     """Replicated targets y_rep = Phi w + noise at every NUTS draw, and the observed y."""
-    w = posterior.approximation.samples["w"].numpy()  # [chains, draws, D]
+    w = posterior.draws().samples["w"].numpy()  # [chains, draws, D]
     phi = PolynomialBasis(1)(x).numpy()
     mean = np.einsum("cdk,nk->cdn", w, phi)
     replicated = mean + rng.normal(0.0, BETA**-0.5, size=mean.shape)

@@ -16,39 +16,32 @@ import math
 import torch
 import torch.nn as nn
 
-from bayesdl.inference import DropoutGuide, MAPGuide, MeanFieldGuide, exponential_decay, fit, fit_laplace, nuts
+from bayesdl.inference import exponential_decay
 from bayesdl.models import BNN, MLP
 
 from ..data import linear_blobs, two_moons
 from ..io import markdown_table
-from ..registry import RunContext, StudyResult, register
+from ..registry import RunContext, StudyResult
 from ._toy2d import Grid, Method, curves_figure, diagnostics, evaluate_methods, uncertainty_figure
 
 
-def _svi(model, guide, x, y, steps, lr, ctx, final_lr=None):
-    """Full-batch SVI (one step = one epoch), with an exponentially decaying learning rate."""
-    return fit(model, guide, (x, y), epochs=steps, lr=lr, batch_size=len(x), shuffle=False, seed=ctx.seed,
-               scheduler=exponential_decay(lr, final_lr or lr / 20, steps), progress=ctx.progress)
+def _svi(n: int, steps: int, lr: float, ctx, **options) -> dict:
+    """Options of full-batch SVI (one step = one epoch), with an exponentially decaying learning rate."""
+    return {"epochs": steps, "lr": lr, "batch_size": n, "shuffle": False, "seed": ctx.seed,
+            "scheduler": exponential_decay(lr, lr / 20, steps), "progress": ctx.progress, **options}
 
 
-def _nuts(model, x, y, ctx):
-    return nuts(model, x, y, num_samples=100 if ctx.quick else 600, warmup_steps=100 if ctx.quick else 600,
-                num_chains=2 if ctx.quick else 4, seed=ctx.seed, max_tree_depth=6 if ctx.quick else 8,
-                progress=ctx.progress)
+def _nuts(ctx) -> Method:
+    options = {"num_samples": 100 if ctx.quick else 600, "warmup_steps": 100 if ctx.quick else 600,
+               "num_chains": 2 if ctx.quick else 4, "seed": ctx.seed, "max_tree_depth": 6 if ctx.quick else 8,
+               "progress": ctx.progress}
+    return Method("nuts", "NUTS", "nuts", options)
 
 
-def _map_and_laplace(model, steps: int, lr: float, ctx) -> tuple[Method, Method]:
+def _map_and_laplace(n: int, steps: int, lr: float, ctx) -> tuple[Method, Method]:
     """The MAP (full-batch SVI with MAPGuide) and the full-GGN Laplace approximation around it."""
-    fitted = {}
-
-    def fit_map(x, y):
-        fitted["map"] = _svi(model, MAPGuide(model), x, y, steps, lr, ctx)
-        return fitted["map"]
-
-    def fit_around_map(x, y):
-        return fit_laplace(fitted["map"], (x, y), subset="all", structure="full")
-
-    return Method("map", "MAP", fit_map, sampled=False), Method("laplace", "Laplace (full GGN)", fit_around_map)
+    return (Method("map", "MAP", "map", _svi(n, steps, lr, ctx)),
+            Method("laplace", "Laplace (full GGN)", "laplace", {"subset": "all", "structure": "full"}, around="map"))
 
 
 def _table(results: dict, labels: dict) -> str:
@@ -60,19 +53,18 @@ def _table(results: dict, labels: dict) -> str:
                            "TV to NUTS (grid)", "TV to NUTS (far)"], rows)
 
 
-def _run(ctx: RunContext, title: str, x, y, x_test, y_test, make_model, methods_for,
+def _run(ctx: RunContext, title: str, x, y, x_test, y_test, make_model, methods: list[Method],
          extent: float, far_distance: float, conclusions) -> StudyResult:
     torch.manual_seed(ctx.seed)
     model = make_model()
-    methods = methods_for(model)
     labels = {m.name: m.label for m in methods}
     grid = Grid.around(x, extent=extent, resolution=40 if ctx.quick else 90, far_distance=far_distance)
     samples = 30 if ctx.quick else 200
-    posteriors, grid_probs, results = evaluate_methods(methods, x, y, x_test, y_test, grid, samples)
-    fig = uncertainty_figure(methods, grid_probs, grid, x, y, title)
+    posteriors, grid_probs, results = evaluate_methods(model, methods, x, y, x_test, y_test, grid, samples)
+    fig = uncertainty_figure(methods, posteriors, grid_probs, grid, x, y, title)
     maps = ctx.figure(fig, "uncertainty_maps.png")
     curves = ctx.figure(curves_figure(posteriors, labels), "training_curves.png")
-    extra, diag_text = diagnostics(ctx, posteriors, {m.name for m in methods if m.sampled}, x, y, samples)
+    extra, diag_text = diagnostics(ctx, posteriors, labels, x, y, samples)
     for method, values in extra.items():
         results[method].update(values)
     report = f"""# {title}
@@ -102,8 +94,6 @@ InferenceData (`inference_<method>.nc`); `bdl diagnose <this folder>` shows them
 
 
 # ---------------------------------------------------------------- logistic regression
-@register("logistic-2d", "Bayesian logistic regression on 2-D separable data: MAP, Laplace, mean-field VI, NUTS",
-          "course week 2, part 1 (MAP is overconfident far from the data; Laplace and VI are not)")
 def run_logistic(ctx: RunContext) -> StudyResult:
     n = 40 if ctx.quick else 100
     x, y = linear_blobs(n, seed=ctx.seed)
@@ -113,15 +103,10 @@ def run_logistic(ctx: RunContext) -> StudyResult:
     def make_model():
         return BNN(nn.Linear(2, 1), prior_scale=1.0, likelihood="bernoulli")
 
-    def methods_for(model):
-        map_method, laplace_method = _map_and_laplace(model, steps, 0.05, ctx)
-        return [
-            map_method,
-            laplace_method,
-            Method("mean_field", "mean-field VI",
-                   lambda x, y: _svi(model, MeanFieldGuide(model, init_scale=0.1), x, y, steps, 0.05, ctx)),
-            Method("nuts", "NUTS", lambda x, y: _nuts(model, x, y, ctx), random_draws=False),
-        ]
+    map_method, laplace_method = _map_and_laplace(n, steps, 0.05, ctx)
+    methods = [map_method, laplace_method,
+               Method("mean_field", "mean-field VI", "mean_field", _svi(n, steps, 0.05, ctx, init_scale=0.1)),
+               _nuts(ctx)]
 
     def conclusions(r):
         lines = [
@@ -142,12 +127,10 @@ def run_logistic(ctx: RunContext) -> StudyResult:
         return "\n".join(lines)
 
     return _run(ctx, "Bayesian logistic regression on 2-D data", x, y, x_test, y_test,
-                make_model, methods_for, extent=12.0, far_distance=5.0, conclusions=conclusions)
+                make_model, methods, extent=12.0, far_distance=5.0, conclusions=conclusions)
 
 
 # ---------------------------------------------------------------- two moons
-@register("two-moons", "An MLP on two moons: MAP, mean-field VI, MC dropout, Laplace, NUTS",
-          "course week 2, part 2 (mean-field VI vs MC dropout; uncertainty maps)")
 def run_two_moons(ctx: RunContext) -> StudyResult:
     n = 60 if ctx.quick else 200
     x, y = two_moons(n, noise=0.15, seed=ctx.seed)
@@ -158,20 +141,15 @@ def run_two_moons(ctx: RunContext) -> StudyResult:
     def make_model():
         return BNN(MLP(2, hidden, 2, dropout=p), prior_scale=1.0, likelihood="categorical")
 
-    def methods_for(model):
-        map_method, laplace_method = _map_and_laplace(model, steps, 0.02, ctx)
-        return [
-            map_method,
-            Method("mean_field", "mean-field VI",
-                   lambda x, y: _svi(model, MeanFieldGuide(model, init_scale=0.05), x, y, steps, 0.02, ctx)),
-            Method("mc_dropout", f"MC dropout (p = {p})",
-                   lambda x, y: _svi(model, DropoutGuide(model, p=p), x, y, steps, 0.02, ctx)),
-            laplace_method,
-            Method("nuts", "NUTS", lambda x, y: _nuts(model, x, y, ctx), random_draws=False),
-        ]
+    map_method, laplace_method = _map_and_laplace(n, steps, 0.02, ctx)
+    methods = [map_method,
+               Method("mean_field", "mean-field VI", "mean_field", _svi(n, steps, 0.02, ctx, init_scale=0.05)),
+               Method("mc_dropout", f"MC dropout (p = {p})", "dropout", _svi(n, steps, 0.02, ctx, p=p)),
+               laplace_method,
+               _nuts(ctx)]
 
     return _run(ctx, f"An MLP (2-{hidden}-2) on two moons", x, y, x_test, y_test, make_model,
-                methods_for, extent=6.0, far_distance=2.0, conclusions=_moons_conclusions)
+                methods, extent=6.0, far_distance=2.0, conclusions=_moons_conclusions)
 
 
 def _moons_conclusions(r) -> str:

@@ -1,0 +1,34 @@
+"""``TrainingHistory``: what ``fit`` records of the objective while it trains."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+__all__ = ["TrainingHistory"]
+
+
+@dataclass
+class TrainingHistory:
+    """Per-step and per-epoch values of the objective, for the whole dataset (nats).
+
+    ``elbo = log_likelihood - kl_weight * kl``; ``log_likelihood`` and ``kl`` are empty when
+    a generic Pyro ELBO was used (it reports only the total).
+    """
+
+    elbo: list[float] = field(default_factory=list)
+    log_likelihood: list[float] = field(default_factory=list)
+    kl: list[float] = field(default_factory=list)
+    epoch_elbo: list[float] = field(default_factory=list)
+    epoch_log_likelihood: list[float] = field(default_factory=list)
+    epoch_kl: list[float] = field(default_factory=list)
+    dataset_size: int = 0
+    seconds: float = 0.0
+
+    def as_dict(self) -> dict:
+        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+    def _end_epoch(self, start: int) -> None:
+        for name in ("elbo", "log_likelihood", "kl"):
+            steps = getattr(self, name)[start:]
+            if steps:
+                getattr(self, f"epoch_{name}").append(sum(steps) / len(steps))

@@ -1,0 +1,93 @@
+"""Any ``Posterior`` as ArviZ ``InferenceData``.
+
+:func:`to_inference_data` builds the groups
+
+- ``posterior``: the weights (all of them, or for big networks the last sites that fit in
+  ``max_weights``; always a chosen subset with ``var_names``), with named dims such as
+  ``fc1_out`` / ``fc1_in``;
+- ``posterior_predictive``: replicated targets ``y_rep`` drawn at each weight draw;
+- ``log_likelihood``: ``ln p(y_n | theta_s)`` per draw and observation (for PSIS-LOO);
+- ``observed_data``: the targets; plus ``sample_stats.diverging`` for MCMC.
+
+MCMC draws keep their chains; draws from a variational or Laplace posterior are independent
+and form one chain (R-hat is then meaningless, the ESS equals the number of draws). The
+predictive groups are computed from *joint weight draws* (``Posterior.draws``), which is what
+LOO needs: one parameter value per draw for every observation, through the predictive the
+posterior really uses (``Posterior.outputs_at``: a Laplace approximation's linearised network).
+
+Summaries, convergence figures, LOO comparisons and plots of the result live in
+:mod:`bayesdl.evaluation.diagnostics`, which runs no model.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from .posterior import Posterior
+
+__all__ = ["to_inference_data"]
+
+
+def _weight_dims(name: str, shape: tuple[int, ...]) -> list[str]:
+    module = name.rsplit(".", 1)[0] if "." in name else name
+    kind = name.rsplit(".", 1)[-1]
+    if kind == "weight" and len(shape) >= 2:
+        return [f"{module}_out", f"{module}_in"] + [f"{module}_k{i}" for i in range(len(shape) - 2)]
+    if kind == "bias" and len(shape) == 1:
+        return [f"{module}_out"]
+    return [f"{name}_dim_{i}" for i in range(len(shape))]
+
+
+def _select(draws: dict, var_names, max_weights: int) -> dict:
+    if var_names is not None:
+        missing = sorted(set(var_names) - set(draws))
+        if missing:
+            raise ValueError(f"var_names {missing} are not latent sites; available: {sorted(draws)}")
+        return {k: draws[k] for k in var_names}
+    kept, total = [], 0
+    for name in reversed(list(draws)):  # the last layers first: they are what people look at
+        size = int(np.prod(draws[name].shape[2:]))
+        if kept and total + size > max_weights:
+            break
+        kept.append(name)
+        total += size
+    return {k: draws[k] for k in reversed(kept)}
+
+
+@torch.no_grad()
+def to_inference_data(posterior: Posterior, x=None, y=None, num_samples: int = 500, var_names=None,
+                      max_weights: int = 5000, seed: int = 0):
+    """The posterior as ``arviz.InferenceData``; with ``x`` and ``y``, the predictive groups too.
+
+    ``num_samples`` draws are taken from posteriors that draw afresh (MCMC keeps all its
+    draws); ``seed`` fixes the replicated targets.
+    """
+    import arviz as az
+
+    if not isinstance(posterior, Posterior):
+        raise TypeError(f"to_inference_data needs a bayesdl Posterior, got {type(posterior).__name__}")
+    draws = posterior.draws(num_samples)
+    samples = {k: v.detach().cpu() for k, v in draws.samples.items()}
+    chosen = _select(samples, var_names, max_weights)
+    dims = {name: _weight_dims(name, tuple(value.shape[2:])) for name, value in chosen.items()}
+    groups = {"posterior": {k: v.numpy() for k, v in chosen.items()}}
+    if draws.diverging is not None:
+        groups["sample_stats"] = {"diverging": draws.diverging.cpu().numpy().astype(bool)}
+    if x is not None and y is not None:
+        bnn = posterior.bnn
+        x, y = bnn.check_data(x, y)
+        generator = torch.Generator().manual_seed(seed)
+        log_lik = torch.empty(draws.num_chains, draws.num_draws, x.shape[0])
+        replicated = torch.empty(draws.num_chains, draws.num_draws, x.shape[0])
+        for c, d, output in posterior._outputs_by_draw(x, draws):  # one pass serves both groups
+            log_lik[c, d] = bnn.likelihood.log_prob(output, y).cpu()
+            replicated[c, d] = bnn.likelihood.sample_targets(output, generator)
+        groups["log_likelihood"] = {"y": log_lik.numpy()}
+        groups["posterior_predictive"] = {"y": replicated.numpy()}
+        groups["observed_data"] = {"y": y.detach().cpu().double().numpy()}
+        dims["y"] = ["obs"]
+    idata = az.from_dict(**groups, dims=dims)
+    idata.posterior.attrs["method"] = posterior.method
+    idata.posterior.attrs["sites"] = ", ".join(chosen)
+    return idata

@@ -1,0 +1,130 @@
+"""The one place that knows the inference methods: names to factories returning a ``Posterior``.
+
+    >>> posterior = approximate("mean_field", model, loader, epochs=10, lr=1e-3)   # doctest: +SKIP
+    >>> laplace = approximate("laplace", model, loader, map_posterior=map_posterior,
+    ...                       subset="last_layer", structure="kron")              # doctest: +SKIP
+
+Every factory is called as ``factory(model, data, **options)`` and returns a
+:class:`~bayesdl.inference.Posterior` whose ``method`` is the registered name. Studies and the
+command line pick methods by name here, so adding a method (an ensemble, SWAG) touches
+:mod:`bayesdl.inference` only: :func:`register_method` adds it, and every study that loops over
+method names can use it.
+
+========== =============================================================================
+name       what it fits; its own options (the SVI methods also take every option of ``fit``)
+========== =============================================================================
+map        ``MAPGuide`` by ``fit``: a point mass at the MAP
+mean_field ``MeanFieldGuide`` by ``fit``; ``init_scale``
+dropout    ``DropoutGuide`` by ``fit`` (MC dropout as VI); ``p`` (default: each slot's own rate)
+laplace    ``fit_laplace`` around ``map_posterior`` (fitted with ``fit``'s options if not
+           given); ``subset``, ``structure``, ``hessian``, ``optimize_prior``,
+           ``curvature_batch_size``
+nuts       ``nuts`` on ``data = (x, y)``; every option of ``nuts``
+========== =============================================================================
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from .guides import DropoutGuide, MAPGuide, MeanFieldGuide
+from .laplace import fit_laplace
+from .mcmc import nuts
+from .posterior import Posterior
+from .svi import fit
+
+__all__ = ["approximate", "register_method", "METHODS", "MethodInfo"]
+
+
+@dataclass(frozen=True)
+class MethodInfo:
+    """A registered method: its factory ``(model, data, **options) -> Posterior``, a one-line
+    description, and the options it accepts."""
+
+    name: str
+    factory: Callable[..., Posterior]
+    description: str
+    options: frozenset[str]
+
+
+#: name -> method, in registration order
+METHODS: dict[str, MethodInfo] = {}
+
+
+def _keywords(function) -> set[str]:
+    return {name for name, p in inspect.signature(function).parameters.items()
+            if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)}
+
+
+def register_method(name: str, description: str, *, passes_to: Callable | None = None):
+    """Decorator registering ``factory(model, data, **options) -> Posterior`` under ``name``.
+
+    The options it accepts are its own keyword parameters, plus those of ``passes_to`` (e.g.
+    ``fit``) when it forwards ``**options`` there; :func:`approximate` refuses any other.
+    """
+    if not isinstance(name, str) or not name:
+        raise ValueError("a method needs a non-empty name")
+
+    def decorate(factory):
+        options = _keywords(factory) - {"model", "data"}
+        if passes_to is not None:
+            options |= _keywords(passes_to) - {"model", "guide", "data"}
+        METHODS[name] = MethodInfo(name, factory, description, frozenset(options))
+        return factory
+
+    return decorate
+
+
+def approximate(method: str, model, data, **options) -> Posterior:
+    """Fit the approximate posterior ``method`` of ``model`` to ``data``; see the module table.
+
+    ``data`` is what the method fits to: a ``DataLoader`` of ``(x, y)`` or a tuple ``(x, y)``.
+    Raises ``ValueError`` for an unknown method and ``TypeError`` for an option the method does
+    not take, naming the ones it does.
+    """
+    if method not in METHODS:
+        raise ValueError(f"unknown inference method {method!r}; choose one of {sorted(METHODS)}")
+    info = METHODS[method]
+    unknown = sorted(set(options) - info.options)
+    if unknown:
+        raise TypeError(f"method {method!r} takes no option {unknown}; its options: {sorted(info.options)}")
+    posterior = info.factory(model, data, **options)
+    posterior.method = method
+    return posterior
+
+
+@register_method("map", "MAP estimate: a point mass (MAPGuide by SVI)", passes_to=fit)
+def _map(model, data, **fit_options) -> Posterior:
+    return fit(model, MAPGuide(model), data, **fit_options)
+
+
+@register_method("mean_field", "mean-field Gaussian VI with local reparameterization", passes_to=fit)
+def _mean_field(model, data, *, init_scale: float = 1e-3, **fit_options) -> Posterior:
+    return fit(model, MeanFieldGuide(model, init_scale=init_scale), data, **fit_options)
+
+
+@register_method("dropout", "MC dropout as variational inference (Bernoulli masks)", passes_to=fit)
+def _dropout(model, data, *, p: float | None = None, **fit_options) -> Posterior:
+    return fit(model, DropoutGuide(model, p=p), data, **fit_options)
+
+
+@register_method("laplace", "Laplace approximation around the MAP", passes_to=fit)
+def _laplace(model, data, *, map_posterior: Posterior | None = None, subset: str = "all",
+             structure: str = "full", hessian: str = "ggn", optimize_prior: bool = True,
+             curvature_batch_size: int = 256, **fit_options) -> Posterior:
+    if map_posterior is None:
+        map_posterior = fit(model, MAPGuide(model), data, **fit_options)
+    elif fit_options:
+        raise TypeError(f"options {sorted(fit_options)} train the MAP, but map_posterior was given")
+    return fit_laplace(map_posterior, data, subset, structure, hessian=hessian, optimize_prior=optimize_prior,
+                       batch_size=curvature_batch_size)
+
+
+@register_method("nuts", "NUTS (exact reference for small models)", passes_to=nuts)
+def _nuts(model, data, **nuts_options) -> Posterior:
+    if not (isinstance(data, tuple) and len(data) == 2):
+        raise TypeError(f"nuts samples the full-data posterior: pass data as a tuple (x, y), got "
+                        f"{type(data).__name__}")
+    return nuts(model, *data, **nuts_options)
