@@ -7,8 +7,8 @@ import torch
 import torch.nn as nn
 from pyro.infer import Trace_ELBO
 
-from bayesdl.inference import BNNElbo, DropoutGuide, MAPGuide, MeanFieldGuide
-from bayesdl.models import BNN, MLP, LeNet
+from bayesdl.inference import BNNElbo, DropoutGuide, MAPGuide, MeanFieldGuide, Posterior
+from bayesdl.models import BNN, MLP, Gaussian, LeNet
 
 
 def _problem(seed=0):
@@ -82,6 +82,34 @@ def test_local_reparameterization_moments():
     # independent across examples
     corr = torch.corrcoef(outs[:, :, 0].T)
     assert float(corr[0, 1].abs()) < 0.05
+
+
+def test_mean_field_predictions_draw_whole_weights_from_the_guide():
+    """Prediction draws one weight vector from q per pass, shared by the batch. For a linear model
+    f = x w + c the predictive outputs are then Gaussian with mean ``x mu_w + mu_c`` and covariance
+    ``x diag(sigma_w^2) x'^T + sigma_c^2`` across inputs (not zero, not diagonal), and the regression
+    predictive adds the noise variance."""
+    torch.manual_seed(0)
+    noise = 0.5
+    model = BNN(nn.Linear(3, 1), likelihood=Gaussian(scale=noise))
+    guide = MeanFieldGuide(model)
+    loc, scale = torch.tensor([0.5, -1.0, 2.0, 0.3]), torch.tensor([0.2, 0.5, 0.1, 0.4])  # [w (3), c]
+    with torch.no_grad():
+        guide.loc.copy_(loc)
+        guide.log_scale.copy_(scale.log())
+    x = torch.tensor([[1.0, 0.0, 2.0], [-1.0, 1.0, 0.5], [0.3, -2.0, 1.0]])
+    design = torch.cat([x, torch.ones(3, 1)], dim=1)
+    mean, cov = design @ loc, (design * scale**2) @ design.T
+    n = 4000
+    prediction = Posterior(model, guide).predict(x, num_samples=n)
+    f = prediction.mean  # [S, 3]
+    # within 4.5 standard errors, element by element (SE of a sample covariance: sqrt((C_ii C_jj + C_ij^2) / n))
+    assert bool(((f.mean(0) - mean).abs() < 4.5 * (cov.diagonal() / n).sqrt()).all())
+    se = ((torch.outer(cov.diagonal(), cov.diagonal()) + cov**2) / n).sqrt()
+    assert bool(((torch.cov(f.T) - cov).abs() < 4.5 * se).all())
+    predictive_mean, predictive_var = prediction.moments()
+    torch.testing.assert_close(predictive_mean, f.mean(0))
+    torch.testing.assert_close(predictive_var, f.var(0, unbiased=False) + noise**2)
 
 
 def test_local_reparameterization_covers_convolutions():

@@ -104,6 +104,21 @@ def test_regression_predictions_are_typed():
     assert prediction.mean.shape == (3, 40) and prediction.num_samples == 3
 
 
+def test_regression_moments_are_those_of_the_mixture():
+    """``moments()`` are the mean and variance of the mixture ``1/S sum_s N(mean_s, noise_s^2)``,
+    integrated numerically from its density on a fine grid."""
+    g = torch.Generator().manual_seed(0)
+    mean = 2 * torch.randn(6, 4, generator=g, dtype=torch.float64)
+    noise = 0.2 + torch.rand(6, 4, generator=g, dtype=torch.float64)
+    m, v = RegressionPrediction(mean, noise).moments()
+    grid = torch.linspace(-25, 25, 200001, dtype=torch.float64)
+    density = torch.distributions.Normal(mean[..., None], noise[..., None]).log_prob(grid).exp().mean(0)  # [N, G]
+    expected_mean = torch.trapezoid(grid * density, grid)
+    expected_var = torch.trapezoid((grid - expected_mean[:, None]) ** 2 * density, grid)
+    torch.testing.assert_close(m, expected_mean, rtol=0, atol=1e-8)
+    torch.testing.assert_close(v, expected_var, rtol=1e-7, atol=0)
+
+
 def test_the_registry_gives_the_same_posterior_as_the_guide_by_hand():
     x, y = _blobs()
     by_name = approximate("dropout", _model(), (x, y), p=0.3, **FIT)
