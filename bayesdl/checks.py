@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numbers
 from collections.abc import Sequence
+from enum import Enum
 
 import numpy as np
 import torch
@@ -22,6 +23,8 @@ __all__ = [
     "check_probability",
     "check_int",
     "check_labels",
+    "check_choice",
+    "check_device",
 ]
 
 
@@ -103,20 +106,26 @@ def check_positive(value, name: str, *, allow_zero: bool = False) -> float:
     return value
 
 
-def check_probability(value, name: str, *, upper_inclusive: bool = False) -> float:
-    """Return ``value`` as a float in [0, 1) (or [0, 1]), else raise ``ValueError``."""
+def check_probability(value, name: str, *, upper_inclusive: bool = False,
+                      lower_inclusive: bool = True) -> float:
+    """Return ``value`` as a float in [0, 1) (or [0, 1], (0, 1), (0, 1]), else raise ``ValueError``."""
+    if isinstance(value, torch.Tensor) and value.numel() == 1:
+        value = value.item()
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
     value = float(value)
-    ok = 0.0 <= value <= 1.0 if upper_inclusive else 0.0 <= value < 1.0
-    if not ok:
-        interval = "[0, 1]" if upper_inclusive else "[0, 1)"
+    above = 0.0 <= value if lower_inclusive else 0.0 < value
+    below = value <= 1.0 if upper_inclusive else value < 1.0
+    if not (above and below):  # NaN fails both
+        interval = ("[" if lower_inclusive else "(") + "0, 1" + ("]" if upper_inclusive else ")")
         raise ValueError(f"{name} must lie in {interval}, got {value}")
     return value
 
 
 def check_int(value, name: str, *, minimum: int) -> int:
     """Return ``value`` as an int, raising unless it is an integer >= ``minimum``."""
+    if isinstance(value, torch.Tensor) and value.numel() == 1 and not value.is_floating_point():
+        value = value.item()
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{name} must be an integer, got {type(value).__name__}")
     if value < minimum:
@@ -148,3 +157,58 @@ def check_labels(labels, num_classes: int, n: int, name: str = "labels",
             f"[{int(labels.min())}, {int(labels.max())}]"
         )
     return labels
+
+
+def check_choice(value, name: str, choices):
+    """Return ``value`` if it is one of ``choices`` (strings or a ``str`` Enum class), else raise
+    ``ValueError`` listing them; an Enum class gives back its member."""
+    if isinstance(choices, type) and issubclass(choices, Enum):
+        allowed = [member.value for member in choices]
+        if isinstance(value, choices):
+            return value
+        if value in allowed:
+            return choices(value)
+    else:
+        allowed = list(choices)
+        if value in allowed:
+            return value
+    raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
+
+
+def check_device(device) -> torch.device:
+    """``device`` (``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"mps"``, a ``torch.device``) as a
+    ``torch.device`` that exists on this machine, else ``ValueError`` naming those that do."""
+    if not isinstance(device, (str, torch.device)):
+        raise TypeError(f"device must be a string such as 'cpu' or 'cuda', got {type(device).__name__}")
+    asked = str(device)
+    try:
+        device = torch.device(device)
+    except RuntimeError:
+        device = None
+    if device is None or device.type not in ("cpu", "cuda", "mps") or not _exists(device):
+        why = ("torch sees no CUDA device" if device is not None and device.type == "cuda"
+               and not torch.cuda.is_available() else "no such device on this machine")
+        raise ValueError(f"device {asked!r} is not available ({why}); "
+                         f"available: {', '.join(available_devices())}")
+    return device
+
+
+def available_devices() -> list[str]:
+    """The torch devices this machine has: ``cpu``, then ``cuda:0``... and ``mps`` when present."""
+    found = ["cpu"]
+    if torch.cuda.is_available():
+        found += [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        found.append("mps")
+    return found
+
+
+def _exists(device: torch.device) -> bool:
+    if device.type == "cpu":
+        return True
+    if device.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        return count > 0 and (device.index is None or device.index < count)
+    mps = getattr(torch.backends, "mps", None)
+    return mps is not None and mps.is_available()

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from scipy.optimize import minimize_scalar
 
-from bayesdl.checks import as_tensor, check_finite, check_int, check_labels
+from bayesdl.checks import as_tensor, check_finite, check_int, check_labels, check_positive
 
 from ._inputs import check_probs
 
@@ -181,6 +181,5 @@ def fit_temperature(logits, labels, bounds: tuple[float, float] = (0.05, 20.0)) 
 def apply_temperature(logits, temperature: float) -> torch.Tensor:
     """``softmax(logits / temperature)``, shape ``[N, C]``."""
     logits = _check_logits(logits)
-    if not temperature > 0:
-        raise ValueError(f"temperature must be > 0, got {temperature}")
+    temperature = check_positive(temperature, "temperature")
     return torch.softmax(logits / temperature, dim=-1)

@@ -24,7 +24,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
+import numpy as np
 import torch
+
+from bayesdl.checks import as_tensor, check_choice, check_finite, check_int, check_nonempty, check_positive
 
 from ._inputs import check_probs
 from .ranking import ood_metrics
@@ -38,7 +41,7 @@ ODIN_EPSILONS = tuple(round(0.0002 * i, 4) for i in range(21))  # 0 .. 0.004, as
 
 
 def _as_samples(probs) -> torch.Tensor:
-    probs = torch.as_tensor(probs) if not isinstance(probs, torch.Tensor) else probs
+    probs = as_tensor(probs, "probs")
     return check_probs(probs[None] if probs.dim() == 2 else probs, ndim=3)
 
 
@@ -65,26 +68,54 @@ def odin_scores(logits_fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tens
     the factor by which those units were divided when normalising ``x`` (e.g. the dataset
     standard deviation), so the step in ``x`` is ``epsilon / input_scale``. Given a sequence
     of epsilons, returns ``{epsilon: scores}``, reusing one input gradient for all of them.
+
+    ``x`` ``[N, ...]`` (tensor or array) must be non-empty and finite; ``temperature`` and
+    ``input_scale`` > 0; epsilons >= 0; ``logits_fn`` must return finite logits ``[B, C]``.
     """
-    if temperature <= 0:
-        raise ValueError(f"temperature must be > 0, got {temperature}")
-    epsilons = [float(epsilon)] if isinstance(epsilon, (int, float)) else [float(e) for e in epsilon]
-    if any(e < 0 for e in epsilons):
-        raise ValueError(f"epsilon must be >= 0, got {epsilon}")
+    temperature = check_positive(temperature, "temperature")
+    single = isinstance(epsilon, str) or np.ndim(epsilon) == 0 if not isinstance(epsilon, torch.Tensor) \
+        else epsilon.dim() == 0
+    epsilons = _check_epsilons([epsilon] if single else epsilon)
+    input_scale = check_positive(input_scale, "input_scale")
+    batch_size = check_int(batch_size, "batch_size", minimum=1)
+    if not callable(logits_fn):
+        raise TypeError(f"logits_fn must be a callable x -> logits [N, C], got {type(logits_fn).__name__}")
+    x = as_tensor(x, "x")
+    check_nonempty(x, "x")
+    x = check_finite(x if x.is_floating_point() else x.to(torch.get_default_dtype()), "x")
     scores = {e: [] for e in epsilons}
     for chunk in x.split(batch_size):
         chunk = chunk.detach().clone().requires_grad_(True)
         with torch.enable_grad():
-            logits = logits_fn(chunk) / temperature
+            logits = _logits(logits_fn, chunk) / temperature
             loss = torch.nn.functional.cross_entropy(logits, logits.argmax(-1))
             (grad,) = torch.autograd.grad(loss, chunk)
+        logits = logits.detach()
         step = grad.sign() / input_scale
         with torch.no_grad():
             for e in epsilons:
-                out = logits.detach() if e == 0 else logits_fn(chunk.detach() - e * step) / temperature
+                out = logits if e == 0 else _logits(logits_fn, chunk.detach() - e * step) / temperature
                 scores[e].append(torch.softmax(out, -1).max(-1).values)
     result = {e: torch.cat(s) for e, s in scores.items()}
-    return result[epsilons[0]] if isinstance(epsilon, (int, float)) else result
+    return result[epsilons[0]] if single else result
+
+
+def _check_epsilons(values) -> list[float]:
+    epsilons = [check_positive(e, "epsilon", allow_zero=True) for e in values]
+    if not epsilons:
+        raise ValueError("epsilon is an empty sequence; pass at least one perturbation size (0 for none)")
+    return epsilons
+
+
+def _logits(logits_fn, x: torch.Tensor) -> torch.Tensor:
+    """``logits_fn(x)``, checked: a finite ``[B, C]`` floating tensor with ``C >= 2``."""
+    logits = logits_fn(x)
+    if not isinstance(logits, torch.Tensor):
+        raise TypeError(f"logits_fn must return a torch tensor of logits [N, C], got {type(logits).__name__}")
+    if logits.dim() != 2 or logits.shape[0] != x.shape[0] or logits.shape[1] < 2:
+        raise ValueError(f"logits_fn must return logits of shape [N, C] with C >= 2 for inputs of shape "
+                         f"{tuple(x.shape)}, got shape {tuple(logits.shape)}")
+    return check_finite(logits, "the logits of logits_fn")
 
 
 def tune_odin(logits_fn, x_in: torch.Tensor, x_out: torch.Tensor, input_scale: float = 1.0,
@@ -95,15 +126,18 @@ def tune_odin(logits_fn, x_in: torch.Tensor, x_out: torch.Tensor, input_scale: f
     Liang et al. minimise the FPR at 95% TPR; ``criterion="auroc"`` maximises the AUROC.
     Returns ``{"temperature", "epsilon", criterion, "grid": [...]}``.
     """
-    if criterion not in ("fpr_at_95_tpr", "auroc"):
-        raise ValueError(f"criterion must be 'fpr_at_95_tpr' or 'auroc', got {criterion!r}")
+    check_choice(criterion, "criterion", ("fpr_at_95_tpr", "auroc"))
+    temperatures = [check_positive(t, "temperature") for t in temperatures]
+    if not temperatures:
+        raise ValueError("temperatures is empty; pass at least one temperature, e.g. ODIN_TEMPERATURES")
+    epsilons = _check_epsilons(epsilons)
     lower_is_better = criterion == "fpr_at_95_tpr"
     grid, best = [], None
     for temperature in temperatures:
-        s_in = odin_scores(logits_fn, x_in, temperature, list(epsilons), input_scale)
-        s_out = odin_scores(logits_fn, x_out, temperature, list(epsilons), input_scale)
+        s_in = odin_scores(logits_fn, x_in, temperature, epsilons, input_scale)
+        s_out = odin_scores(logits_fn, x_out, temperature, epsilons, input_scale)
         for epsilon in epsilons:
-            value = ood_metrics(s_in[float(epsilon)], s_out[float(epsilon)])[criterion]
+            value = ood_metrics(s_in[epsilon], s_out[epsilon])[criterion]
             grid.append({"temperature": temperature, "epsilon": float(epsilon), criterion: value})
             if best is None or (value < best[criterion] if lower_is_better else value > best[criterion]):
                 best = grid[-1]

@@ -24,6 +24,8 @@ import numpy as np
 import torch
 from sklearn.metrics import average_precision_score, roc_auc_score, roc_curve
 
+from bayesdl.checks import check_probability
+
 from ._inputs import check_binary, check_scores
 
 __all__ = ["failure_metrics", "aupr_error", "ood_metrics", "fpr_at_tpr"]
@@ -32,10 +34,16 @@ __all__ = ["failure_metrics", "aupr_error", "ood_metrics", "fpr_at_tpr"]
 def fpr_at_tpr(positive, scores, tpr: float = 0.95) -> float:
     """False-positive rate at the highest threshold that accepts >= ``tpr`` of the positives.
 
-    Inputs are accepted when ``score >= threshold``. ``positive`` is a boolean array.
+    Inputs are accepted when ``score >= threshold``. ``positive`` ``[N]`` is boolean (or 0/1),
+    ``scores`` ``[N]`` finite, ``tpr`` in (0, 1]; both classes must be present (``ValueError``
+    otherwise: with no negatives the FPR is undefined).
     """
-    positive = np.asarray(positive, dtype=bool)
-    fpr_curve, tpr_curve, _ = roc_curve(positive, np.asarray(scores), drop_intermediate=False)
+    tpr = check_probability(tpr, "tpr", upper_inclusive=True, lower_inclusive=False)
+    scores = check_scores(scores, "scores")
+    positive = check_binary(positive, "positive", scores.shape[0]).numpy()
+    _both_classes(positive, "false-positive rates at a TPR", "at least one positive and one negative "
+                  f"example is needed, got {int(positive.sum())} positive out of {len(positive)}")
+    fpr_curve, tpr_curve, _ = roc_curve(positive, scores.double().numpy(), drop_intermediate=False)
     index = int(np.searchsorted(tpr_curve, tpr - 1e-12, side="left"))
     return float(fpr_curve[min(index, len(fpr_curve) - 1)])
 

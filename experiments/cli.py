@@ -24,7 +24,8 @@ def _parser() -> argparse.ArgumentParser:
                               description="Run a study; writes metrics.json, figures and report.md.")
     run.add_argument("study", help="name of the study (see `bdl list`)")
     run.add_argument("--out", default=None,
-                     help="output folder (default: runs/<study>); written atomically")
+                     help="output folder (default: runs/<study>): new, empty, or an earlier run's, which "
+                          "the new results replace as a whole when the run has finished")
     run.add_argument("--seed", type=int, default=0,
                      help="seed fixing data splits, initialisation and sampling (default 0)")
     run.add_argument("--quick", action="store_true",
@@ -45,23 +46,44 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _error(message) -> int:
+    print(f"bdl: error: {message}", file=sys.stderr)
+    return 2
+
+
 def main(argv: list[str] | None = None) -> int:
+    """The ``bdl`` command; returns the exit status: 0 done, 2 a mistake in the command or its
+    inputs (one line on stderr, no traceback), 130 interrupted, 141 the reader of the output
+    went away (``bdl list | head -1``)."""
+    try:
+        return _main(argv)
+    except BrokenPipeError:
+        # The reader closed the pipe. Point stdout at /dev/null so that the interpreter's final
+        # flush does not fail again, and end as the other tools of a pipeline do on SIGPIPE.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141
+
+
+def _main(argv):
     args = _parser().parse_args(argv)
     if args.command == "list":
         width = max(len(name) for name in STUDIES)
         for name, study in STUDIES.items():  # in the course's order
             print(f"{name:<{width}}  {study.description}")
             print(f"{'':<{width}}  reproduces: {study.reproduces}")
+        sys.stdout.flush()  # a closed pipe shows here, inside main
         return 0
     if args.command == "diagnose":
         from .diagnose import diagnose
 
         try:
             print(diagnose(args.run_dir, plots=args.plots))
-        except FileNotFoundError as err:
-            print(f"bdl: error: {err}", file=sys.stderr)
-            return 2
+        except (ValueError, OSError) as err:
+            return _error(err)
         return 0
+    if args.seed < 0:  # before torch is even imported
+        return _error(f"--seed must be >= 0, got {args.seed}")
     from .registry import run_study
 
     out = args.out or os.path.join("runs", args.study)
@@ -70,9 +92,11 @@ def main(argv: list[str] | None = None) -> int:
                             data_root=args.data_root, device=args.device,
                             progress=not args.no_progress, cache_dir=args.cache_dir,
                             download=args.download)
-    except (ValueError, FileNotFoundError) as err:
-        print(f"bdl: error: {err}", file=sys.stderr)
-        return 2
+    except (ValueError, OSError) as err:  # a mistake in the inputs, or the file system refusing
+        return _error(err)
+    except KeyboardInterrupt:
+        print(f"bdl: interrupted; {out} is as it was before this run", file=sys.stderr)
+        return 130
     print(f"{args.study}: results in {out}/ (metrics.json, report.md, figures); "
           f"{metrics['config']['wall_time_seconds']} s")
     return 0

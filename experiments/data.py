@@ -30,19 +30,46 @@ def _missing(name: str, root: Path, split: str) -> FileNotFoundError:
     )
 
 
+_IDX_ITEM_SIZE = {0x08: 1, 0x09: 1, 0x0B: 2, 0x0C: 4, 0x0D: 4, 0x0E: 8}
+
+
+def check_idx_file(path: Path, ndim: int) -> None:
+    """Raise ``ValueError`` unless ``path`` is a complete IDX file of ``ndim`` dimensions.
+
+    IDX (LeCun's MNIST format): two zero bytes, a type code, the number of dimensions, each
+    dimension as a big-endian int32, then the data -- so its exact size is known from its
+    header, and a truncated download or copy is caught here, not deep inside torchvision.
+    """
+    size = path.stat().st_size
+    with open(path, "rb") as handle:
+        header = handle.read(4 + 4 * ndim)
+    fix = "delete it and copy or --download it again"
+    if len(header) < 4 + 4 * ndim or header[:2] != b"\0\0" or header[2] not in _IDX_ITEM_SIZE \
+            or header[3] != ndim:
+        raise ValueError(f"{path} is not an IDX file of {ndim} dimension(s) (bad header); {fix}")
+    dims = [int.from_bytes(header[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
+    expected = 4 + 4 * ndim + math.prod(dims) * _IDX_ITEM_SIZE[header[2]]
+    if size != expected:
+        state = "truncated" if size < expected else "longer than its header says"
+        raise ValueError(f"{path} is {state}: {size} bytes, its header {dims} needs {expected}; {fix}")
+
+
 def _raw(name: str, root: Path, train: bool, download: bool) -> tuple[torch.Tensor, torch.Tensor]:
     from torchvision import datasets
     from torchvision.datasets.mnist import read_image_file, read_label_file
 
     cls = getattr(datasets, _CLASSES[name])
     split = "train" if train else "test"
+    prefix = "train" if train else "t10k"
+    raw = root / _CLASSES[name] / "raw"
+    for file, ndim in ((f"{prefix}-images-idx3-ubyte", 3), (f"{prefix}-labels-idx1-ubyte", 1)):
+        if (raw / file).is_file():
+            check_idx_file(raw / file, ndim)
     try:
         ds = cls(str(root), train=train, download=download)
         return ds.data, ds.targets
     except RuntimeError:
         # torchvision needs all four files even for one split; an OOD set needs only its test split.
-        prefix = "train" if train else "t10k"
-        raw = root / _CLASSES[name] / "raw"
         images, labels = raw / f"{prefix}-images-idx3-ubyte", raw / f"{prefix}-labels-idx1-ubyte"
         if images.is_file() and labels.is_file():
             return read_image_file(str(images)), read_label_file(str(labels))

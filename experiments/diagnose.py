@@ -1,10 +1,10 @@
 """``bdl diagnose RUN_DIR``: a saved run's ArviZ diagnostics again, without refitting.
 
 Studies save each method's InferenceData as ``inference_<method>.nc`` in their output folder.
-This reads them back and reports, per method, the draws it holds; for multi-chain (MCMC)
-runs ``az.summary`` with R-hat and effective sample sizes; across the methods with a
-posterior and a log-likelihood, the PSIS-LOO comparison ``az.compare``; and, on request,
-rank plots.
+This checks the folder's files against its manifest, reads them back and reports, per method,
+the draws it holds; for multi-chain (MCMC) runs ``az.summary`` with R-hat and effective sample
+sizes; across the methods with a posterior and a log-likelihood, the PSIS-LOO comparison
+``az.compare``; and, on request, rank plots.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from pathlib import Path
 
 from bayesdl.evaluation.diagnostics import compare, convergence, load, plot_rank, summary
 
-from .io import markdown_table, save_figure
+from .io import markdown_table, save_figure, verify_run_folder
 
 __all__ = ["diagnose", "loo_comparison"]
 
@@ -24,13 +24,16 @@ def diagnose(run_dir, plots=None, max_rows: int = 12) -> str:
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise FileNotFoundError(f"{run_dir} is not a folder; pass the --out folder of a `bdl run`")
+    listed = verify_run_folder(run_dir)  # ValueError if a file changed since the run
     files = sorted(run_dir.glob("inference_*.nc"))
+    if listed:  # only this run's files, never strays copied in later
+        files = [f for f in files if f.name in listed]
     if not files:
         raise FileNotFoundError(
             f"no ArviZ data (inference_<method>.nc) in {run_dir}; the regression, logistic-2d and "
             "two-moons studies save it"
         )
-    idatas = {f.stem.removeprefix("inference_"): load(f) for f in files}
+    idatas = {f.stem.removeprefix("inference_"): _load(f) for f in files}
     lines = [f"# Diagnostics of {run_dir}", ""]
     rows = []
     for name, idata in idatas.items():
@@ -61,6 +64,17 @@ def diagnose(run_dir, plots=None, max_rows: int = 12) -> str:
     if len(with_lik) > 1:
         lines += ["## PSIS-LOO comparison", "", loo_comparison(with_lik)[1], ""]
     return "\n".join(lines)
+
+
+def _load(path):
+    """ArviZ data from ``path``, or ``ValueError`` if the file cannot be read as such."""
+    try:
+        idata = load(path)
+        idata.posterior  # noqa: B018 -- every saved run has one
+    except Exception as err:  # netCDF/HDF5 raise OSError, ValueError, KeyError, AttributeError...
+        raise ValueError(f"cannot read {path} as ArviZ data ({type(err).__name__}: {err}); the file is "
+                         "truncated or damaged -- run the study again") from None
+    return idata
 
 
 def loo_comparison(idatas: dict):

@@ -1,9 +1,10 @@
 """Writing a study's results: ``metrics.json`` (shared schema), figures, ``report.md``.
 
-A run writes into a hidden staging folder inside the output folder and moves each file into
-place only when the study has finished, ``metrics.json`` last; every move is an atomic
-rename. An interrupted run therefore leaves the previous results untouched and no
-half-written file behind.
+A run writes into a hidden staging folder beside the output folder and, when the study has
+finished, lists every file with its SHA-256 in ``manifest.json`` and swaps the staging folder
+in for the output folder in one atomic step (:class:`RunFolder`). An interrupted or killed run
+therefore leaves the previous results untouched, and the output folder never mixes two runs;
+``bdl diagnose`` checks the files against the manifest (:func:`verify_run_folder`).
 
 ``metrics.json`` schema, shared by every study::
 
@@ -12,10 +13,15 @@ half-written file behind.
 
 from __future__ import annotations
 
+import ctypes
+import errno
+import hashlib
 import json
 import math
+import os
 import platform
 import shutil
+import sys
 import tempfile
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -23,10 +29,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bayesdl.atomic import atomic_path
+from bayesdl.atomic import atomic_path, file_lock, try_lock, umask_mode
 
 __all__ = ["to_jsonable", "write_json", "write_text", "save_figure", "versions", "RunFolder",
-           "SCHEMA_KEYS", "markdown_table"]
+           "SCHEMA_KEYS", "markdown_table", "MANIFEST", "check_output_folder", "is_run_folder",
+           "verify_run_folder", "sha256_of"]
 
 SCHEMA_KEYS = ("study", "config", "results", "versions")
 
@@ -91,35 +98,196 @@ def versions() -> dict[str, str]:
     return found
 
 
-class RunFolder:
-    """The output folder of one run, written through a staging folder.
+MANIFEST = "manifest.json"
+MANIFEST_FORMAT = "bayesdl-run-1"
 
-    Use as a context manager: files go to ``self.path`` (the staging folder) while the study
-    runs; on success they are moved into ``final`` (``metrics.json`` last), on failure the
-    staging folder is removed and ``final`` is left as it was.
+
+def sha256_of(path) -> str:
+    """The SHA-256 hex digest of a file's bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def is_run_folder(path) -> bool:
+    """Whether ``path`` is a folder that a run may replace: empty, or the results of a run (it
+    holds ``manifest.json``, or -- written before manifests -- a ``metrics.json`` with a study)."""
+    path = Path(path)
+    if not path.is_dir():
+        return False
+    if not any(path.iterdir()) or (path / MANIFEST).is_file():
+        return True
+    try:
+        metrics = json.loads((path / "metrics.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(metrics, dict) and "study" in metrics
+
+
+def check_output_folder(path) -> Path:
+    """``path`` as a ``Path`` if results may be written there (absent, empty, or an earlier run's
+    results, which the new ones replace), else ``ValueError`` saying why not."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"the output folder {path} is an existing file; pass a folder (new or empty)")
+    if path.is_dir() and not is_run_folder(path):
+        raise ValueError(
+            f"the output folder {path} holds files that are not a bdl run's results; a run replaces its "
+            "output folder as a whole, so pass a new or empty folder"
+        )
+    for parent in path.absolute().parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise ValueError(f"cannot create the output folder {path}: {parent} is a file")
+            break
+    return path
+
+
+def verify_run_folder(path) -> dict[str, str]:
+    """Check the files of a run folder against its ``manifest.json``; returns ``{file: sha256}``.
+
+    Raises ``ValueError`` naming every listed file that is missing or whose bytes changed since
+    the run wrote it (truncated, edited, or copied in from elsewhere). A folder written before
+    manifests existed (no ``manifest.json``) gives ``{}``.
+    """
+    path = Path(path)
+    manifest = path / MANIFEST
+    if not manifest.is_file():
+        return {}
+    try:
+        listed = json.loads(manifest.read_text())
+        files = listed["files"]
+        if listed.get("format") != MANIFEST_FORMAT or not isinstance(files, dict):
+            raise ValueError
+    except (ValueError, KeyError, TypeError):
+        raise ValueError(f"{manifest} is not a bdl run manifest; the folder was altered after the run"
+                         ) from None
+    problems = []
+    for name, digest in files.items():
+        file = path / name
+        if not file.is_file():
+            problems.append(f"{name} is missing")
+        elif sha256_of(file) != digest:
+            problems.append(f"{name} changed since the run wrote it (truncated or edited)")
+    if problems:
+        raise ValueError(f"the results in {path} are damaged: {'; '.join(problems)}. Run the study again")
+    return files
+
+
+def _exchange(source: Path, target: Path) -> bool:
+    """Swap two existing paths in one atomic step (Linux ``renameat2(RENAME_EXCHANGE)``);
+    ``False`` where the system or file system cannot."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
+    except AttributeError:  # glibc < 2.28, musl
+        return False
+    renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    at_fdcwd, rename_exchange = -100, 2
+    if renameat2(at_fdcwd, os.fsencode(source), at_fdcwd, os.fsencode(target), rename_exchange) == 0:
+        return True
+    error = ctypes.get_errno()
+    if error in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
+        return False
+    raise OSError(error, os.strerror(error), str(target))
+
+
+class RunFolder:
+    """The output folder of one run, built beside it and swapped in as a whole.
+
+    Use as a context manager. While the study runs, files go to ``self.path``, a staging
+    folder ``.<name>.staging-*`` next to ``final`` (on the same file system). On success
+    ``manifest.json`` -- every file with its SHA-256 -- is written last, and the staging folder
+    takes the place of ``final`` in one atomic exchange (``renameat2`` on Linux; elsewhere two
+    renames, which the next run completes if it was interrupted between them). On failure the
+    staging folder is removed. So ``final`` always holds one whole run: the previous one or the
+    new one, never a mix -- even after ``kill -9`` -- and files of an earlier study in the
+    same folder do not survive.
+
+    ``final`` must be absent, empty, or an earlier run's folder (see :func:`check_output_folder`).
+    Each staging folder is locked by its process while it lives, so concurrent runs (into the
+    same folder or not) only ever remove staging folders of processes that died; two runs into
+    the same folder both succeed, and the one finishing last is what the folder holds.
     """
 
     def __init__(self, final):
         self.final = Path(final)
+        self.path: Path | None = None
+        self._lock_fd: int | None = None
+        self._created: list[Path] = []
 
     def __enter__(self) -> RunFolder:
-        self.final.mkdir(parents=True, exist_ok=True)
-        for stale in self.final.glob(".staging-*"):  # left by a run that was killed
-            shutil.rmtree(stale, ignore_errors=True)
-        self.path = Path(tempfile.mkdtemp(prefix=".staging-", dir=self.final))
+        check_output_folder(self.final)
+        parent = self.final.absolute().parent
+        missing = [p for p in (parent, *parent.parents) if not p.exists()]
+        try:
+            parent.mkdir(parents=True, exist_ok=True)
+            self._created = missing  # innermost first: removed again if the run fails
+            with file_lock(parent):
+                self._clean_up(parent)
+            self.path = Path(tempfile.mkdtemp(prefix=f".{self.final.name}.staging-", dir=parent))
+            os.chmod(self.path, umask_mode(0o777))  # mkdtemp makes it 0700
+            self._lock_fd = try_lock(self.path)
+        except OSError as err:
+            self._abandon()
+            raise ValueError(f"cannot write the results into {self.final}: {err.strerror or err}; "
+                             "choose an output folder you can write to") from None
         return self
+
+    def _clean_up(self, parent: Path) -> None:
+        """Under the parent's lock: finish a swap interrupted between its two renames, and remove
+        the staging folders of runs into the same folder whose process died."""
+        name = self.final.name
+        previous = sorted(parent.glob(f".{name}.previous-*"), key=lambda p: p.stat().st_mtime)
+        if previous and not self.final.exists():
+            previous.pop().rename(self.final)
+        for stale in [*previous, *parent.glob(f".{name}.staging-*")]:
+            fd = try_lock(stale) if stale.is_dir() else None
+            if fd is not None:  # nobody holds it: its run is dead
+                shutil.rmtree(stale, ignore_errors=True)
+                os.close(fd)
 
     def __exit__(self, exc_type, exc, tb) -> None:
         try:
             if exc_type is None:
-                files = sorted(p for p in self.path.rglob("*") if p.is_file())
-                files.sort(key=lambda p: p.name == "metrics.json")
-                for src in files:
-                    dest = self.final / src.relative_to(self.path)
-                    dest.parent.mkdir(parents=True, exist_ok=True)
-                    src.replace(dest)
+                self._publish()
         finally:
+            self._abandon(failed=exc_type is not None)
+
+    def _publish(self) -> None:
+        files = sorted(p for p in self.path.rglob("*") if p.is_file())
+        write_json(self.path / MANIFEST, {
+            "format": MANIFEST_FORMAT,
+            "files": {str(p.relative_to(self.path)): sha256_of(p) for p in files},
+        })
+        parent = self.path.parent
+        with file_lock(parent):
+            check_output_folder(self.final)  # still ours: nothing else was put there meanwhile
+            if not self.final.exists() or not any(self.final.iterdir()):
+                os.replace(self.path, self.final)  # onto nothing, or an empty folder
+            elif not _exchange(self.path, self.final):
+                aside = Path(tempfile.mkdtemp(prefix=f".{self.final.name}.previous-", dir=parent))
+                os.replace(self.final, aside)
+                os.replace(self.path, self.final)
+                shutil.rmtree(aside, ignore_errors=True)
+            # after an exchange self.path holds the previous results, removed by _abandon
+        self._created = []
+
+    def _abandon(self, failed: bool = True) -> None:
+        if self.path is not None and self.path.exists():
             shutil.rmtree(self.path, ignore_errors=True)
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+        if failed:  # leave no empty folder behind that this run made
+            for folder in self._created:
+                try:
+                    folder.rmdir()
+                except OSError:
+                    break
 
     def file(self, name: str) -> Path:
         """Path of ``name`` inside the staging folder."""

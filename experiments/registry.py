@@ -10,10 +10,11 @@ from pathlib import Path
 
 import torch
 
+from bayesdl.checks import check_device, check_int
 from bayesdl.runtime import retain_freed_memory
 
 from .catalogue import STUDIES, load_study
-from .io import RunFolder, save_figure, write_text
+from .io import RunFolder, check_output_folder, save_figure, write_text
 
 __all__ = ["RunContext", "StudyResult", "run_study"]
 
@@ -48,12 +49,24 @@ class StudyResult:
 
 def run_study(name: str, out, *, seed: int = 0, quick: bool = False, data_root=None,
               device: str = "cpu", progress: bool = True, cache_dir=None, download: bool = False) -> dict:
-    """Run study ``name`` into folder ``out``; returns the metrics written to ``metrics.json``."""
+    """Run study ``name`` into folder ``out``; returns the metrics written to ``metrics.json``.
+
+    Every argument is checked before any work: a mistake raises ``ValueError`` (or
+    ``TypeError``) saying what to change, and leaves nothing on disk. ``out`` must be new, empty,
+    or an earlier run's folder, which the new results replace as a whole (see
+    :class:`~bayesdl.experiments.io.RunFolder`).
+    """
     run = load_study(name)  # ValueError for an unknown name
     study = STUDIES[name]
-    device = torch.device(device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError("--device cuda was asked for, but torch sees no CUDA device; use --device cpu")
+    seed = check_int(seed, "seed", minimum=0)
+    device = check_device(device)
+    check_output_folder(out)
+    if cache_dir is not None:
+        if Path(cache_dir).exists() and not Path(cache_dir).is_dir():
+            raise ValueError(f"the cache folder {cache_dir} is an existing file; pass a folder")
+        if Path(cache_dir).resolve().is_relative_to(Path(out).resolve()):
+            raise ValueError(f"the cache folder {cache_dir} is inside the output folder {out}, which each "
+                             "run replaces as a whole; put the cache elsewhere")
     if data_root is None and os.environ.get("BAYESDL_DATA"):
         data_root = os.environ["BAYESDL_DATA"]
     if study.needs_data and data_root is None:
@@ -61,6 +74,9 @@ def run_study(name: str, out, *, seed: int = 0, quick: bool = False, data_root=N
             f"study {name!r} needs datasets: pass --data-root DIR or set BAYESDL_DATA to a "
             "torchvision dataset root (holding MNIST/raw/..., FashionMNIST/raw/..., KMNIST/raw/...)"
         )
+    if study.needs_data and not Path(data_root).is_dir():
+        raise ValueError(f"the data root {data_root} is not a folder; pass --data-root DIR or set "
+                         "BAYESDL_DATA")
     if device.type == "cpu":
         retain_freed_memory()  # ~15% faster CPU training of convolutional networks; see bayesdl.runtime
     start = time.perf_counter()

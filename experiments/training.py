@@ -4,14 +4,20 @@ A trained network is identified by a hash of everything that determines it (meth
 architecture, recipe, seed, data split). It is trained through the method registry
 (:func:`bayesdl.inference.approximate`) with a checkpoint in the cache folder, so a second study
 asking for the same network loads it instead of retraining, and an interrupted training
-resumes where it stopped.
+resumes where it stopped. Each entry is locked while it is trained (a second run asking for
+it waits, then loads it), verified by its SHA-256 digest when it is loaded (a damaged entry
+is trained again), and temporaries of killed writers are cleaned up.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import sys
 import time
+import warnings
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -20,9 +26,10 @@ import torch.nn.functional as F
 from torch.utils.data import BatchSampler, DataLoader, RandomSampler, TensorDataset
 from tqdm.auto import tqdm
 
-from bayesdl.atomic import atomic_path
+from bayesdl.atomic import atomic_path, file_lock, remove_stale_temporaries
 from bayesdl.checks import check_int
 from bayesdl.inference import METHODS, Posterior, approximate, exponential_decay
+from bayesdl.inference.checkpoints import load_state, save_state, verify_checkpoint
 from bayesdl.models import BNN, LeNet
 
 __all__ = ["LeNetRecipe", "train_lenet", "train_plain", "cache_folder"]
@@ -55,10 +62,39 @@ class LeNetRecipe:
 
 
 def cache_folder(ctx) -> Path:
-    """The run's cache folder: ``--cache-dir``, else ``.cache`` beside the output folder."""
+    """The run's cache folder: ``--cache-dir``, else ``.cache`` beside the output folder.
+
+    Temporary files left by runs that were killed while writing an entry are removed here.
+    """
     folder = ctx.cache_dir or ctx.folder.final.parent / ".cache"
     folder.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(folder)
     return folder
+
+
+@contextmanager
+def cache_entry(ctx, recipe: LeNetRecipe, verify: Callable[[Path], object]) -> Iterator[Path]:
+    """The cache path of ``recipe``'s network, locked for the block: a second run that asks for
+    the same network while the first trains it waits, then loads it instead of training it too.
+    An entry whose checkpoint fails its verification (digest, content; see
+    :func:`bayesdl.inference.checkpoints.load_state`) is reported and removed, so it is trained
+    again. ``verify(path)`` raises ``ValueError`` for a damaged entry."""
+    folder = cache_folder(ctx)
+    path = folder / f"{recipe.key()}.pt"
+
+    def waiting():
+        print(f"waiting for another run that is training {path.name} in {folder}", file=sys.stderr,
+              flush=True)
+
+    with file_lock(folder / f"{recipe.key()}.lock", on_wait=waiting):
+        if path.exists():
+            try:
+                verify(path)
+            except ValueError as err:
+                warnings.warn(f"cache entry {path.name} is damaged and is trained again: {err}", stacklevel=3)
+                path.unlink()
+                path.with_suffix(".done").unlink(missing_ok=True)
+        yield path
 
 
 def _loader(train: TensorDataset, recipe: LeNetRecipe) -> DataLoader:
@@ -78,15 +114,16 @@ def train_lenet(recipe: LeNetRecipe, train: TensorDataset, ctx) -> tuple[Posteri
         raise ValueError(f"unknown method {recipe.method!r}; choose one of {sorted(METHODS)}")
     torch.manual_seed(recipe.seed)
     model = BNN(LeNet(dropout=recipe.placement, p=recipe.p), prior_scale=recipe.prior_scale)
-    path = cache_folder(ctx) / f"{recipe.key()}.pt"
-    done = path.with_suffix(".done")
-    cached = done.exists()
-    start = time.perf_counter()
-    posterior = approximate(recipe.method, model, _loader(train, recipe), epochs=recipe.epochs, lr=recipe.lr,
-                            scheduler=recipe.scheduler(), seed=recipe.seed, device=ctx.device,
-                            checkpoint=path, resume=True, progress=ctx.progress)
-    seconds = 0.0 if cached else time.perf_counter() - start
-    done.write_text(json.dumps(asdict(recipe)))
+    with cache_entry(ctx, recipe, verify_checkpoint) as path:
+        done = path.with_suffix(".done")
+        cached = done.exists()
+        start = time.perf_counter()
+        posterior = approximate(recipe.method, model, _loader(train, recipe), epochs=recipe.epochs,
+                                lr=recipe.lr, scheduler=recipe.scheduler(), seed=recipe.seed,
+                                device=ctx.device, checkpoint=path, resume=True, progress=ctx.progress)
+        seconds = 0.0 if cached else time.perf_counter() - start
+        with atomic_path(done) as tmp:
+            tmp.write_text(json.dumps(asdict(recipe)))
     return posterior, seconds
 
 
@@ -113,26 +150,36 @@ def train_plain(recipe: LeNetRecipe, train: TensorDataset, ctx) -> tuple[LeNet, 
     """
     torch.manual_seed(recipe.seed)
     net = LeNet(dropout=recipe.placement, p=recipe.p).to(ctx.device)
-    path = cache_folder(ctx) / f"{recipe.key()}.pt"
-    if path.exists():
-        state = torch.load(path, map_location=ctx.device, weights_only=True)
-        net.load_state_dict(state["net"])
-        return net.eval(), {"seconds": 0.0, "epoch_loss": state["epoch_loss"]}
-    torch.manual_seed(recipe.seed)
-    loader = _loader(train, recipe)
-    opt = torch.optim.Adam(net.parameters(), lr=recipe.lr)
-    sched = recipe.scheduler()(opt) if recipe.scheduler() else None
-    losses = []
-    start = time.perf_counter()
-    for _ in tqdm(range(recipe.epochs), desc="plain PyTorch", disable=not ctx.progress, leave=False):
-        losses.append(_supervised_epoch(net, loader, opt, lambda x, y: F.cross_entropy(net(x), y),
-                                        ctx.device))
-        if sched is not None:
-            sched.step()
-    seconds = time.perf_counter() - start
-    with atomic_path(path) as tmp:
-        torch.save({"net": net.state_dict(), "epoch_loss": losses}, tmp)
+    with cache_entry(ctx, recipe, _verify_plain) as path:
+        if path.exists():
+            state = _verify_plain(path)
+            try:
+                net.load_state_dict(state["net"])
+            except RuntimeError as err:
+                raise ValueError(f"cache entry {path} does not fit this network: {err}; delete it") from None
+            return net.eval(), {"seconds": 0.0, "epoch_loss": state["epoch_loss"]}
+        torch.manual_seed(recipe.seed)
+        loader = _loader(train, recipe)
+        opt = torch.optim.Adam(net.parameters(), lr=recipe.lr)
+        sched = recipe.scheduler()(opt) if recipe.scheduler() else None
+        losses = []
+        start = time.perf_counter()
+        for _ in tqdm(range(recipe.epochs), desc="plain PyTorch", disable=not ctx.progress, leave=False):
+            losses.append(_supervised_epoch(net, loader, opt, lambda x, y: F.cross_entropy(net(x), y),
+                                            ctx.device))
+            if sched is not None:
+                sched.step()
+        seconds = time.perf_counter() - start
+        save_state(path, {"net": net.state_dict(), "epoch_loss": losses}, _PLAIN_FORMAT)
     return net.eval(), {"seconds": seconds, "epoch_loss": losses}
+
+
+_PLAIN_FORMAT = "bayesdl-plain-network-1"
+
+
+def _verify_plain(path) -> dict:
+    return load_state(path, _PLAIN_FORMAT, {"net": dict, "epoch_loss": list}, finite=("net",),
+                      what="cached plain network")
 
 
 def train_confidnet(stochastic_pass, train: TensorDataset, val_features: torch.Tensor,

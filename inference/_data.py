@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from bayesdl.checks import as_tensor, check_int
+from bayesdl.checks import as_tensor, check_finite, check_int, check_nonempty
 
-__all__ = ["as_loader", "dataset_size_of", "batch_to"]
+__all__ = ["as_loader", "dataset_size_of", "batch_to", "check_batch"]
 
 
 def as_loader(data, batch_size: int, shuffle: bool) -> DataLoader:
@@ -20,6 +21,7 @@ def as_loader(data, batch_size: int, shuffle: bool) -> DataLoader:
             raise ValueError(
                 f"x and y must have the same length, got shapes {tuple(x.shape)} and {tuple(y.shape)}"
             )
+        check_nonempty(x, "x")
         # Shuffling draws from torch's global generator: seeded by `seed`, saved in checkpoints.
         return DataLoader(TensorDataset(x, y), batch_size=batch_size, shuffle=shuffle)
     raise TypeError(
@@ -52,3 +54,19 @@ def batch_to(batch, device):
         x = x.to(device, non_blocking=True)
         y = y.to(device, non_blocking=True)
     return x, y
+
+
+def check_batch(bnn, x, y, out_shape, where: str):
+    """Checks of a training batch that cost no network pass: finite inputs, targets that fit
+    outputs of shape ``[B, *out_shape]`` (learned once from the first batch). ``where`` (e.g.
+    ``"epoch 3, batch 7"``) starts the message of any ``ValueError``."""
+    try:
+        if not x.is_floating_point() or x.dtype != bnn.prior_scales.dtype:
+            x = x.to(bnn.prior_scales.dtype)
+        check_finite(x, "x")
+        if y.shape[:1] != x.shape[:1]:
+            raise ValueError(f"the batch has {x.shape[0]} inputs but {y.shape[0] if y.dim() else 0} targets")
+        like = torch.empty((x.shape[0], *out_shape), device="meta")
+        return x, bnn.likelihood.check_targets(y, like)
+    except ValueError as err:
+        raise ValueError(f"{where}: {err}") from None

@@ -47,10 +47,10 @@ import torch
 from scipy.optimize import minimize_scalar
 from torch.func import jacrev, vmap
 
-from bayesdl.checks import check_int, check_positive
+from bayesdl.checks import check_choice, check_int, check_positive
 from bayesdl.models.bnn import BNN, bnn_of
 
-from ._data import as_loader, batch_to
+from ._data import as_loader, batch_to, check_batch
 from .posterior import Approximation, Posterior
 
 __all__ = [
@@ -188,15 +188,18 @@ class BaseLaplace(Approximation):
         loader = as_loader(data, batch_size, shuffle=False)
         device = self.map_weights.device
         self._reset()
-        n, log_lik, checked = 0, 0.0, False
+        n, log_lik, out_shape = 0, 0.0, None
         with torch.no_grad():
-            for batch in loader:
+            for step, batch in enumerate(loader):
                 x, y = batch_to(batch, device)
-                if not checked:
-                    x, y = self.model.check_data(x, y)
-                    checked = True
-                else:
-                    x = x.to(self.map_weights.dtype) if not x.is_floating_point() else x
+                if out_shape is None:  # the first batch learns the output shape (one network pass)
+                    try:
+                        x, y = self.model.check_data(x, y)
+                    except ValueError as err:
+                        raise ValueError(f"batch 1: {err}") from None
+                    out_shape = self.model.network(x[:1], self.map_weights).shape[1:]
+                else:  # every later batch as it is used: finite inputs, targets in range
+                    x, y = check_batch(self.model, x, y, out_shape, f"batch {step + 1}")
                 output = self._accumulate(x, y)
                 log_lik += float(self.model.likelihood.log_prob(output, y).sum())
                 n += x.shape[0]
@@ -672,7 +675,8 @@ def laplace(source, subset: str = "all", structure: str = "full", *, hessian: st
     ``"kron"``, ``"diag"`` or ``"full"`` (:data:`LAPLACE_CLASSES`). Call ``.fit(data)`` next.
     """
     model, weights = _map_weights(source)
-    key = (Subset(subset), Structure(structure))
+    key = (check_choice(subset, "subset", Subset), check_choice(structure, "structure", Structure))
+    check_choice(hessian, "hessian", ("ggn", "exact"))
     if key not in LAPLACE_CLASSES:
         pairs = ", ".join(f"({a.value!r}, {b.value!r})" for a, b in LAPLACE_CLASSES)
         raise ValueError(
@@ -686,6 +690,8 @@ def fit_laplace(source, data, subset: str = "all", structure: str = "full", *, h
                 optimize_prior: bool = True, batch_size: int = 256) -> Posterior:
     """Build a Laplace approximation around the MAP ``source``, fit it on ``data``, choose the
     prior precision by marginal likelihood, and return it as a :class:`Posterior`."""
+    if not isinstance(optimize_prior, bool):
+        raise TypeError(f"optimize_prior must be True or False, got {type(optimize_prior).__name__}")
     la = laplace(source, subset, structure, hessian=hessian).fit(data, batch_size=batch_size)
     if optimize_prior:
         la.optimize_prior_precision()

@@ -22,7 +22,7 @@ import pyro
 import torch
 from pyro.infer import MCMC, NUTS
 
-from bayesdl.checks import check_int
+from bayesdl.checks import check_int, check_probability
 from bayesdl.models.bnn import bnn_of
 
 from .posterior import Approximation, Draws, Posterior, _require_bnn
@@ -111,6 +111,9 @@ def nuts(model, *args, num_samples: int = 500, warmup_steps: int = 500, num_chai
     :func:`bayesdl.evaluation.diagnostics.summary` of :func:`bayesdl.inference.to_inference_data`
     (R-hat, effective sample size).
 
+    ``seed`` is an integer >= 0 (chain ``c`` uses ``seed + c``); ``target_accept_prob`` lies
+    in (0, 1); ``max_tree_depth`` >= 1.
+
     ``threads`` sets torch's intra-op threads while sampling (restored afterwards): models small
     enough for NUTS are made of tiny operations, for which one thread is fastest (a 2-16-2 MLP
     gradient on 200 points: 0.23 ms on one thread, 0.33 ms on two). ``None`` keeps the setting.
@@ -122,6 +125,11 @@ def nuts(model, *args, num_samples: int = 500, warmup_steps: int = 500, num_chai
     num_samples = check_int(num_samples, "num_samples", minimum=1)
     warmup_steps = check_int(warmup_steps, "warmup_steps", minimum=0)
     num_chains = check_int(num_chains, "num_chains", minimum=1)
+    seed = check_int(seed, "seed", minimum=0)
+    target_accept_prob = check_probability(target_accept_prob, "target_accept_prob", lower_inclusive=False)
+    max_tree_depth = check_int(max_tree_depth, "max_tree_depth", minimum=1)
+    if seed + num_chains > 2**32:  # chain c is seeded with seed + c, and numpy takes seeds < 2**32
+        raise ValueError(f"seed must be < 2**32 - num_chains = {2**32 - num_chains}, got {seed}")
     bnn = bnn_of(model)
     if bnn is not None and jit_compile:
         raise ValueError("jit_compile is not available for BNN models (functional_call cannot be traced)")

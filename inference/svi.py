@@ -21,11 +21,12 @@ import pyro
 import torch
 from tqdm.auto import tqdm
 
-from bayesdl.checks import check_finite, check_int, check_positive
+from bayesdl.checks import check_device, check_int, check_positive
 from bayesdl.models.bnn import bnn_of
 
-from ._data import as_loader, batch_to, dataset_size_of
-from .checkpoints import checkpoint_state, read_checkpoint, restore, save_checkpoint
+from ._data import as_loader, batch_to, check_batch, dataset_size_of
+from .checkpoints import checkpoint_state, save_checkpoint
+from .checkpoints import resume as resume_checkpoint
 from .elbo import BNNElbo
 from .guides import BNNGuide
 from .history import TrainingHistory
@@ -116,8 +117,13 @@ def fit(model, guide, data, *, epochs: int = 10, lr: float = 1e-3, batch_size: i
     Raises
     ------
     NonFiniteLossError
-        When the loss or a gradient becomes NaN/Inf. The guide keeps its last finite
-        parameters (the bad step is never applied) and the error carries that posterior.
+        When the loss or a gradient becomes NaN/Inf. The guide and model are put back to the
+        parameters of the last step whose loss and gradients were finite (a step that made
+        the parameters themselves non-finite is undone too), and the error carries that
+        posterior.
+    ValueError
+        For bad data, naming the epoch and batch when it is found during training (inputs
+        that are NaN/Inf, labels out of range).
     """
     epochs = check_int(epochs, "epochs", minimum=0)
     lr = check_positive(lr, "lr")
@@ -137,7 +143,7 @@ def fit(model, guide, data, *, epochs: int = 10, lr: float = 1e-3, batch_size: i
             )
         elbo = BNNElbo(num_particles=num_particles, kl_weight=kl_weight)
     if device is not None:
-        device = torch.device(device)
+        device = check_device(device)
         for module in (bnn, guide):
             if isinstance(module, torch.nn.Module):
                 module.to(device)
@@ -169,16 +175,12 @@ def fit(model, guide, data, *, epochs: int = 10, lr: float = 1e-3, batch_size: i
     history = TrainingHistory(dataset_size=n_data)
     start_epoch = 0
     if checkpoint is not None and resume and os.path.exists(checkpoint):
-        state = read_checkpoint(checkpoint, model, guide)
-        restore(state, model, guide)
-        opt.load_state_dict(state["optimizer_state"])
-        if sched is not None and state.get("scheduler_state"):
-            sched.load_state_dict(state["scheduler_state"])
-        history = TrainingHistory(**state["history"])
-        start_epoch = int(state["epoch"])
-        torch.set_rng_state(state["rng_state"])
+        history, start_epoch = resume_checkpoint(checkpoint, model, guide, opt, sched)
 
     posterior = Posterior(model, guide, history)
+    # The parameters at the last step whose loss and gradients were finite: a step can turn them
+    # non-finite (a learning rate far too large) before any loss shows it, so the error keeps these.
+    last_finite = [p.detach().clone() for p in params]
     steps_per_epoch = len(loader) if hasattr(loader, "__len__") else None
     total = None if steps_per_epoch is None else steps_per_epoch * (epochs - start_epoch)
     bar = tqdm(total=total, disable=not progress, desc=f"fit {type(guide).__name__}",
@@ -190,7 +192,7 @@ def fit(model, guide, data, *, epochs: int = 10, lr: float = 1e-3, batch_size: i
             for step, batch in enumerate(loader):
                 x, y = batch_to(batch, device)
                 if bnn is not None:
-                    x, y = _check_batch(bnn, x, y, out_shape)
+                    x, y = check_batch(bnn, x, y, out_shape, f"epoch {epoch + 1}, batch {step + 1}")
                 opt.zero_grad(set_to_none=True)
                 if structured:
                     log_lik, kl = elbo.terms(model, guide, x, y, n_data)
@@ -200,12 +202,14 @@ def fit(model, guide, data, *, epochs: int = 10, lr: float = 1e-3, batch_size: i
                     log_lik = kl = None
                 value = float(loss.detach())
                 if not math.isfinite(value):
-                    _non_finite("loss", epoch, step, posterior)
+                    _non_finite("loss", epoch, step, posterior, params, last_finite)
                 loss.backward()
                 grads = [p.grad for p in params if p.grad is not None]
                 if grads and not torch.isfinite(torch.nn.utils.get_total_norm(grads)):
                     opt.zero_grad(set_to_none=True)
-                    _non_finite("gradient", epoch, step, posterior)
+                    _non_finite("gradient", epoch, step, posterior, params, last_finite)
+                with torch.no_grad():
+                    torch._foreach_copy_(last_finite, params)
                 opt.step()
                 history.elbo.append(-value)
                 if log_lik is not None:
@@ -229,18 +233,12 @@ def fit(model, guide, data, *, epochs: int = 10, lr: float = 1e-3, batch_size: i
     return posterior
 
 
-def _check_batch(bnn, x, y, out_shape):
-    """Per-batch checks that cost no network pass: finite inputs, targets that fit the outputs."""
-    if not x.is_floating_point():
-        x = x.to(bnn.prior_scales.dtype)
-    check_finite(x, "x")
-    if y.shape[:1] != x.shape[:1]:
-        raise ValueError(f"a batch has {x.shape[0]} inputs but {y.shape[0] if y.dim() else 0} targets")
-    like = torch.empty((x.shape[0], *out_shape), device="meta")
-    return x, bnn.likelihood.check_targets(y, like)
-
-
-def _non_finite(what, epoch, step, posterior):
+def _non_finite(what, epoch, step, posterior, params, last_finite):
+    """Put back the parameters of the last finite step, then raise."""
+    with torch.no_grad():
+        for param, value in zip(params, last_finite):
+            param.copy_(value)
+            param.grad = None
     raise NonFiniteLossError(
         f"the {what} became NaN/Inf at epoch {epoch + 1}, step {step + 1}; training stopped and "
         "the guide keeps its last finite parameters (error.posterior). Lower the learning rate, "

@@ -137,6 +137,7 @@ class BNN(nn.Module):
         self.register_buffer("prior_scales", scales, persistent=False)
         # Channels-last layout for images on CPU: decided on the first 4-D batch (None = not yet).
         self._channels_last: bool | None = None
+        self._accepted_shapes: set[tuple[int, ...]] = set()  # per-example input shapes check_inputs passed
 
     @property
     def channels_last(self) -> bool | None:
@@ -243,13 +244,41 @@ class BNN(nn.Module):
 
     # --------------------------------------------------------------- validation
     def check_inputs(self, x) -> torch.Tensor:
-        """``x`` as a non-empty, finite floating tensor ``[N, ...]`` on the model's device."""
+        """``x`` as a non-empty, finite tensor ``[N, ...]`` of the model's dtype (integer or
+        float64 input is converted) on its device, of a shape the network takes: one example
+        is run through it (no gradient), so a wrong feature width or rank is a ``ValueError``
+        here rather than an error inside torch or a prediction of the wrong shape."""
         x = as_tensor(x, "x")
         check_nonempty(x, "x")
-        if not x.is_floating_point():
+        if x.dim() < 2:
+            raise ValueError(
+                f"x must have shape [N, ...] (examples first), got a 1-D array of shape {tuple(x.shape)}: "
+                "for one example pass x[None], for N examples of one feature pass x[:, None]"
+            )
+        if x.dtype != self.prior_scales.dtype:
             x = x.to(self.prior_scales.dtype)
         check_finite(x, "x")
-        return x.to(self.prior_scales.device)
+        x = x.to(self.prior_scales.device)
+        shape = tuple(x.shape[1:])
+        if shape in self._accepted_shapes:  # the network took examples of this shape before
+            return x
+        with torch.no_grad():
+            try:
+                output = self.network(x[:1], self.initial_values())
+            except RuntimeError as err:
+                raise ValueError(
+                    f"the network cannot take inputs of shape {tuple(x.shape)}: {err}"
+                ) from None
+        try:
+            self.likelihood.check_targets(torch.zeros(1, dtype=torch.long), output)
+        except ValueError as err:
+            raise ValueError(
+                f"inputs of shape {tuple(x.shape)} give network outputs of shape "
+                f"{(x.shape[0], *output.shape[1:])}, which the {type(self.likelihood).__name__} "
+                f"likelihood cannot use ({err}); check the rank and width of x"
+            ) from None
+        self._accepted_shapes.add(shape)
+        return x
 
     def check_data(self, x, y) -> tuple[torch.Tensor, torch.Tensor]:
         """Validate a batch at the boundary: shapes, finiteness, labels in range.
