@@ -83,7 +83,7 @@ def versions() -> dict[str, str]:
     """Versions of Python and of the packages a result depends on."""
     found = {"python": platform.python_version()}
     for name in ("bayesdl", "torch", "torchvision", "pyro-ppl", "numpy", "arviz", "scikit-learn",
-                 "matplotlib"):
+                 "matplotlib", "lightning"):
         try:
             found[name] = version(name)
         except PackageNotFoundError:
@@ -97,12 +97,19 @@ class RunFolder:
     Use as a context manager: files go to ``self.path`` (the staging folder) while the study
     runs; on success they are moved into ``final`` (``metrics.json`` last), on failure the
     staging folder is removed and ``final`` is left as it was.
+
+    ``writer=False`` (every rank but 0 of a data-parallel run) stages into a private temporary
+    folder that is discarded: ``final`` is never touched, so the results are written once.
     """
 
-    def __init__(self, final):
+    def __init__(self, final, writer: bool = True):
         self.final = Path(final)
+        self.writer = writer
 
     def __enter__(self) -> RunFolder:
+        if not self.writer:
+            self.path = Path(tempfile.mkdtemp(prefix="bayesdl-rank-"))
+            return self
         self.final.mkdir(parents=True, exist_ok=True)
         for stale in self.final.glob(".staging-*"):  # left by a run that was killed
             shutil.rmtree(stale, ignore_errors=True)
@@ -111,7 +118,7 @@ class RunFolder:
 
     def __exit__(self, exc_type, exc, tb) -> None:
         try:
-            if exc_type is None:
+            if exc_type is None and self.writer:
                 files = sorted(p for p in self.path.rglob("*") if p.is_file())
                 files.sort(key=lambda p: p.name == "metrics.json")
                 for src in files:

@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 
 from bayesdl.atomic import atomic_path
 from bayesdl.checks import check_int
-from bayesdl.inference import METHODS, Posterior, approximate, exponential_decay
+from bayesdl.inference import METHODS, Posterior, approximate, distributed, exponential_decay
 from bayesdl.models import BNN, LeNet
 
 __all__ = ["LeNetRecipe", "train_lenet", "train_plain", "cache_folder"]
@@ -86,7 +86,8 @@ def train_lenet(recipe: LeNetRecipe, train: TensorDataset, ctx) -> tuple[Posteri
                             scheduler=recipe.scheduler(), seed=recipe.seed, device=ctx.device,
                             checkpoint=path, resume=True, progress=ctx.progress)
     seconds = 0.0 if cached else time.perf_counter() - start
-    done.write_text(json.dumps(asdict(recipe)))
+    if distributed.is_writer():  # the checkpoint too is rank 0's alone
+        done.write_text(json.dumps(asdict(recipe)))
     return posterior, seconds
 
 
@@ -109,6 +110,8 @@ def _supervised_epoch(module, loader, opt, batch_loss, device) -> float:
 def train_plain(recipe: LeNetRecipe, train: TensorDataset, ctx) -> tuple[LeNet, dict]:
     """The same LeNet trained with plain PyTorch dropout (Adam, cross-entropy), cached.
 
+    The baseline is plain PyTorch on purpose: in a data-parallel run every rank trains it whole.
+
     Returns the network (in eval mode) and ``{"seconds": ..., "epoch_loss": [...]}``.
     """
     torch.manual_seed(recipe.seed)
@@ -130,8 +133,9 @@ def train_plain(recipe: LeNetRecipe, train: TensorDataset, ctx) -> tuple[LeNet, 
         if sched is not None:
             sched.step()
     seconds = time.perf_counter() - start
-    with atomic_path(path) as tmp:
-        torch.save({"net": net.state_dict(), "epoch_loss": losses}, tmp)
+    if distributed.is_writer():
+        with atomic_path(path) as tmp:
+            torch.save({"net": net.state_dict(), "epoch_loss": losses}, tmp)
     return net.eval(), {"seconds": seconds, "epoch_loss": losses}
 
 
