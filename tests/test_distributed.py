@@ -6,6 +6,7 @@ plain numbers or NumPy arrays (tensors do not survive the return queue once a ra
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -21,7 +22,8 @@ from bayesdl.experiments.io import SCHEMA_KEYS
 from bayesdl.inference import BNNElbo, DropoutGuide, MAPGuide, approximate, distributed, fit
 from bayesdl.models import BNN, MLP
 
-lightning = pytest.importorskip("lightning")
+needs_lightning = pytest.mark.skipif(importlib.util.find_spec("lightning") is None,
+                                     reason='needs Lightning: pip install -e ".[distributed]"')
 
 TWO_RANKS = {"devices": 2, "strategy": "ddp_fork", "accelerator": "cpu"}
 
@@ -72,6 +74,7 @@ def _map_two_steps(record: bool):
     return weights, posterior.history.elbo, seen
 
 
+@needs_lightning
 def test_two_ranks_take_one_step_of_one_process_on_the_union_batch():
     one, one_elbo, _ = _map_two_steps(record=False)
     ranks = distributed.launch(_rank_map_steps, **TWO_RANKS)
@@ -108,6 +111,7 @@ def _rank_dropout_masks():
     return _from_every_rank((elbo.log_likelihoods, torch.cat(elbo.inputs).numpy(), after))
 
 
+@needs_lightning
 def test_each_rank_draws_its_own_dropout_masks():
     (ll0, seen0, after0), (ll1, seen1, after1) = distributed.launch(_rank_dropout_masks, **TWO_RANKS)
     np.testing.assert_array_equal(seen0, seen1)  # the same inputs and weights on both ranks ...
@@ -135,6 +139,7 @@ def _rank_predict(n: int):
     return _from_every_rank((sharded.numpy(), whole.numpy(), twice.numpy(), said))
 
 
+@needs_lightning
 def test_predict_shards_the_inputs_and_gathers_the_samples_in_order():
     n = 11  # not a multiple of the ranks: the last shard is padded, the padding dropped
     (sharded0, whole, twice0, said0), (sharded1, _, twice1, said1) = distributed.launch(_rank_predict, n,
@@ -148,6 +153,8 @@ def test_predict_shards_the_inputs_and_gathers_the_samples_in_order():
     assert said0 and not said1  # Laplace says, once and on rank 0, that it is not data-parallel
 
 
+@needs_lightning
+@pytest.mark.slow
 def test_quick_study_on_two_ranks_writes_its_results_once(tmp_path):
     from bayesdl.experiments.registry import run_study
 
@@ -177,6 +184,7 @@ def test_quick_study_on_two_ranks_writes_its_results_once(tmp_path):
     assert not list(out.glob(".staging-*"))
 
 
+@needs_lightning
 @pytest.mark.slow
 def test_bdl_run_with_two_devices_writes_the_same_schema(tmp_path):
     """The user's path: `bdl run STUDY --devices 2` (Lightning re-runs the command for rank 1)."""
@@ -194,6 +202,7 @@ def test_bdl_run_with_two_devices_writes_the_same_schema(tmp_path):
     assert "nuts is not data-parallel" in result.stderr
 
 
+@pytest.mark.slow
 def test_without_a_launch_nothing_imports_lightning():
     script = ("import sys, torch\n"
               "from bayesdl.inference import MAPGuide, fit\n"
