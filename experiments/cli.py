@@ -50,7 +50,7 @@ def _parser() -> argparse.ArgumentParser:
     parallel.add_argument("--strategy", default="ddp", choices=("ddp", "ddp_spawn", "ddp_fork"),
                           help="Lightning's DDP launcher (default ddp: one process per device)")
     parallel.add_argument("--precision", default="32-true",
-                          choices=("32-true", "bf16-mixed", "16-mixed", "64-true"),
+                          choices=("32-true", "bf16-mixed", "64-true"),
                           help="Lightning precision (default 32-true; bf16-mixed on recent GPUs)")
     diagnose = commands.add_parser("diagnose", help="show a saved run's ArviZ diagnostics again",
                                    description="Print the ArviZ diagnostics (R-hat, ESS, PSIS-LOO) of a run "

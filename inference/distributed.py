@@ -30,8 +30,8 @@ its local log-likelihood by the full dataset size, as one process does::
     L_r = N / |B_r| * sum_{n in B_r} ln p(y_n | x_n, W_n)  -  KL(q || p),
 
 and DDP averages the gradients, so with equal shards ``mean_r grad L_r`` is the gradient of one
-process's estimate on the union batch ``B = U_r B_r``: the same unbiased ELBO estimator, the
-same optimisation, ``R`` times the examples per second. The recorded ELBO is the mean of the
+process's estimate on the union batch ``B = U_r B_r``: the same unbiased ELBO estimator and
+the same optimisation, each step's work split over ``R`` ranks. The recorded ELBO is the mean of the
 ranks' estimates (that of the union batch). Each rank draws its own dropout masks and weight
 noise -- its own stream ``SeedSequence([seed, rank, epoch])`` -- while the generator outside
 ``fit`` stays the same on every rank, so code that runs on every rank gives the same result.
@@ -71,8 +71,9 @@ __all__ = ["launch", "current", "is_writer", "world_size", "single_process", "sh
 #: process per extra device by re-running the script (or runs under ``torchrun``); ``ddp_spawn`` and
 #: ``ddp_fork`` run a function in new processes (notebooks, tests).
 STRATEGIES = ("ddp", "ddp_spawn", "ddp_fork")
-#: Lightning's precision settings: full float32, mixed bfloat16 / float16 (GPUs), float64.
-PRECISIONS = ("32-true", "bf16-mixed", "16-mixed", "64-true")
+#: Lightning's precision settings fit supports: float32, mixed bfloat16 (recent GPUs, CPUs), float64.
+#: Not "16-mixed": float16 needs loss scaling, whose overflowing steps fit's NaN guard would stop on.
+PRECISIONS = ("32-true", "bf16-mixed", "64-true")
 
 _ACTIVE: Fabric | None = None
 _WARNED: set[str] = set()
@@ -107,14 +108,18 @@ def launch(function: Callable | None = None, *args, devices: int = 1, num_nodes:
     ``devices`` is the number of processes per node, ``num_nodes`` the number of nodes (every
     node runs the same command with ``MASTER_ADDR``, ``MASTER_PORT`` and ``NODE_RANK`` set, or
     runs under ``torchrun``); ``accelerator`` is ``"cpu"`` (gloo) or ``"cuda"`` (NCCL);
-    ``precision`` one of :data:`PRECISIONS`.
+    ``precision`` one of :data:`PRECISIONS`; ``strategy`` one of :data:`STRATEGIES`, or a
+    Lightning ``DDPStrategy`` instance (e.g. ``DDPStrategy(find_unused_parameters=True)`` for a
+    guide that leaves some parameters out of a step).
     """
     devices = _positive(devices, "devices")
     num_nodes = _positive(num_nodes, "num_nodes")
     if isinstance(strategy, str) and strategy not in STRATEGIES:
         raise ValueError(f"strategy must be one of {STRATEGIES} (data-parallel DDP), got {strategy!r}")
     if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+        hint = (" (float16 needs loss scaling, whose overflowing steps fit's NaN guard stops on; use "
+                "bf16-mixed)" if precision.startswith("16") else "")
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}{hint}")
     if accelerator not in ("cpu", "cuda", "gpu", "auto"):
         raise ValueError(f"accelerator must be 'cpu' or 'cuda', got {accelerator!r}")
     Fabric = _fabric_class()
@@ -129,7 +134,7 @@ def launch(function: Callable | None = None, *args, devices: int = 1, num_nodes:
     try:
         fabric = Fabric(accelerator=accelerator, devices=devices, num_nodes=num_nodes,
                         strategy="auto" if single else strategy, precision=precision)
-    except (ValueError, RuntimeError, TypeError) as err:  # e.g. 16-mixed on a CPU, too few GPUs
+    except (ValueError, RuntimeError, TypeError) as err:  # e.g. more GPUs than the machine has
         raise ValueError(f"Lightning cannot start {devices} x {num_nodes} {accelerator} ranks: {err}") \
             from None
     if function is None:

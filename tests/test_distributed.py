@@ -229,6 +229,7 @@ def test_devices_without_lightning_is_a_clear_error(tmp_path, monkeypatch, capsy
     ({"num_nodes": 1.5}, "num_nodes must be a positive integer"),
     ({"devices": 2, "strategy": "fsdp"}, "strategy must be one of"),
     ({"devices": 2, "precision": "8-bit"}, "precision must be one of"),
+    ({"devices": 2, "precision": "16-mixed"}, "loss scaling.*use bf16-mixed"),
 ])
 def test_launch_rejects_bad_settings(options, message):
     with pytest.raises(ValueError, match=message):
