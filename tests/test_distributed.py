@@ -153,6 +153,46 @@ def test_predict_shards_the_inputs_and_gathers_the_samples_in_order():
     assert said0 and not said1  # Laplace says, once and on rank 0, that it is not data-parallel
 
 
+def _rank_resume(folder):
+    x, y = _data(32)
+
+    def weights(epochs, name, resume=False):
+        model = _model(p=0.5)
+        guide = DropoutGuide(model)
+        fit(model, guide, (x, y), epochs=epochs, batch_size=8, seed=0, checkpoint=os.path.join(folder, name),
+            resume=resume, progress=False)
+        return guide.point_flat().numpy().copy()
+
+    straight = weights(2, "straight.pt")
+    weights(1, "resumed.pt")
+    resumed = weights(2, "resumed.pt", resume=True)
+    return _from_every_rank((straight, resumed))
+
+
+@needs_lightning
+@pytest.mark.slow
+def test_data_parallel_checkpoints_are_written_by_rank_0_and_resume_exactly(tmp_path):
+    original = os.replace
+
+    def recording_replace(src, dst, *args, **kwargs):
+        with open(tmp_path / "writes", "a") as f:
+            f.write(f"{distributed.current().global_rank}\t{os.path.basename(dst)}\n")
+        return original(src, dst, *args, **kwargs)
+
+    os.replace = recording_replace  # the forked ranks inherit it
+    try:
+        (straight0, resumed0), (straight1, resumed1) = distributed.launch(_rank_resume, str(tmp_path), **TWO_RANKS)
+    finally:
+        os.replace = original
+    log = [line.split("\t") for line in (tmp_path / "writes").read_text().splitlines()]
+    # one atomic write per epoch, all by rank 0: 2 (straight) + 1 + 1 (resumed from epoch 1)
+    assert log == [["0", "straight.pt"]] * 2 + [["0", "resumed.pt"]] * 2
+    # each rank's noise stream is fixed by (seed, rank, epoch): resuming gives the same weights
+    np.testing.assert_array_equal(resumed0, straight0)
+    np.testing.assert_array_equal(straight0, straight1)
+    np.testing.assert_array_equal(resumed0, resumed1)
+
+
 @needs_lightning
 @pytest.mark.slow
 def test_quick_study_on_two_ranks_writes_its_results_once(tmp_path):
