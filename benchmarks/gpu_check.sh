@@ -30,7 +30,7 @@ if [ -d .gpu/whl ]; then
 fi
 # setup.cfg maps the top-level folders to bayesdl.*: a real (non-editable) install, built offline.
 python3 -m pip install -q --no-index --no-deps --no-build-isolation --no-compile --target /tmp/site . || exit 1
-export PYTHONPATH=/tmp/site
+export PYTHONPATH=/tmp/site  # and python3 -P below: the source tree's bayesdl/ must not shadow it
 if [ -f .gpu/data.tar.gz ]; then
     mkdir -p /tmp/data && tar -xzf .gpu/data.tar.gz -C /tmp/data
     export BAYESDL_DATA=/tmp/data
@@ -42,7 +42,7 @@ say "setup done after $(( $(date +%s) - start )) s"
 
 # --- 1. the CUDA tests (from the source tree, against the installed package)
 t0=$(date +%s)
-timeout 120 python3 -m pytest tests/test_cuda.py -q -p no:cacheprovider > "$OUT/tests.txt" 2>&1
+timeout 120 python3 -P -m pytest tests/test_cuda.py -q -p no:cacheprovider > "$OUT/tests.txt" 2>&1
 say "cuda tests: rc=$? $(tail -1 "$OUT/tests.txt") ($(( $(date +%s) - t0 )) s)"
 
 # --- 2. the speed benchmark on the GPU: full training set, 3 interleaved rounds
@@ -58,7 +58,7 @@ for study in regression logistic-2d two-moons mnist-guides mnist-dropout calibra
     budget=$(left)
     if [ "$budget" -le 10 ]; then say "$study: not run (budget spent)"; continue; fi
     t0=$(date +%s)
-    timeout "$budget" python3 -m bayesdl.experiments run "$study" --device cuda --no-progress \
+    timeout "$budget" python3 -P -m bayesdl.experiments run "$study" --device cuda --no-progress \
         --out "runs/gpu/$study" --cache-dir runs/gpu/.cache > "$OUT/study-$study.log" 2>&1
     rc=$?
     seconds=$(( $(date +%s) - t0 ))
