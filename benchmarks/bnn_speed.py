@@ -5,7 +5,10 @@ DataLoader (batch 128, Adam). Rows are timed in interleaved rounds and reported 
 and as ratios to plain PyTorch dropout, the floor. Peak memory is the resident-set high
 water mark of one training epoch, measured in a fresh subprocess per row.
 
-    python benchmarks/bnn_speed.py --data-root ../shared/data [--train 10000] [--rounds 5]
+    python benchmarks/bnn_speed.py --data-root ../shared/data [--train 10000] [--rounds 5] [--device cuda]
+
+On a GPU (``--device cuda``) the images live on the device, minibatches are indexed whole, every
+timing waits for the device, and peak memory is the device's allocation high-water mark.
 
 Rows:
 - ``plain``           plain PyTorch, ``nn.Dropout`` (the floor);
@@ -42,7 +45,7 @@ from pyro.infer import SVI, Predictive, Trace_ELBO
 from pyro.infer.autoguide import AutoNormal
 from pyro.nn import PyroSample
 from pyro.nn.module import to_pyro_module_
-from torch.utils.data import DataLoader
+from torch.utils.data import BatchSampler, DataLoader, RandomSampler
 
 from bayesdl.experiments.data import load_images
 from bayesdl.inference import DropoutGuide, MAPGuide, MeanFieldGuide, Posterior, fit
@@ -86,8 +89,8 @@ class PlainTrainer:
 
 class GuideTrainer:
     def __init__(self, guide_cls):
-        self.model = BNN(LeNet(dropout="all"), prior_scale=1.0)
-        self.guide = guide_cls(self.model)
+        self.model = BNN(LeNet(dropout="all"), prior_scale=1.0).to(DEVICE)
+        self.guide = guide_cls(self.model).to(DEVICE)
 
     def epoch(self, loader):
         fit(self.model, self.guide, loader, epochs=1, lr=1e-3, progress=False)
@@ -100,11 +103,12 @@ class PyroAutoNormalTrainer:
     """The naive Pyro way (Pyro's tutorials): PyroModule + PyroSample + AutoNormal + SVI."""
 
     def __init__(self, dataset_size):
-        net = LeNet(dropout=None)
+        net = LeNet(dropout=None).to(DEVICE)
         to_pyro_module_(net)
         for module in net.modules():
             for name, p in list(module.named_parameters(recurse=False)):
-                setattr(module, name, PyroSample(dist.Normal(0.0, 1.0).expand(p.shape).to_event(p.dim())))
+                zero = torch.zeros((), device=p.device)
+                setattr(module, name, PyroSample(dist.Normal(zero, 1.0).expand(p.shape).to_event(p.dim())))
         self.net = net
         self.size = dataset_size
         pyro.clear_param_store()
@@ -113,7 +117,7 @@ class PyroAutoNormalTrainer:
 
     def model(self, x, y=None):
         logits = self.net(x)
-        with pyro.plate("data", size=self.size, subsample=torch.arange(x.shape[0])):
+        with pyro.plate("data", size=self.size, subsample=torch.arange(x.shape[0], device=x.device)):
             pyro.sample("obs", dist.Categorical(logits=logits), obs=y)
         return logits
 
@@ -128,13 +132,16 @@ class PyroAutoNormalTrainer:
         return torch.softmax(predictive(x)["_RETURN"], -1)
 
 
+DEVICE = torch.device("cpu")  # --device
+
+
 def make(row, dataset_size):
     if row == "plain":
-        return PlainTrainer(torch_dropout_lenet())
+        return PlainTrainer(torch_dropout_lenet().to(DEVICE))
     if row == "plain_channels_last":
-        return PlainTrainer(torch_dropout_lenet(), channels_last=True)
+        return PlainTrainer(torch_dropout_lenet().to(DEVICE), channels_last=True)
     if row == "plain_fastmask":
-        return PlainTrainer(LeNet(dropout="all"))
+        return PlainTrainer(LeNet(dropout="all").to(DEVICE))
     if row == "pyro_autonormal":
         return PyroAutoNormalTrainer(dataset_size)
     return GuideTrainer({"dropout": DropoutGuide, "mean_field": MeanFieldGuide, "map": MAPGuide}[row])
@@ -142,7 +149,28 @@ def make(row, dataset_size):
 
 def _loader(x, y, seed):
     torch.manual_seed(seed)
-    return DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=128, shuffle=True)
+    data = torch.utils.data.TensorDataset(x, y)
+    if DEVICE.type == "cuda":  # images on the device: index whole minibatches, no per-image collation
+        batches = BatchSampler(RandomSampler(data), batch_size=128, drop_last=False)
+        return DataLoader(data, sampler=batches, batch_size=None)
+    return DataLoader(data, batch_size=128, shuffle=True)
+
+
+def _clock() -> float:
+    if DEVICE.type == "cuda":
+        torch.cuda.synchronize()
+    return time.perf_counter()
+
+
+def cuda_peak_memory(row, x, y) -> float:
+    """The device's allocation high-water mark (MiB) over one training epoch of ``row``."""
+    trainer = make(row, len(y))
+    trainer.epoch(_loader(x[:256], y[:256], 0))
+    torch.cuda.synchronize()
+    torch.cuda.reset_peak_memory_stats()
+    trainer.epoch(_loader(x, y, 0))
+    torch.cuda.synchronize()
+    return torch.cuda.max_memory_allocated() / 2**20
 
 
 def _rss_peak_mib() -> float:
@@ -183,14 +211,17 @@ def main(argv=None) -> dict:
     parser.add_argument("--predict-rounds", type=int, default=3, help="interleaved prediction rounds")
     parser.add_argument("--rows", nargs="*", default=list(ROWS), choices=ROWS)
     parser.add_argument("--json", default=None, help="also write the results to this file")
+    parser.add_argument("--device", default="cpu", help="cpu (default) or cuda")
     args = parser.parse_args(argv)
+    global DEVICE
+    DEVICE = torch.device(args.device)
 
     torch.set_num_threads(min(2, torch.get_num_threads()))
     retain_freed_memory()  # the same allocator settings for every row, the floor included
     train = load_images("mnist", args.data_root, train=True, limit=args.train)
     test = load_images("mnist", args.data_root, train=False, limit=args.predict)
-    x, y = train.tensors
-    x_test = test.tensors[0]
+    x, y = (t.to(DEVICE) for t in train.tensors)
+    x_test = test.tensors[0].to(DEVICE)
 
     trainers = {row: make(row, len(y)) for row in args.rows}
     for trainer in trainers.values():  # warm-up and lazy set-up
@@ -202,19 +233,20 @@ def main(argv=None) -> dict:
     for r in range(args.rounds):
         for row, trainer in trainers.items():
             loader = _loader(x, y, r)
-            start = time.perf_counter()
+            start = _clock()
             trainer.epoch(loader)
-            epoch_times[row].append(time.perf_counter() - start)
+            epoch_times[row].append(_clock() - start)
         if r >= args.predict_rounds:
             continue
         for row, trainer in trainers.items():
-            start = time.perf_counter()
+            start = _clock()
             probs = trainer.predict(x_test, args.samples)
-            predict_times[row].append(time.perf_counter() - start)
+            predict_times[row].append(_clock() - start)
             assert probs.shape == (args.samples, len(x_test), 10)
         print(f"round {r + 1}/{args.rounds} done", file=sys.stderr, flush=True)
 
-    memory = {row: peak_memory(row, x, y) for row in args.rows}
+    measure = cuda_peak_memory if DEVICE.type == "cuda" else peak_memory
+    memory = {row: measure(row, x, y) for row in args.rows}
     base = "plain"
     table = {}
     for row in args.rows:
@@ -231,8 +263,9 @@ def main(argv=None) -> dict:
     print(f"\nLeNet 'all' on {len(y)} MNIST images, batch 128; predict {args.samples} samples on "
           f"{len(x_test)} images; medians of {args.rounds} (training) and {args.predict_rounds} "
           f"(prediction) interleaved rounds, "
-          f"{torch.get_num_threads()} threads\n")
-    print("| row | epoch (s) | x plain | predict (s) | x plain | peak RSS (MiB) | x plain |")
+          f"{torch.get_num_threads()} threads, on {DEVICE}\n")
+    memory_kind = "peak CUDA memory" if DEVICE.type == "cuda" else "peak RSS"
+    print(f"| row | epoch (s) | x plain | predict (s) | x plain | {memory_kind} (MiB) | x plain |")
     print("|---|---|---|---|---|---|---|")
     for row, v in table.items():
         print(f"| {row} | {v['epoch_s']:.2f} | {v['epoch_ratio']:.2f} | {v['predict_s']:.2f} | "
@@ -252,7 +285,7 @@ def main(argv=None) -> dict:
         print(f"{name}: {value:.2f}x  (target <= {TARGETS[name]}x)  {verdict}")
     result = {"table": table, "checks": checks, "targets": TARGETS,
               "setup": {"train": len(y), "predict": len(x_test), "samples": args.samples,
-                        "rounds": args.rounds, "threads": torch.get_num_threads(),
+                        "rounds": args.rounds, "threads": torch.get_num_threads(), "device": str(DEVICE),
                         "torch": torch.__version__, "pyro": pyro.__version__}}
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2))

@@ -2,6 +2,7 @@
 
     bdl list
     bdl run regression --out runs/regression [--seed 0] [--quick] [--data-root DIR] [--device cpu]
+    bdl run mnist-guides --device cuda --devices 4 [--num-nodes 2] [--strategy ddp] [--precision bf16-mixed]
     bdl diagnose runs/two-moons [--plots DIR]
 """
 
@@ -38,6 +39,20 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--cache-dir", default=None,
                      help="folder caching trained networks by config hash (default: <out>/../.cache)")
     run.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    parallel = run.add_argument_group(
+        "several devices and nodes (needs Lightning: pip install -e \".[distributed]\")",
+        "SVI training runs data-parallel (each rank its own shard; gradients averaged) and "
+        "predictions are sharded; Laplace and NUTS stay single-process (every rank computes them "
+        "whole). Rank 0 alone writes. Multi-node: the same command on every node with MASTER_ADDR, "
+        "MASTER_PORT and NODE_RANK set, or under torchrun (see the README).")
+    parallel.add_argument("--devices", type=int, default=1,
+                          help="processes (CPU) or GPUs per node, with --device cpu or cuda (default 1)")
+    parallel.add_argument("--num-nodes", type=int, default=1, help="number of nodes (default 1)")
+    parallel.add_argument("--strategy", default="ddp", choices=("ddp", "ddp_spawn", "ddp_fork"),
+                          help="Lightning's DDP launcher (default ddp: one process per device)")
+    parallel.add_argument("--precision", default="32-true",
+                          choices=("32-true", "bf16-mixed", "64-true"),
+                          help="Lightning precision (default 32-true; bf16-mixed on recent GPUs)")
     diagnose = commands.add_parser("diagnose", help="show a saved run's ArviZ diagnostics again",
                                    description="Print the ArviZ diagnostics (R-hat, ESS, PSIS-LOO) of a run "
                                                "folder without refitting.")
@@ -91,15 +106,23 @@ def _main(argv):
         metrics = run_study(args.study, out, seed=args.seed, quick=args.quick,
                             data_root=args.data_root, device=args.device,
                             progress=not args.no_progress, cache_dir=args.cache_dir,
-                            download=args.download)
-    except (ValueError, OSError) as err:  # a mistake in the inputs, or the file system refusing
+                            download=args.download, devices=args.devices, num_nodes=args.num_nodes,
+                            strategy=args.strategy, precision=args.precision)
+    except (ValueError, OSError, ImportError) as err:  # a mistake in the inputs, the file system refusing
         return _error(err)
     except KeyboardInterrupt:
         print(f"bdl: interrupted; {out} is as it was before this run", file=sys.stderr)
         return 130
-    print(f"{args.study}: results in {out}/ (metrics.json, report.md, figures); "
-          f"{metrics['config']['wall_time_seconds']} s")
+    if _is_rank_zero():
+        print(f"{args.study}: results in {out}/ (metrics.json, report.md, figures); "
+              f"{metrics['config']['wall_time_seconds']} s")
     return 0
+
+
+def _is_rank_zero() -> bool:
+    """Whether this process is rank 0 (or the only one) of a launched run."""
+    return int(os.environ.get("RANK", os.environ.get("LOCAL_RANK", "0"))) == 0 and \
+        int(os.environ.get("NODE_RANK", "0")) == 0
 
 
 if __name__ == "__main__":  # pragma: no cover

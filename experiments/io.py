@@ -90,7 +90,7 @@ def versions() -> dict[str, str]:
     """Versions of Python and of the packages a result depends on."""
     found = {"python": platform.python_version()}
     for name in ("bayesdl", "torch", "torchvision", "pyro-ppl", "numpy", "arviz", "scikit-learn",
-                 "matplotlib"):
+                 "matplotlib", "lightning"):
         try:
             found[name] = version(name)
         except PackageNotFoundError:
@@ -211,15 +211,22 @@ class RunFolder:
     Each staging folder is locked by its process while it lives, so concurrent runs (into the
     same folder or not) only ever remove staging folders of processes that died; two runs into
     the same folder both succeed, and the one finishing last is what the folder holds.
+
+    ``writer=False`` (every rank but 0 of a data-parallel run) stages into a private temporary
+    folder that is discarded: ``final`` is never touched, so the results are written once.
     """
 
-    def __init__(self, final):
+    def __init__(self, final, writer: bool = True):
         self.final = Path(final)
+        self.writer = writer
         self.path: Path | None = None
         self._lock_fd: int | None = None
         self._created: list[Path] = []
 
     def __enter__(self) -> RunFolder:
+        if not self.writer:
+            self.path = Path(tempfile.mkdtemp(prefix="bayesdl-rank-"))
+            return self
         check_output_folder(self.final)
         parent = self.final.absolute().parent
         missing = [p for p in (parent, *parent.parents) if not p.exists()]
@@ -252,7 +259,7 @@ class RunFolder:
 
     def __exit__(self, exc_type, exc, tb) -> None:
         try:
-            if exc_type is None:
+            if exc_type is None and self.writer:
                 self._publish()
         finally:
             self._abandon(failed=exc_type is not None)

@@ -33,8 +33,10 @@ class RunContext:
     download: bool = False
 
     def figure(self, fig, name: str) -> str:
-        """Save ``fig`` as ``name`` in the run folder; returns the relative name for the report."""
-        save_figure(fig, self.folder.file(name))
+        """Save ``fig`` as ``name`` in the run folder (rank 0 alone, in a data-parallel run);
+        returns the relative name for the report."""
+        if self.folder.writer:
+            save_figure(fig, self.folder.file(name))
         return name
 
 
@@ -48,13 +50,21 @@ class StudyResult:
 
 
 def run_study(name: str, out, *, seed: int = 0, quick: bool = False, data_root=None,
-              device: str = "cpu", progress: bool = True, cache_dir=None, download: bool = False) -> dict:
+              device: str = "cpu", progress: bool = True, cache_dir=None, download: bool = False,
+              devices: int = 1, num_nodes: int = 1, strategy: str = "ddp",
+              precision: str = "32-true") -> dict:
     """Run study ``name`` into folder ``out``; returns the metrics written to ``metrics.json``.
 
     Every argument is checked before any work: a mistake raises ``ValueError`` (or
     ``TypeError``) saying what to change, and leaves nothing on disk. ``out`` must be new, empty,
     or an earlier run's folder, which the new results replace as a whole (see
     :class:`~bayesdl.experiments.io.RunFolder`).
+
+    With ``devices`` processes on each of ``num_nodes`` nodes (or another ``precision``, or under
+    ``torchrun``) the study runs on every rank through Lightning
+    (:func:`bayesdl.inference.distributed.launch`; ``device`` is then the accelerator, ``cpu`` or
+    ``cuda``): its SVI training is data-parallel, its predictions sharded, and rank 0 alone
+    writes the results, figures and cached networks.
     """
     run = load_study(name)  # ValueError for an unknown name
     study = STUDIES[name]
@@ -77,17 +87,40 @@ def run_study(name: str, out, *, seed: int = 0, quick: bool = False, data_root=N
     if study.needs_data and not Path(data_root).is_dir():
         raise ValueError(f"the data root {data_root} is not a folder; pass --data-root DIR or set "
                          "BAYESDL_DATA")
+    launched = devices != 1 or num_nodes != 1 or precision != "32-true" or "TORCHELASTIC_RUN_ID" in os.environ
+    settings = (name, run, out, seed, quick, data_root, progress, cache_dir, download)
+    if not launched:
+        return _run(*settings, device=device, writer=True, parallel={})
+    if device.index is not None:
+        raise ValueError(f"--devices picks the devices itself: pass --device {device.type}, not {device}")
+    from bayesdl.inference import distributed
+
+    launch = {"devices": devices, "num_nodes": num_nodes, "strategy": strategy, "precision": precision}
+    return distributed.launch(_run_on_rank, launch, *settings, accelerator=device.type, **launch)
+
+
+def _run_on_rank(launch: dict, *settings) -> dict:
+    """One rank's share of a launched study: its device, rank 0 alone writing."""
+    from bayesdl.inference import distributed
+
+    fabric = distributed.current()
+    parallel = {"distributed": {**launch, "world_size": fabric.world_size}}
+    return _run(*settings, device=fabric.device, writer=fabric.is_global_zero, parallel=parallel)
+
+
+def _run(name, run, out, seed, quick, data_root, progress, cache_dir, download, *, device, writer,
+         parallel) -> dict:
     if device.type == "cpu":
         retain_freed_memory()  # ~15% faster CPU training of convolutional networks; see bayesdl.runtime
     start = time.perf_counter()
-    with RunFolder(out) as folder:
+    with RunFolder(out, writer=writer) as folder:
         ctx = RunContext(folder=folder, seed=seed, quick=quick,
                          data_root=Path(data_root) if data_root else None, device=device,
                          progress=progress, cache_dir=Path(cache_dir) if cache_dir else None,
                          download=download)
         result = run(ctx)
         seconds = time.perf_counter() - start
-        config = {"seed": seed, "quick": quick, "device": str(device), **result.config,
+        config = {"seed": seed, "quick": quick, "device": str(device), **parallel, **result.config,
                   "wall_time_seconds": round(seconds, 2)}
         write_text(folder.file("report.md"),
                    result.report.rstrip() + f"\n\n_Wall time: {seconds:.1f} s (seed {seed}"

@@ -28,7 +28,7 @@ from tqdm.auto import tqdm
 
 from bayesdl.atomic import atomic_path, file_lock, remove_stale_temporaries
 from bayesdl.checks import check_int
-from bayesdl.inference import METHODS, Posterior, approximate, exponential_decay
+from bayesdl.inference import METHODS, Posterior, approximate, distributed, exponential_decay
 from bayesdl.inference.checkpoints import load_state, save_state, verify_checkpoint
 from bayesdl.models import BNN, LeNet
 
@@ -86,6 +86,9 @@ def cache_entry(ctx, recipe: LeNetRecipe, verify: Callable[[Path], object]) -> I
         print(f"waiting for another run that is training {path.name} in {folder}", file=sys.stderr,
               flush=True)
 
+    if not distributed.is_writer():  # rank 0 holds the lock and checks the entry for every rank
+        yield path
+        return
     with file_lock(folder / f"{recipe.key()}.lock", on_wait=waiting):
         if path.exists():
             try:
@@ -122,8 +125,9 @@ def train_lenet(recipe: LeNetRecipe, train: TensorDataset, ctx) -> tuple[Posteri
                                 lr=recipe.lr, scheduler=recipe.scheduler(), seed=recipe.seed,
                                 device=ctx.device, checkpoint=path, resume=True, progress=ctx.progress)
         seconds = 0.0 if cached else time.perf_counter() - start
-        with atomic_path(done) as tmp:
-            tmp.write_text(json.dumps(asdict(recipe)))
+        if distributed.is_writer():  # the checkpoint too is rank 0's alone
+            with atomic_path(done) as tmp:
+                tmp.write_text(json.dumps(asdict(recipe)))
     return posterior, seconds
 
 
@@ -145,6 +149,8 @@ def _supervised_epoch(module, loader, opt, batch_loss, device) -> float:
 
 def train_plain(recipe: LeNetRecipe, train: TensorDataset, ctx) -> tuple[LeNet, dict]:
     """The same LeNet trained with plain PyTorch dropout (Adam, cross-entropy), cached.
+
+    The baseline is plain PyTorch on purpose: in a data-parallel run every rank trains it whole.
 
     Returns the network (in eval mode) and ``{"seconds": ..., "epoch_loss": [...]}``.
     """
@@ -170,7 +176,8 @@ def train_plain(recipe: LeNetRecipe, train: TensorDataset, ctx) -> tuple[LeNet, 
             if sched is not None:
                 sched.step()
         seconds = time.perf_counter() - start
-        save_state(path, {"net": net.state_dict(), "epoch_loss": losses}, _PLAIN_FORMAT)
+        if distributed.is_writer():
+            save_state(path, {"net": net.state_dict(), "epoch_loss": losses}, _PLAIN_FORMAT)
     return net.eval(), {"seconds": seconds, "epoch_loss": losses}
 
 

@@ -8,7 +8,9 @@
   Hessian structure);
 - :func:`nuts` for models small enough to sample exactly;
 - :class:`Posterior`, the one object every method returns, and :func:`to_inference_data`,
-  which turns any of them into ArviZ data.
+  which turns any of them into ArviZ data;
+- :mod:`bayesdl.inference.distributed`: ``fit`` data-parallel and ``predict`` sharded over several
+  devices and nodes through Lightning Fabric (the optional ``distributed`` extra).
 """
 
 if __name__ != "bayesdl.inference":  # e.g. `import inference` with the repository root on sys.path
@@ -19,6 +21,7 @@ if __name__ != "bayesdl.inference":  # e.g. `import inference` with the reposito
 
 from bayesdl.models.likelihoods import ClassPrediction, Prediction, RegressionPrediction
 
+from . import distributed
 from .checkpoints import load_checkpoint
 from .elbo import BNNElbo
 from .guides import BNNGuide, DropoutGuide, MAPGuide, MeanFieldGuide
@@ -43,6 +46,7 @@ from .posterior import Approximation, Draws, Posterior, PyroGuideApproximation
 from .svi import NonFiniteLossError, exponential_decay, fit
 
 __all__ = [
+    "distributed",
     "approximate",
     "register_method",
     "METHODS",

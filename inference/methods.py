@@ -21,6 +21,10 @@ laplace    ``fit_laplace`` around ``map_posterior`` (fitted with ``fit``'s optio
            ``curvature_batch_size``
 nuts       ``nuts`` on ``data = (x, y)``; every option of ``nuts``
 ========== =============================================================================
+
+Under a launched Fabric (:mod:`bayesdl.inference.distributed`) the SVI methods train
+data-parallel; ``laplace`` (its curvature pass) and ``nuts`` are single-process: every rank
+computes them whole, and :func:`approximate` warns once.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from . import distributed
 from .guides import DropoutGuide, MAPGuide, MeanFieldGuide
 from .laplace import fit_laplace
 from .mcmc import nuts
@@ -41,12 +46,14 @@ __all__ = ["approximate", "register_method", "METHODS", "MethodInfo"]
 @dataclass(frozen=True)
 class MethodInfo:
     """A registered method: its factory ``(model, data, **options) -> Posterior``, a one-line
-    description, and the options it accepts."""
+    description, the options it accepts, and -- for a method that does not train data-parallel
+    under a launched Fabric -- why it runs whole in every process."""
 
     name: str
     factory: Callable[..., Posterior]
     description: str
     options: frozenset[str]
+    single_process: str | None = None
 
 
 #: name -> method, in registration order
@@ -58,11 +65,14 @@ def _keywords(function) -> set[str]:
             if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)}
 
 
-def register_method(name: str, description: str, *, passes_to: Callable | None = None):
+def register_method(name: str, description: str, *, passes_to: Callable | None = None,
+                    single_process: str | None = None):
     """Decorator registering ``factory(model, data, **options) -> Posterior`` under ``name``.
 
     The options it accepts are its own keyword parameters, plus those of ``passes_to`` (e.g.
     ``fit``) when it forwards ``**options`` there; :func:`approximate` refuses any other.
+    ``single_process`` says why the method is not data-parallel, if it is not (methods built on
+    ``fit`` are).
     """
     if not isinstance(name, str) or not name:
         raise ValueError("a method needs a non-empty name")
@@ -71,7 +81,7 @@ def register_method(name: str, description: str, *, passes_to: Callable | None =
         options = _keywords(factory) - {"model", "data"}
         if passes_to is not None:
             options |= _keywords(passes_to) - {"model", "guide", "data"}
-        METHODS[name] = MethodInfo(name, factory, description, frozenset(options))
+        METHODS[name] = MethodInfo(name, factory, description, frozenset(options), single_process)
         return factory
 
     return decorate
@@ -90,6 +100,8 @@ def approximate(method: str, model, data, **options) -> Posterior:
     unknown = sorted(set(options) - info.options)
     if unknown:
         raise TypeError(f"method {method!r} takes no option {unknown}; its options: {sorted(info.options)}")
+    if info.single_process is not None:
+        distributed.warn_not_data_parallel(method, info.single_process)
     posterior = info.factory(model, data, **options)
     posterior.method = method
     return posterior
@@ -110,7 +122,8 @@ def _dropout(model, data, *, p: float | None = None, **fit_options) -> Posterior
     return fit(model, DropoutGuide(model, p=p), data, **fit_options)
 
 
-@register_method("laplace", "Laplace approximation around the MAP", passes_to=fit)
+@register_method("laplace", "Laplace approximation around the MAP", passes_to=fit,
+                 single_process="its curvature pass runs over the whole training set in one process")
 def _laplace(model, data, *, map_posterior: Posterior | None = None, subset: str = "all",
              structure: str = "full", hessian: str = "ggn", optimize_prior: bool = True,
              curvature_batch_size: int = 256, **fit_options) -> Posterior:
@@ -122,7 +135,8 @@ def _laplace(model, data, *, map_posterior: Posterior | None = None, subset: str
                        batch_size=curvature_batch_size)
 
 
-@register_method("nuts", "NUTS (exact reference for small models)", passes_to=nuts)
+@register_method("nuts", "NUTS (exact reference for small models)", passes_to=nuts,
+                 single_process="Markov chains are sequential, and NUTS runs on the full data")
 def _nuts(model, data, **nuts_options) -> Posterior:
     if not (isinstance(data, tuple) and len(data) == 2):
         raise TypeError(f"nuts samples the full-data posterior: pass data as a tuple (x, y), got "

@@ -35,6 +35,8 @@ from bayesdl.checks import check_int
 from bayesdl.models.bnn import BNN, bnn_of
 from bayesdl.models.likelihoods import Prediction
 
+from . import distributed
+
 __all__ = ["Posterior", "Approximation", "Draws", "PyroGuideApproximation"]
 
 
@@ -207,17 +209,24 @@ class Posterior:
         """Network outputs of ``num_samples`` posterior passes, ``[S, N, ...]`` (logits, means).
 
         A point mass runs the network once and returns that output ``num_samples`` times (a view).
+        Under a launched Fabric (:mod:`bayesdl.inference.distributed`) the inputs are split over
+        the ranks and the samples gathered in input order on every rank: call it on every rank.
         """
         bnn = self.bnn
         x = bnn.check_inputs(x)
         num_samples = check_int(num_samples, "num_samples", minimum=1)
         batch_size = check_int(batch_size, "batch_size", minimum=1)
         passes = 1 if self.is_point_mass else num_samples
-        batches = x.split(batch_size)
-        if progress:
-            batches = tqdm(batches, desc=f"predict ({passes} samples)", unit="batch", leave=False)
-        chunks = [self._approximation.predictive_outputs(chunk, passes) for chunk in batches]
-        outputs = torch.cat(chunks, dim=1)
+
+        def outputs_of(inputs):
+            batches = inputs.split(batch_size)
+            if progress and distributed.is_writer():
+                batches = tqdm(batches, desc=f"predict ({passes} samples)", unit="batch", leave=False)
+            chunks = [self._approximation.predictive_outputs(chunk, passes) for chunk in batches]
+            return torch.cat(chunks, dim=1)
+
+        # Under a launched Fabric the ranks share the inputs and gather the samples in order.
+        outputs = distributed.shard_map(outputs_of, x, dim=1)
         return outputs.expand(num_samples, *outputs.shape[1:]) if passes != num_samples else outputs
 
     def predict(self, x, num_samples: int = 100, batch_size: int = 1024,

@@ -24,6 +24,7 @@ from tqdm.auto import tqdm
 from bayesdl.checks import check_device, check_int, check_positive
 from bayesdl.models.bnn import bnn_of
 
+from . import distributed
 from ._data import as_loader, batch_to, check_batch, dataset_size_of
 from .checkpoints import checkpoint_state, save_checkpoint
 from .checkpoints import resume as resume_checkpoint
@@ -70,7 +71,7 @@ def fit(model, guide, data, *, epochs: int = 10, lr: float = 1e-3, batch_size: i
         seed: int | None = None, device: str | torch.device | None = None,
         checkpoint: str | os.PathLike | None = None, resume: bool = False,
         callbacks: Iterable[Callable] = (), progress: bool = True,
-        shuffle: bool = True) -> Posterior:
+        shuffle: bool = True, fabric=None) -> Posterior:
     """Fit ``guide`` to the posterior of ``model`` by minibatch SVI; return the ``Posterior``.
 
     Parameters
@@ -109,6 +110,13 @@ def fit(model, guide, data, *, epochs: int = 10, lr: float = 1e-3, batch_size: i
         Called as ``callback(epoch, history)`` after each epoch.
     progress:
         Show a tqdm progress bar.
+    fabric:
+        A launched ``lightning.fabric.Fabric`` to train data-parallel on (default: the one
+        :func:`bayesdl.inference.distributed.launch` started, if any). Each rank trains on its
+        own shard of every epoch (``batch_size`` stays the batch of one step, split over the
+        ranks), scales its log-likelihood by the full dataset size and draws its own noise;
+        gradients are averaged, so the ELBO estimate is that of one process on the union
+        batch. Only rank 0 writes the checkpoint. See :mod:`bayesdl.inference.distributed`.
 
     On a CPU, convolutional networks train about 15% faster when freed tensor memory stays in
     the process heap: call :func:`bayesdl.runtime.retain_freed_memory` once at the start of a
@@ -133,6 +141,8 @@ def fit(model, guide, data, *, epochs: int = 10, lr: float = 1e-3, batch_size: i
         pyro.set_rng_seed(seed)
     loader = as_loader(data, batch_size, shuffle)
     n_data = dataset_size_of(loader, dataset_size)
+    parallel = distributed.training(fabric)
+    loader = parallel.shard(loader, seed)
     bnn = bnn_of(model)
     structured = elbo is None or isinstance(elbo, BNNElbo)
     if elbo is None:
@@ -142,6 +152,10 @@ def fit(model, guide, data, *, epochs: int = 10, lr: float = 1e-3, batch_size: i
                 "models or guides pass elbo=pyro.infer.Trace_ELBO()"
             )
         elbo = BNNElbo(num_particles=num_particles, kl_weight=kl_weight)
+    if parallel.device is not None:
+        if device is not None and torch.device(device).type != parallel.device.type:
+            raise ValueError(f"device={device!r}, but the launched Fabric trains on {parallel.device}")
+        device = parallel.device
     if device is not None:
         device = check_device(device)
         for module in (bnn, guide):
@@ -174,36 +188,34 @@ def fit(model, guide, data, *, epochs: int = 10, lr: float = 1e-3, batch_size: i
 
     history = TrainingHistory(dataset_size=n_data)
     start_epoch = 0
-    if checkpoint is not None and resume and os.path.exists(checkpoint):
+    if checkpoint is not None and resume and parallel.checkpoint_exists(checkpoint):
         history, start_epoch = resume_checkpoint(checkpoint, model, guide, opt, sched)
 
     posterior = Posterior(model, guide, history)
     # The parameters at the last step whose loss and gradients were finite: a step can turn them
     # non-finite (a learning rate far too large) before any loss shows it, so the error keeps these.
     last_finite = [p.detach().clone() for p in params]
+    step_loss, opt = parallel.setup(
+        distributed.ElboStep(model, guide, elbo, structured, n_data, model_kwargs), opt)
     steps_per_epoch = len(loader) if hasattr(loader, "__len__") else None
     total = None if steps_per_epoch is None else steps_per_epoch * (epochs - start_epoch)
-    bar = tqdm(total=total, disable=not progress, desc=f"fit {type(guide).__name__}",
+    bar = tqdm(total=total, disable=not (progress and parallel.is_writer), desc=f"fit {type(guide).__name__}",
                unit="step", leave=False)
     clock = time.perf_counter()
     try:
         for epoch in range(start_epoch, epochs):
             first_step = len(history.elbo)
+            parallel.start_epoch(epoch)  # data-parallel: this epoch's shard, this rank's noise
             for step, batch in enumerate(loader):
                 x, y = batch_to(batch, device)
                 if bnn is not None:
                     x, y = check_batch(bnn, x, y, out_shape, f"epoch {epoch + 1}, batch {step + 1}")
                 opt.zero_grad(set_to_none=True)
-                if structured:
-                    log_lik, kl = elbo.terms(model, guide, x, y, n_data)
-                    loss = elbo.kl_weight * kl - log_lik
-                else:
-                    loss = elbo.differentiable_loss(model, guide, x, y, **model_kwargs)
-                    log_lik = kl = None
-                value = float(loss.detach())
+                loss, log_lik, kl = step_loss(x, y)
+                value, log_lik, kl = parallel.values(loss, log_lik, kl)  # the ranks' mean
                 if not math.isfinite(value):
                     _non_finite("loss", epoch, step, posterior, params, last_finite)
-                loss.backward()
+                parallel.backward(loss)
                 grads = [p.grad for p in params if p.grad is not None]
                 if grads and not torch.isfinite(torch.nn.utils.get_total_norm(grads)):
                     opt.zero_grad(set_to_none=True)
@@ -213,11 +225,12 @@ def fit(model, guide, data, *, epochs: int = 10, lr: float = 1e-3, batch_size: i
                 opt.step()
                 history.elbo.append(-value)
                 if log_lik is not None:
-                    history.log_likelihood.append(float(log_lik.detach()))
-                    history.kl.append(float(kl.detach()))
+                    history.log_likelihood.append(log_lik)
+                    history.kl.append(kl)
                 bar.update()
                 if step % 20 == 0:
                     bar.set_postfix(epoch=epoch + 1, elbo_per_example=f"{-value / n_data:.4f}")
+            parallel.end_epoch()
             history._end_epoch(first_step)
             if sched is not None:
                 sched.step()
@@ -225,10 +238,12 @@ def fit(model, guide, data, *, epochs: int = 10, lr: float = 1e-3, batch_size: i
             clock = time.perf_counter()
             for callback in callbacks:
                 callback(epoch, history)
-            if checkpoint is not None:  # after the callbacks, which may draw random numbers
+            # Rank 0 alone writes; after the callbacks, which may draw random numbers.
+            if checkpoint is not None and parallel.is_writer:
                 save_checkpoint(checkpoint, checkpoint_state(model, guide, opt, sched, epoch + 1, history,
                                                              seed, x0.shape[1:]))
     finally:
+        parallel.end_epoch()
         bar.close()
     return posterior
 
