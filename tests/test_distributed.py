@@ -216,12 +216,16 @@ def test_quick_study_on_two_ranks_writes_its_results_once(tmp_path):
         os.replace = original
     assert tuple(json.loads((out / "metrics.json").read_text())) == SCHEMA_KEYS
     assert metrics["config"]["distributed"]["world_size"] == 2
+    # The run is built in a staging folder beside `out` and swapped in whole (experiments/io.py):
+    # every file written there, and so into `out`, comes from rank 0, once.
     writes = [line.split("\t") for line in log.read_text().splitlines()]
-    final = [dst for rank, dst in writes if dst.startswith(str(out)) and "/.staging-" not in dst]
-    assert {rank for rank, dst in writes if dst.startswith(str(out))} == {"0"}
-    assert len(final) == len(set(final)) and os.path.join(out, "metrics.json") in final
+    beside_out = [(rank, dst) for rank, dst in writes if dst.startswith(str(tmp_path / ".run.staging-"))]
+    assert beside_out and {rank for rank, _ in beside_out} == {"0"}
+    destinations = [dst for _, dst in beside_out]
+    assert len(destinations) == len(set(destinations))
+    assert any(dst.endswith("/metrics.json") for _, dst in beside_out)
     assert (out / "report.md").exists() and list(out.glob("*.png"))
-    assert not list(out.glob(".staging-*"))
+    assert not list(tmp_path.glob(".run.staging-*"))
 
 
 @needs_lightning
