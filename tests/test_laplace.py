@@ -57,15 +57,21 @@ def _logistic(seed=0, n=60):
     return model, posterior, x, y
 
 
+def _logistic_nll(x, y):
+    """``-sum_n ln p(y_n | x_n, t)`` of logistic regression with ``t = [w1, w2, b]``, written out:
+    ``sum_n softplus(f_n) - y_n f_n``, ``f = x w + b``."""
+    def nll(t):
+        f = x @ t[:2] + t[2]
+        return (torch.nn.functional.softplus(f) - y.double() * f).sum()
+
+    return nll
+
+
 def test_ggn_equals_the_hessian_for_logistic_regression():
     model, posterior, x, y = _logistic()
     ggn = laplace(posterior, "all", "full").fit((x, y))
     theta = model.flatten(posterior.point_estimate())
-
-    def nll(t):
-        return -model.likelihood.log_prob(model.network(x, t), y).sum()
-
-    hessian = torch.autograd.functional.hessian(nll, theta)
+    hessian = torch.autograd.functional.hessian(_logistic_nll(x, y), theta)
     torch.testing.assert_close(ggn.curvature(), hessian, rtol=1e-6, atol=1e-8)
     diag = laplace(posterior, "all", "diag").fit((x, y))
     torch.testing.assert_close(diag.curvature(), hessian.diagonal(), rtol=1e-6, atol=1e-8)
@@ -78,10 +84,7 @@ def test_prior_precision_is_the_fixed_point_of_mackays_update():
     model, posterior, x, y = _logistic()
     la = laplace(posterior, "all", "full").fit((x, y)).optimize_prior_precision()
     theta = model.flatten(posterior.point_estimate()).double()
-
-    def nll(t):
-        f = x @ t[:2] + t[2]
-        return (torch.nn.functional.softplus(f) - y.double() * f).sum()
+    nll = _logistic_nll(x, y)
 
     lam = torch.linalg.eigvalsh(torch.autograd.functional.hessian(nll, theta)).numpy()
     squared_norm = float(theta @ theta)
@@ -90,12 +93,20 @@ def test_prior_precision_is_the_fixed_point_of_mackays_update():
 
 
 def test_draws_have_the_posterior_covariance():
+    """Draws of the full Laplace approximation have mean theta* and covariance (H + delta I)^-1, with
+    H the autograd Hessian of the negative log-likelihood of logistic regression."""
     torch.manual_seed(0)
-    _, posterior, x, y = _logistic()
+    model, posterior, x, y = _logistic()
     la = laplace(posterior, "all", "full").fit((x, y))
+    theta = model.flatten(posterior.point_estimate()).double()
+    nll = _logistic_nll(x, y)
+
+    precision = torch.autograd.functional.hessian(nll, theta) + la.prior_precision * torch.eye(3, dtype=torch.float64)
+    covariance = torch.linalg.inv(precision)
+    torch.testing.assert_close(la.posterior_covariance(), covariance, rtol=1e-7, atol=1e-12)
     draws = la.sample_flat(40000)[:, la.index].double()
-    torch.testing.assert_close(torch.cov(draws.T), la.posterior_covariance(), rtol=0.05, atol=1e-4)
-    torch.testing.assert_close(draws.mean(0), la.theta.double(), atol=0.02, rtol=0)
+    torch.testing.assert_close(torch.cov(draws.T), covariance, rtol=0.05, atol=1e-4)
+    torch.testing.assert_close(draws.mean(0), theta, atol=0.02, rtol=0)
 
 
 def _multiclass(seed=0):
@@ -184,7 +195,7 @@ def test_curvatures_equal_autograd_hessians_for_a_small_classifier():
                                rtol=1e-7, atol=1e-9)
 
 
-def _check_last_layer_gaussian(la, model, weights, x, curvature, delta=0.7):
+def _check_against_dense(la, model, weights, x, curvature, delta=0.7):
     """``la`` (prior precision set to ``delta``) against a dense reference ``curvature``: the log-determinant
     of the posterior precision, the output covariance J Sigma J^T of the linearised predictive (J by
     autograd) and the covariance of its weight draws."""
@@ -219,7 +230,7 @@ def test_kfac_is_the_exact_ggn_where_it_is_exact():
     kron = laplace(posterior, "last_layer", "kron").fit((x, y), batch_size=16)
     assert isinstance(kron, KronLastLayerLaplace)
     torch.testing.assert_close(kron.curvature(), hessian, rtol=1e-7, atol=1e-9)
-    _check_last_layer_gaussian(kron, model, weights, x, hessian)
+    _check_against_dense(kron, model, weights, x, hessian)
 
     model, posterior, x, y = _multiclass()
     weights = posterior.point_estimate()
@@ -241,7 +252,7 @@ def test_kfac_factors_and_algebra_against_an_independent_reference():
     phi = _head_inputs(model, weights, x)
     reference = torch.kron(g, phi.T @ phi) / len(x)
     torch.testing.assert_close(la.curvature(), reference, rtol=1e-7, atol=1e-10)
-    _check_last_layer_gaussian(la, model, weights, x, reference)
+    _check_against_dense(la, model, weights, x, reference)
 
 
 def test_probit_predictive_is_the_integral_of_the_linearised_predictive():
@@ -254,10 +265,7 @@ def test_probit_predictive_is_the_integral_of_the_linearised_predictive():
     delta = 0.5
     la = laplace(posterior, "all", "full", prior_precision=delta).fit((x, y))
     theta = model.flatten(posterior.point_estimate()).double()  # [w1, w2, b]
-
-    def nll(t):
-        f = x @ t[:2] + t[2]
-        return (torch.nn.functional.softplus(f) - y.double() * f).sum()
+    nll = _logistic_nll(x, y)
 
     sigma = torch.linalg.inv(torch.autograd.functional.hessian(nll, theta) + delta * torch.eye(3, dtype=torch.float64))
     test = torch.tensor([[0.3, 0.1], [2.0, -1.0], [-4.0, 6.0], [6.0, 5.0], [-9.0, 2.0], [1.0, -12.0]],
@@ -348,12 +356,24 @@ def test_linearised_draws_are_joint_and_match_the_glm():
     draws = la.sample_flat(5)
     torch.testing.assert_close(Posterior(model, la).outputs_at(x[:7], model.unflatten(draws)),
                                torch.stack([model.network(x[:7], d) for d in draws]))
-    # For an MLP the draws' output covariance is J Sigma J^T.
+    # For an MLP the linearised predictive is N(f(x; theta*), J Sigma J^T), with J by autograd and Sigma
+    # the inverse of the autograd GGN (or of its diagonal) plus delta I; the draws have that covariance.
     torch.manual_seed(0)
     model, posterior, x, y = _multiclass()
+    weights = posterior.point_estimate()
+    theta = model.flatten(weights)
+    jac = torch.autograd.functional.jacobian(lambda t: _run_net(model, model.unflatten(t), x), theta)  # [N, K, P]
+    ggn = torch.einsum("nkp,nkl,nlq->pq", jac, _output_hessians(_run_net(model, weights, x), y), jac)
     for structure in ("full", "diag"):
         la = laplace(posterior, "all", structure).fit((x, y))
+        eye = torch.eye(len(theta), dtype=torch.float64)
+        curvature = ggn if structure == "full" else torch.diag(ggn.diagonal())
+        sigma = torch.linalg.inv(curvature + la.prior_precision * eye)
+        expected = jac[:3] @ sigma @ jac[:3].transpose(1, 2)
+        mean, cov = la.linearised_predictive(x[:3])
+        torch.testing.assert_close(mean, _run_net(model, weights, x[:3]))
+        torch.testing.assert_close(cov, expected, rtol=1e-7, atol=1e-10)
         outputs = la.predictive_outputs(x[:3], num_samples=20000)
-        _, cov = la.linearised_predictive(x[:3])
         for n in range(3):
-            torch.testing.assert_close(torch.cov(outputs[:, n].T), cov[n], rtol=0.08, atol=0.02 * float(cov[n].diagonal().max()))
+            torch.testing.assert_close(torch.cov(outputs[:, n].T), expected[n], rtol=0.08,
+                                       atol=0.02 * float(expected[n].diagonal().max()))

@@ -78,3 +78,19 @@ def test_two_moons_quick_run(tmp_path):
     assert {"mc_error_10_samples", "roughness_10_samples"} <= set(r["mc_dropout"])
     assert "roughness_10_samples" not in r["nuts"]  # NUTS draws are picked deterministically
     assert "MC dropout" in (out / "report.md").read_text()
+    assert all(m["accuracy"] > 0.85 for m in r.values())
+    # a point mass has no epistemic part; every posterior has some far from the data
+    assert r["map"]["mean_mutual_information_far"] == 0.0
+    assert all(r[m]["mean_mutual_information_far"] > 0.01 for m in ("mean_field", "mc_dropout", "laplace", "nuts"))
+    # the saved NUTS log-likelihoods: the 2-16-2 ReLU network at the saved draws, written out here
+    from bayesdl.evaluation.diagnostics import load
+    from bayesdl.experiments.data import two_moons
+
+    idata = load(out / "inference_nuts.nc")
+    p = idata.posterior
+    x, y = two_moons(60, noise=0.15, seed=0)  # the quick study's training set (seed 0)
+    hidden = np.einsum("cdhk,nk->cdnh", p["body.0.weight"].values, x.double().numpy()) + p["body.0.bias"].values[:, :, None]
+    logits = np.einsum("cdnh,cdoh->cdno", np.maximum(hidden, 0), p["head.weight"].values) + p["head.bias"].values[:, :, None]
+    log_probs = logits - np.logaddexp.reduce(logits, axis=-1, keepdims=True)
+    expected = np.take_along_axis(log_probs, y.numpy()[None, None, :, None], -1)[..., 0]
+    np.testing.assert_allclose(idata.log_likelihood["y"].values, expected, rtol=1e-5, atol=1e-5)
