@@ -2,6 +2,7 @@
 
     bdl list
     bdl run regression --out runs/regression [--seed 0] [--quick] [--data-root DIR] [--device cpu]
+    bdl run uci --dataset yacht
     bdl diagnose runs/two-moons [--plots DIR]
 """
 
@@ -36,6 +37,8 @@ def _parser() -> argparse.ArgumentParser:
                      help="download missing datasets with torchvision (needs internet); off by default")
     run.add_argument("--cache-dir", default=None,
                      help="folder caching trained networks by config hash (default: <out>/../.cache)")
+    run.add_argument("--dataset", default=None,
+                     help="dataset of studies that take one (uci: a UCI set name or 'all', the default)")
     run.add_argument("--no-progress", action="store_true", help="hide progress bars")
     diagnose = commands.add_parser("diagnose", help="show a saved run's ArviZ diagnostics again",
                                    description="Print the ArviZ diagnostics (R-hat, ESS, PSIS-LOO) of a run "
@@ -69,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
         metrics = run_study(args.study, out, seed=args.seed, quick=args.quick,
                             data_root=args.data_root, device=args.device,
                             progress=not args.no_progress, cache_dir=args.cache_dir,
-                            download=args.download)
+                            download=args.download, dataset=args.dataset)
     except (ValueError, FileNotFoundError) as err:
         print(f"bdl: error: {err}", file=sys.stderr)
         return 2

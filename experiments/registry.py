@@ -30,6 +30,7 @@ class RunContext:
     progress: bool = True
     cache_dir: Path | None = None
     download: bool = False
+    dataset: str | None = None
 
     def figure(self, fig, name: str) -> str:
         """Save ``fig`` as ``name`` in the run folder; returns the relative name for the report."""
@@ -47,10 +48,16 @@ class StudyResult:
 
 
 def run_study(name: str, out, *, seed: int = 0, quick: bool = False, data_root=None,
-              device: str = "cpu", progress: bool = True, cache_dir=None, download: bool = False) -> dict:
-    """Run study ``name`` into folder ``out``; returns the metrics written to ``metrics.json``."""
+              device: str = "cpu", progress: bool = True, cache_dir=None, download: bool = False,
+              dataset: str | None = None) -> dict:
+    """Run study ``name`` into folder ``out``; returns the metrics written to ``metrics.json``.
+
+    ``dataset`` picks the dataset of studies that take one (``uci``)."""
     run = load_study(name)  # ValueError for an unknown name
     study = STUDIES[name]
+    if dataset is not None and not study.takes_dataset:
+        raise ValueError(f"study {name!r} takes no --dataset; the studies that do: "
+                         f"{[s.name for s in STUDIES.values() if s.takes_dataset]}")
     device = torch.device(device)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError("--device cuda was asked for, but torch sees no CUDA device; use --device cpu")
@@ -68,10 +75,11 @@ def run_study(name: str, out, *, seed: int = 0, quick: bool = False, data_root=N
         ctx = RunContext(folder=folder, seed=seed, quick=quick,
                          data_root=Path(data_root) if data_root else None, device=device,
                          progress=progress, cache_dir=Path(cache_dir) if cache_dir else None,
-                         download=download)
+                         download=download, dataset=dataset)
         result = run(ctx)
         seconds = time.perf_counter() - start
-        config = {"seed": seed, "quick": quick, "device": str(device), **result.config,
+        config = {"seed": seed, "quick": quick, "device": str(device),
+                  **({"dataset": dataset} if dataset is not None else {}), **result.config,
                   "wall_time_seconds": round(seconds, 2)}
         write_text(folder.file("report.md"),
                    result.report.rstrip() + f"\n\n_Wall time: {seconds:.1f} s (seed {seed}"
