@@ -239,3 +239,19 @@ def test_uci_dataset_option_is_checked(tmp_path):
         run_study("uci", tmp_path / "a", quick=True, data_root=tmp_path, dataset="nope")
     with pytest.raises(ValueError, match="takes no --dataset"):
         run_study("regression", tmp_path / "b", quick=True, dataset="yacht")
+
+
+@pytest.mark.parametrize("shared_tau", [False, True])
+def test_grid_search_scores_every_pair_and_refits_the_best(tmp_path, shared_tau):
+    from bayesdl.experiments.studies.uci import Benchmark, Settings
+
+    _fake_uci(tmp_path / "data")
+    bench = Benchmark(tmp_path / "data", tmp_path / "splits", Settings(splits=1, epochs=2, val_samples=20,
+                                                                         test_samples=30, shared_tau=shared_tau),
+                      log=lambda *_: None)
+    bench.run(["yacht"], ["dropout"])
+    result = json.loads((tmp_path / "splits" / "yacht" / "dropout_00.json").read_text())
+    scores = result["validation_log_likelihood"]
+    assert len(scores) == 4 and all(math.isfinite(v) for v in scores.values())
+    assert scores[f"p={result['p']:g},tau={result['tau']:g}"] == max(scores.values())
+    assert result["samples"] == 30 and set(result["metrics_at_fewer_samples"]) == {"10"}
