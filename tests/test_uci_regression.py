@@ -255,3 +255,15 @@ def test_grid_search_scores_every_pair_and_refits_the_best(tmp_path, shared_tau)
     assert len(scores) == 4 and all(math.isfinite(v) for v in scores.values())
     assert scores[f"p={result['p']:g},tau={result['tau']:g}"] == max(scores.values())
     assert result["samples"] == 30 and set(result["metrics_at_fewer_samples"]) == {"10"}
+
+
+def test_grid_searched_on_the_first_split_serves_the_others(tmp_path):
+    from bayesdl.experiments.studies.uci import Benchmark, Settings
+
+    _fake_uci(tmp_path / "data")
+    bench = Benchmark(tmp_path / "data", tmp_path / "splits", Settings(epochs=2, val_samples=20, test_samples=30,
+                                                                         grid_splits=1), log=lambda *_: None)
+    bench.run(["yacht"], ["dropout"], splits=range(1, 2))  # runs split 0 first, for its search
+    first, second = (json.loads((tmp_path / "splits" / "yacht" / f"dropout_0{k}.json").read_text()) for k in (0, 1))
+    assert len(first["validation_log_likelihood"]) == 4 and second["validation_log_likelihood"] == {}
+    assert (second["p"], second["tau"]) == (first["p"], first["tau"])

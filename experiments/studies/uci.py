@@ -5,14 +5,17 @@ The paper's setup, from its code (``yaringal/DropoutUncertaintyExps``):
 
 - one hidden layer of 50 ReLU units (protein 100), dropout on the inputs and on the hidden
   layer; inputs and targets normalised on the training rows of each split;
-- Adam (lr 1e-3), batch 128, the dataset's ``n_epochs``;
+- Adam (lr 1e-3), batch 128, the dataset's ``n_epochs`` -- but at least ``min_steps`` = 2,000
+  steps (a deviation: the paper's 40 epochs are 120 steps on yacht, where our network is then
+  still untrained, test RMSE 9.6 against the paper's 1.11);
 - MC dropout's objective: the squared error plus Gal's weight decay
   ``l^2 (1 - p) / (2 N tau) ||W||^2`` with length-scale ``l = 1e-2``, i.e. the dropout ELBO
   with a fixed noise precision ``tau`` (in the units of the targets) and a Gaussian prior
   whose scale is chosen to give that weight decay (:func:`dropout_prior_scale`);
 - the dropout rate ``p`` and ``tau`` chosen on the paper's grids by the log-likelihood on a
-  validation part (the last 20%) of each training split; the network is then refitted on the
-  whole training split with the chosen pair;
+  validation part (the last 20%) of each training split (T = 200 passes there); the network is
+  then refitted on the whole training split with the chosen pair. By default one network per
+  rate serves every tau in the search (:meth:`Benchmark.validation_scores`);
 - ``T`` = 10,000 stochastic test passes; test RMSE of the MC mean and test log-likelihood
   ``logsumexp_t ln N(y | y_t, 1 / tau) - ln T``, in the original units.
 
@@ -77,6 +80,7 @@ class Settings:
     other_samples: int = 1000          # posterior samples of mean-field VI and Laplace
     grid: bool = True                  # False: the middle of each grid, no search
     shared_tau: bool = True            # grid search: one network per dropout rate (see validation_scores)
+    grid_splits: int | None = None     # search on the first grid_splits splits only (None: every split)
     min_steps: int = 2000              # at least this many steps (the paper's 40 epochs are 120 on yacht)
     val_fraction: float = 0.2
     batch_size: int = 128
@@ -196,10 +200,25 @@ class Benchmark:
                 scores[(p, tau)] = float(noisy.log_likelihood(validation.y_test_raw).mean())
         return scores
 
+    def _searched_scores(self, data: UCIDataset) -> dict[tuple[float, float], float]:
+        """Mean validation LL of each pair over the saved grid splits (``grid_splits``)."""
+        import json
+
+        runs = [json.loads(self.path(data.name, "dropout", j).read_text()) for j in range(self.s.grid_splits)]
+        keys = runs[0]["validation_log_likelihood"]
+        return {key: float(np.mean([r["validation_log_likelihood"][key] for r in runs])) for key in keys}
+
     def _dropout(self, data: UCIDataset, k: int) -> dict:
-        if self.s.grid:
+        if self.s.grid and (self.s.grid_splits is None or k < self.s.grid_splits):
             scores = self.validation_scores(data, k, self.s.shared_tau)
             p, tau = max(scores, key=scores.get)
+        elif self.s.grid:  # the pair chosen on the first grid_splits splits
+            for j in range(self.s.grid_splits):
+                if not self.path(data.name, "dropout", j).exists():
+                    self.run([data.name], ["dropout"], splits=range(j, j + 1))
+            searched = self._searched_scores(data)
+            p, tau = (float(v.split("=")[1]) for v in max(searched, key=searched.get).split(","))
+            scores = {}
         else:
             scores = {}
             p, tau = data.dropout_rates[len(data.dropout_rates) // 2], data.tau_values[len(data.tau_values) // 2]
@@ -374,10 +393,12 @@ def run(ctx: RunContext) -> StudyResult:
     report = f"""# UCI regression benchmark (Gal & Ghahramani 2016, Table 1)
 
 One hidden layer (50 units, protein 100), Adam lr {settings.lr:g}, batch {settings.batch_size},
-epochs: {epochs}. MC dropout: dropout rate and tau chosen on the last
-{100 * settings.val_fraction:.0f}% of each training split{'' if settings.grid else ' (grid off: middle values)'},
+epochs: {epochs}, but at least {settings.min_steps} steps. MC dropout: dropout rate and tau chosen
+on the last {100 * settings.val_fraction:.0f}% of each training split{'' if settings.grid else ' (grid off: middle values)'}
+(T = {settings.val_samples}; {'one network per rate scored at every tau' if settings.shared_tau else 'one network per pair'};
+{'on every split' if settings.grid_splits is None else f'searched on the first {settings.grid_splits} split(s) only, that pair used on the others'}),
 refitted on the whole split, T = {settings.test_samples} test passes. Mean-field VI and Laplace:
-{settings.other_samples} posterior samples. Mean +- standard error over splits (ddof 1).
+{settings.other_samples} posterior samples. Mean +- standard error over the splits finished (ddof 1).
 
 {table}
 
