@@ -246,7 +246,7 @@ def test_grid_search_scores_every_pair_and_refits_the_best(tmp_path, shared_tau)
     from bayesdl.experiments.studies.uci import Benchmark, Settings
 
     _fake_uci(tmp_path / "data")
-    bench = Benchmark(tmp_path / "data", tmp_path / "splits", Settings(splits=1, epochs=2, val_samples=20,
+    bench = Benchmark(tmp_path / "data", tmp_path / "splits", Settings(splits=1, epochs=2, min_steps=0, val_samples=20,
                                                                          test_samples=30, shared_tau=shared_tau),
                       log=lambda *_: None)
     bench.run(["yacht"], ["dropout"])
@@ -261,7 +261,7 @@ def test_grid_searched_on_the_first_split_serves_the_others(tmp_path):
     from bayesdl.experiments.studies.uci import Benchmark, Settings
 
     _fake_uci(tmp_path / "data")
-    bench = Benchmark(tmp_path / "data", tmp_path / "splits", Settings(epochs=2, val_samples=20, test_samples=30,
+    bench = Benchmark(tmp_path / "data", tmp_path / "splits", Settings(epochs=2, min_steps=0, val_samples=20, test_samples=30,
                                                                          grid_splits=1), log=lambda *_: None)
     bench.run(["yacht"], ["dropout"], splits=range(1, 2))  # runs split 0 first, for its search
     first, second = (json.loads((tmp_path / "splits" / "yacht" / f"dropout_0{k}.json").read_text()) for k in (0, 1))
