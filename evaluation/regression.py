@@ -27,7 +27,7 @@ def _check_prediction(prediction) -> RegressionPrediction:
 def rmse(prediction: RegressionPrediction, y) -> float:
     """Root mean squared error of the predictive mean, ``sqrt(1/N sum_n (y_n - E[y_n])^2)``."""
     prediction = _check_prediction(prediction)
-    y = prediction._targets(y)
+    y = prediction.check_targets(y)
     return float(torch.sqrt(((y - prediction.predictive_mean) ** 2).mean()))
 
 

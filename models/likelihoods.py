@@ -112,7 +112,8 @@ class RegressionPrediction(Prediction):
         """Predictive mean and variance ``[N]`` of the mixture over samples."""
         return self.predictive_mean, self.variance
 
-    def _targets(self, y) -> torch.Tensor:
+    def check_targets(self, y) -> torch.Tensor:
+        """``y`` as a finite tensor ``[N]`` matching the predictions (a ``ValueError`` otherwise)."""
         y = as_tensor(y, "y").to(self.mean.dtype).to(self.mean.device)
         y = y.squeeze(-1) if y.dim() == 2 and y.shape[1] == 1 else y
         if y.shape != self.mean.shape[1:]:
@@ -128,7 +129,7 @@ class RegressionPrediction(Prediction):
         -- the test log-likelihood of Gal & Ghahramani 2016 (their code: ``logsumexp(-tau/2
         (y - y_s)^2) - ln T - 1/2 ln 2 pi + 1/2 ln tau``); average it over the test set.
         """
-        y = self._targets(y)
+        y = self.check_targets(y)
         log_density = (-0.5 * ((y - self.mean) / self.noise) ** 2 - torch.log(self.noise)
                        - 0.5 * math.log(2 * math.pi))
         return torch.logsumexp(log_density, dim=0) - math.log(self.num_samples)
@@ -137,7 +138,7 @@ class RegressionPrediction(Prediction):
         """The predictive CDF at the targets, ``F(y_n) = 1/S sum_s Phi((y_n - mean_sn) / noise_sn)``,
         ``[N]`` (the probability integral transform). ``y_n`` lies in the central ``level``
         interval of the predictive exactly when ``|F(y_n) - 1/2| <= level / 2``."""
-        y = self._targets(y)
+        y = self.check_targets(y)
         return torch.special.ndtr((y - self.mean) / self.noise).mean(0)
 
     def affine(self, shift, scale) -> RegressionPrediction:
