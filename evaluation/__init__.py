@@ -26,6 +26,7 @@ from .calibration import (
 from .ood import max_probability, negative_entropy, negative_mutual_information, odin_scores, tune_odin
 from .plotting import new_figure, plot_precision_recall, plot_reliability_diagram, plot_roc
 from .ranking import aupr_error, failure_metrics, fpr_at_tpr, ood_metrics
+from .regression import interval_coverage, regression_metrics, rmse
 from .uncertainty import expected_entropy, mutual_information, predictive_entropy, variation_ratio
 
 __all__ = [
@@ -51,6 +52,9 @@ __all__ = [
     "negative_mutual_information",
     "odin_scores",
     "tune_odin",
+    "rmse",
+    "interval_coverage",
+    "regression_metrics",
     "new_figure",
     "plot_reliability_diagram",
     "plot_precision_recall",

@@ -23,6 +23,8 @@ class StudyInfo:
     reproduces: str
     entry: str
     needs_data: bool = False
+    #: whether the study takes ``--dataset`` (it then validates the name itself)
+    takes_dataset: bool = False
 
 
 _ALL = (
@@ -50,6 +52,9 @@ _ALL = (
     StudyInfo("ood", "OOD detection: MNIST against Kuzushiji-MNIST and Fashion-MNIST (MCP, MC dropout, ODIN, Laplace)",
               "course week 3 (Liang et al. 2018; Laplace Redux): AUROC, AUPR, FPR at 95% TPR per OOD set",
               "mnist:run_ood", needs_data=True),
+    StudyInfo("uci", "UCI regression (9 sets, standard splits): MC dropout, mean-field VI, Laplace; --dataset NAME",
+              "Gal & Ghahramani 2016 Table 1: test RMSE and LL; aleatoric/epistemic split; interval coverage",
+              "uci:run", needs_data=True, takes_dataset=True),
 )
 
 #: name -> study, in the course's order (the order ``bdl list`` shows)

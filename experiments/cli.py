@@ -3,6 +3,7 @@
     bdl list
     bdl run regression --out runs/regression [--seed 0] [--quick] [--data-root DIR] [--device cpu]
     bdl run mnist-guides --device cuda --devices 4 [--num-nodes 2] [--strategy ddp] [--precision bf16-mixed]
+    bdl run uci --dataset yacht
     bdl diagnose runs/two-moons [--plots DIR]
 """
 
@@ -38,6 +39,8 @@ def _parser() -> argparse.ArgumentParser:
                      help="download missing datasets with torchvision (needs internet); off by default")
     run.add_argument("--cache-dir", default=None,
                      help="folder caching trained networks by config hash (default: <out>/../.cache)")
+    run.add_argument("--dataset", default=None,
+                     help="dataset of studies that take one (uci: a UCI set name or 'all', the default)")
     run.add_argument("--no-progress", action="store_true", help="hide progress bars")
     parallel = run.add_argument_group(
         "several devices and nodes (needs Lightning: pip install -e \".[distributed]\")",
@@ -107,7 +110,8 @@ def _main(argv):
                             data_root=args.data_root, device=args.device,
                             progress=not args.no_progress, cache_dir=args.cache_dir,
                             download=args.download, devices=args.devices, num_nodes=args.num_nodes,
-                            strategy=args.strategy, precision=args.precision)
+                            strategy=args.strategy, precision=args.precision,
+                            dataset=args.dataset)
     except (ValueError, OSError, ImportError) as err:  # a mistake in the inputs, the file system refusing
         return _error(err)
     except KeyboardInterrupt:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import torch
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import BatchSampler, DataLoader, RandomSampler, SequentialSampler, TensorDataset
 
 from bayesdl.checks import as_tensor, check_finite, check_int, check_nonempty
 
@@ -23,7 +23,11 @@ def as_loader(data, batch_size: int, shuffle: bool) -> DataLoader:
             )
         check_nonempty(x, "x")
         # Shuffling draws from torch's global generator: seeded by `seed`, saved in checkpoints.
-        return DataLoader(TensorDataset(x, y), batch_size=batch_size, shuffle=shuffle)
+        # The batch sampler indexes the tensors once per batch (not once per example): the same
+        # batches as DataLoader(..., batch_size, shuffle), without a per-example fetch and stack.
+        dataset = TensorDataset(x, y)
+        order = RandomSampler(dataset) if shuffle else SequentialSampler(dataset)
+        return DataLoader(dataset, sampler=BatchSampler(order, batch_size, drop_last=False), batch_size=None)
     raise TypeError(
         f"data must be a torch DataLoader or a tuple (x, y) of tensors, got {type(data).__name__}"
     )

@@ -59,7 +59,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, IterableDataset, RandomSampler
+from torch.utils.data import BatchSampler, DataLoader, IterableDataset, RandomSampler
 
 if TYPE_CHECKING:  # lightning is an optional extra; imported only where a Fabric is built
     from lightning.fabric import Fabric
@@ -338,15 +338,24 @@ class DataParallelTraining(LocalTraining):
 
         # Every rank must shuffle alike and draw its noise from a known stream: one base seed.
         self.base = self.fabric.broadcast(seed if seed is not None else int(torch.randint(2**62, ())))
-        if isinstance(loader.dataset, IterableDataset) or loader.batch_size is None:
+        # A loader over a batch sampler (as_loader's tuples: whole batches indexed at once) is
+        # sharded the same way, keeping its batching.
+        batched = loader.batch_size is None and isinstance(loader.sampler, BatchSampler)
+        batch_size = loader.sampler.batch_size if batched else loader.batch_size
+        order = loader.sampler.sampler if batched else loader.sampler
+        drop_last = loader.sampler.drop_last if batched else loader.drop_last
+        if isinstance(loader.dataset, IterableDataset) or batch_size is None:
             raise ValueError(
                 "data-parallel fit shards a map-style dataset by index: pass a tuple (x, y) or a DataLoader "
                 "built with batch_size=... over a dataset with __getitem__ and __len__"
             )
         self.sampler = DistributedSampler(loader.dataset, num_replicas=self.world_size, rank=self.rank,
-                                          shuffle=isinstance(loader.sampler, RandomSampler),
-                                          seed=self.base % 2**63, drop_last=loader.drop_last)
-        per_rank = math.ceil(loader.batch_size / self.world_size)
+                                          shuffle=isinstance(order, RandomSampler),
+                                          seed=self.base % 2**63, drop_last=drop_last)
+        per_rank = math.ceil(batch_size / self.world_size)
+        if batched:
+            return DataLoader(loader.dataset, sampler=BatchSampler(self.sampler, per_rank, drop_last),
+                              batch_size=None, collate_fn=loader.collate_fn)
         return DataLoader(loader.dataset, batch_size=per_rank, sampler=self.sampler,
                           num_workers=loader.num_workers, collate_fn=loader.collate_fn,
                           pin_memory=loader.pin_memory, drop_last=loader.drop_last,

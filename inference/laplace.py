@@ -271,6 +271,57 @@ class BaseLaplace(Approximation):
         self.prior_precision = math.exp(result.x)
         return self
 
+    def optimize_noise_and_prior_precision(self, data, batch_size: int = 256,
+                                           bounds: tuple[float, float] = (1e-4, 1e4)) -> BaseLaplace:
+        """Choose the prior precision ``delta`` and the noise scale ``sigma`` of a Gaussian
+        likelihood together by the Laplace marginal likelihood (MacKay 1992; Immer et al. 2021).
+
+        The GGN of a Gaussian likelihood is ``H(sigma) = c H0`` with ``c = sigma0^2 / sigma^2``
+        (``H0``, ``sigma0``: the curvature and scale of the last :meth:`fit`), and the fit at the
+        MAP is ``ln p(D | theta*, sigma) = -N/2 ln(2 pi sigma^2) - SSE / (2 sigma^2)``, so::
+
+            ln p(D | delta, sigma) ~= ln p(D | theta*, sigma)
+                                      - 1/2 [P ln c + ln|H0 + delta/c I| - P ln delta + delta ||theta*||^2]
+
+        is maximised over ``(ln delta, ln sigma)`` (``delta`` within ``bounds``); the likelihood's
+        scale is then set to ``sigma`` and the curvature refitted on ``data`` at that scale.
+        Returns self.
+        """
+        from scipy.optimize import minimize
+
+        from bayesdl.models.likelihoods import Gaussian
+
+        self._require_fit()
+        likelihood = self.model.likelihood
+        if not isinstance(likelihood, Gaussian):
+            raise TypeError("the noise scale can be optimised for a homoscedastic Gaussian likelihood only, "
+                            f"this model has {type(likelihood).__name__}")
+        low, high = bounds
+        if not 0 < low < high:
+            raise ValueError(f"bounds must satisfy 0 < low < high, got {bounds}")
+        n, p = self.n_data_, self.num_params
+        sigma0 = float(likelihood.scale.detach())
+        sse = -2.0 * sigma0**2 * (self.log_likelihood_ + 0.5 * n * math.log(2 * math.pi * sigma0**2))
+        scatter = float(self.theta.double() @ self.theta.double())
+
+        def negative_evidence(params):
+            log_delta, log_sigma = params
+            delta, sigma = math.exp(log_delta), math.exp(log_sigma)
+            c = (sigma0 / sigma) ** 2
+            fit = -0.5 * n * math.log(2 * math.pi * sigma**2) - sse / (2 * sigma**2)
+            occam = p * math.log(c) + self._log_det_precision(delta / c) - p * log_delta + delta * scatter
+            return -(fit - 0.5 * occam)
+
+        start = [math.log(min(max(self.prior_precision, low), high)), math.log(sigma0)]
+        result = minimize(negative_evidence, start, method="L-BFGS-B",
+                          bounds=[(math.log(low), math.log(high)), (None, None)])
+        log_delta, log_sigma = (float(v) for v in result.x)
+        with torch.no_grad():
+            likelihood.log_scale.fill_(log_sigma)
+        self.fit(data, batch_size=batch_size)
+        self.prior_precision = math.exp(log_delta)
+        return self
+
     # ------------------------------------------------------------ prediction
     def _sample_subset(self, num_samples: int) -> torch.Tensor:
         """``[S, P]`` draws of the subset from the Gaussian."""
@@ -687,13 +738,20 @@ def laplace(source, subset: str = "all", structure: str = "full", *, hessian: st
 
 
 def fit_laplace(source, data, subset: str = "all", structure: str = "full", *, hessian: str = "ggn",
-                optimize_prior: bool = True, batch_size: int = 256) -> Posterior:
+                optimize_prior: bool = True, batch_size: int = 256,
+                optimize_noise: bool = False) -> Posterior:
     """Build a Laplace approximation around the MAP ``source``, fit it on ``data``, choose the
-    prior precision by marginal likelihood, and return it as a :class:`Posterior`."""
-    if not isinstance(optimize_prior, bool):
-        raise TypeError(f"optimize_prior must be True or False, got {type(optimize_prior).__name__}")
+    prior precision by marginal likelihood, and return it as a :class:`Posterior`.
+
+    ``optimize_noise`` (regression with a Gaussian likelihood) chooses the noise scale with the
+    prior precision (:meth:`BaseLaplace.optimize_noise_and_prior_precision`)."""
+    for name, flag in (("optimize_prior", optimize_prior), ("optimize_noise", optimize_noise)):
+        if not isinstance(flag, bool):
+            raise TypeError(f"{name} must be True or False, got {type(flag).__name__}")
     la = laplace(source, subset, structure, hessian=hessian).fit(data, batch_size=batch_size)
-    if optimize_prior:
+    if optimize_noise:
+        la.optimize_noise_and_prior_precision(data, batch_size=batch_size)
+    elif optimize_prior:
         la.optimize_prior_precision()
     history = source.history if isinstance(source, Posterior) else None
     return Posterior(la.model, la, history)

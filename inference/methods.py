@@ -18,7 +18,7 @@ mean_field ``MeanFieldGuide`` by ``fit``; ``init_scale``
 dropout    ``DropoutGuide`` by ``fit`` (MC dropout as VI); ``p`` (default: each slot's own rate)
 laplace    ``fit_laplace`` around ``map_posterior`` (fitted with ``fit``'s options if not
            given); ``subset``, ``structure``, ``hessian``, ``optimize_prior``,
-           ``curvature_batch_size``
+           ``curvature_batch_size``, ``optimize_noise`` (Gaussian regression)
 nuts       ``nuts`` on ``data = (x, y)``; every option of ``nuts``
 ========== =============================================================================
 
@@ -126,13 +126,13 @@ def _dropout(model, data, *, p: float | None = None, **fit_options) -> Posterior
                  single_process="its curvature pass runs over the whole training set in one process")
 def _laplace(model, data, *, map_posterior: Posterior | None = None, subset: str = "all",
              structure: str = "full", hessian: str = "ggn", optimize_prior: bool = True,
-             curvature_batch_size: int = 256, **fit_options) -> Posterior:
+             curvature_batch_size: int = 256, optimize_noise: bool = False, **fit_options) -> Posterior:
     if map_posterior is None:
         map_posterior = fit(model, MAPGuide(model), data, **fit_options)
     elif fit_options:
         raise TypeError(f"options {sorted(fit_options)} train the MAP, but map_posterior was given")
     return fit_laplace(map_posterior, data, subset, structure, hessian=hessian, optimize_prior=optimize_prior,
-                       batch_size=curvature_batch_size)
+                       batch_size=curvature_batch_size, optimize_noise=optimize_noise)
 
 
 @register_method("nuts", "NUTS (exact reference for small models)", passes_to=nuts,

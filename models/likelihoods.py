@@ -19,8 +19,8 @@ import torch.nn.functional as F
 
 from bayesdl.checks import as_tensor, check_finite, check_labels, check_positive
 
-__all__ = ["Likelihood", "Categorical", "Bernoulli", "Gaussian", "make_likelihood", "Prediction",
-           "ClassPrediction", "RegressionPrediction"]
+__all__ = ["Likelihood", "Categorical", "Bernoulli", "Gaussian", "HeteroscedasticGaussian", "make_likelihood",
+           "Prediction", "ClassPrediction", "RegressionPrediction"]
 
 
 class Prediction:
@@ -62,7 +62,23 @@ class ClassPrediction(Prediction):
 
 @dataclass(frozen=True)
 class RegressionPrediction(Prediction):
-    """Posterior-predictive samples for regression: ``y ~ N(mean[s, n], noise[s, n]^2)``, ``[S, N]``."""
+    """Posterior-predictive samples for regression: ``y ~ N(mean[s, n], noise[s, n]^2)``, ``[S, N]``.
+
+    The predictive distribution is the mixture ``p(y | x, D) ~= 1/S sum_s N(y | mean_s, noise_s^2)``.
+    Its variance splits by the law of total variance (Kendall & Gal 2017, eq. 9)::
+
+        variance  =  1/S sum_s noise_s^2   +   1/S sum_s (mean_s - predictive_mean)^2
+                  =  aleatoric (expected noise variance) + epistemic (variance of the means)
+
+    With homoscedastic noise (``Gaussian``) ``noise`` is the same at every sample and input
+    (a fixed precision ``tau``: ``noise = tau^-1/2``, as in Gal & Ghahramani 2016); with
+    heteroscedastic noise (``HeteroscedasticGaussian``) the network predicts it per input and
+    per sample. Example::
+
+        >>> p = RegressionPrediction(torch.tensor([[0.0], [2.0]]), torch.tensor([[1.0], [1.0]]))
+        >>> p.predictive_mean, p.aleatoric, p.epistemic, p.variance
+        (tensor([1.]), tensor([1.]), tensor([1.]), tensor([2.]))
+    """
 
     mean: torch.Tensor
     noise: torch.Tensor
@@ -72,11 +88,67 @@ class RegressionPrediction(Prediction):
     def num_samples(self) -> int:
         return self.mean.shape[0]
 
+    @property
+    def predictive_mean(self) -> torch.Tensor:
+        """``1/S sum_s mean_s``, ``[N]``: the point prediction (the MC average)."""
+        return self.mean.mean(0)
+
+    @property
+    def aleatoric(self) -> torch.Tensor:
+        """Expected noise variance ``1/S sum_s noise_s^2``, ``[N]``."""
+        return (self.noise**2).mean(0)
+
+    @property
+    def epistemic(self) -> torch.Tensor:
+        """Variance of the sampled means ``1/S sum_s (mean_s - predictive_mean)^2``, ``[N]``."""
+        return self.mean.var(0, unbiased=False)
+
+    @property
+    def variance(self) -> torch.Tensor:
+        """Predictive variance ``aleatoric + epistemic``, ``[N]``."""
+        return self.aleatoric + self.epistemic
+
     def moments(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Predictive mean and variance ``[N]`` of the mixture over samples."""
-        mean = self.mean.mean(0)
-        variance = self.mean.var(0, unbiased=False) + (self.noise**2).mean(0)
-        return mean, variance
+        return self.predictive_mean, self.variance
+
+    def check_targets(self, y) -> torch.Tensor:
+        """``y`` as a finite tensor ``[N]`` matching the predictions (a ``ValueError`` otherwise)."""
+        y = as_tensor(y, "y").to(self.mean.dtype).to(self.mean.device)
+        y = y.squeeze(-1) if y.dim() == 2 and y.shape[1] == 1 else y
+        if y.shape != self.mean.shape[1:]:
+            raise ValueError(f"y must have shape {tuple(self.mean.shape[1:])} (one target per input), "
+                             f"got {tuple(y.shape)}")
+        return check_finite(y, "y")
+
+    def log_likelihood(self, y) -> torch.Tensor:
+        """Predictive log density of targets ``y`` ``[N]``, per example ``[N]`` (nats)::
+
+            ln p(y_n | x_n, D) ~= logsumexp_s ln N(y_n | mean_sn, noise_sn^2) - ln S
+
+        -- the test log-likelihood of Gal & Ghahramani 2016 (their code: ``logsumexp(-tau/2
+        (y - y_s)^2) - ln T - 1/2 ln 2 pi + 1/2 ln tau``); average it over the test set.
+        """
+        y = self.check_targets(y)
+        log_density = (-0.5 * ((y - self.mean) / self.noise) ** 2 - torch.log(self.noise)
+                       - 0.5 * math.log(2 * math.pi))
+        return torch.logsumexp(log_density, dim=0) - math.log(self.num_samples)
+
+    def cdf(self, y) -> torch.Tensor:
+        """The predictive CDF at the targets, ``F(y_n) = 1/S sum_s Phi((y_n - mean_sn) / noise_sn)``,
+        ``[N]`` (the probability integral transform). ``y_n`` lies in the central ``level``
+        interval of the predictive exactly when ``|F(y_n) - 1/2| <= level / 2``."""
+        y = self.check_targets(y)
+        return torch.special.ndtr((y - self.mean) / self.noise).mean(0)
+
+    def affine(self, shift, scale) -> RegressionPrediction:
+        """The prediction of ``shift + scale * y`` (e.g. undoing a target normalisation):
+        means ``shift + scale * mean``, noise ``|scale| * noise``. ``shift``, ``scale``: numbers
+        or tensors broadcasting against ``[N]``."""
+        scale = torch.as_tensor(scale, dtype=self.mean.dtype, device=self.mean.device)
+        if not bool(torch.all(scale != 0)):
+            raise ValueError("scale must be non-zero")
+        return RegressionPrediction(shift + scale * self.mean, scale.abs() * self.noise)
 
     def cpu(self) -> RegressionPrediction:
         return RegressionPrediction(self.mean.cpu(), self.noise.cpu())
@@ -258,11 +330,63 @@ class Gaussian(Likelihood):
         return precision.expand(*mean.shape, 1, 1)
 
 
+class HeteroscedasticGaussian(Likelihood):
+    """``y ~ N(output[:, 0], softplus(output[:, 1])^2 + min_scale^2)``: the network predicts its
+    own noise scale per input (Nix & Weigend 1994; Kendall & Gal 2017). ``output`` ``[N, 2]``.
+
+    Its predictions carry a noise scale per sample and per input, so the aleatoric part of
+    :class:`RegressionPrediction` varies over the inputs. ``min_scale`` keeps the density bounded.
+    """
+
+    task = "regression"
+
+    def __init__(self, min_scale: float = 1e-3):
+        super().__init__()
+        self.min_scale = check_positive(min_scale, "min_scale")
+
+    def _split(self, output: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        scale = torch.sqrt(F.softplus(output[..., 1]) ** 2 + self.min_scale**2)
+        return output[..., 0], scale
+
+    def check_targets(self, y, output):
+        if output.dim() != 2 or output.shape[1] != 2:
+            raise ValueError("a heteroscedastic Gaussian needs two outputs per example [N, 2] (mean, noise "
+                             f"scale): build the network with out_features=2, got {tuple(output.shape)}")
+        y = as_tensor(y, "y")
+        y = y.squeeze(-1) if y.dim() == 2 and y.shape[1] == 1 else y
+        if y.shape != output.shape[:1]:
+            raise ValueError(f"y must have shape {tuple(output.shape[:1])} to match the outputs, "
+                             f"got {tuple(y.shape)}")
+        return check_finite(y.to(output.dtype), "y")
+
+    def distribution(self, output):
+        return dist.Normal(*self._split(output))
+
+    def log_prob(self, output, y):
+        mean, scale = self._split(output)
+        return -0.5 * ((y - mean) / scale) ** 2 - torch.log(scale) - 0.5 * math.log(2 * math.pi)
+
+    def predict(self, output):
+        return RegressionPrediction(*self._split(output))
+
+    def sample_targets(self, output, generator):
+        mean, scale = (t.cpu() for t in self._split(output))
+        return mean + scale * torch.randn(mean.shape, generator=generator)
+
+    def output_hessian(self, output):
+        raise NotImplementedError(
+            "the Hessian of a heteroscedastic Gaussian depends on the target, so its GGN is not "
+            "defined by the output alone; use a homoscedastic Gaussian for Laplace"
+        )
+
+
 def make_likelihood(likelihood) -> Likelihood:
-    """A :class:`Likelihood` from an instance or a name: categorical, bernoulli, gaussian."""
+    """A :class:`Likelihood` from an instance or a name: categorical, bernoulli, gaussian,
+    heteroscedastic."""
     if isinstance(likelihood, Likelihood):
         return likelihood
-    names = {"categorical": Categorical, "bernoulli": Bernoulli, "gaussian": Gaussian}
+    names = {"categorical": Categorical, "bernoulli": Bernoulli, "gaussian": Gaussian,
+             "heteroscedastic": HeteroscedasticGaussian}
     if isinstance(likelihood, str) and likelihood.lower() in names:
         return names[likelihood.lower()]()
     raise ValueError(f"likelihood must be one of {sorted(names)} or a Likelihood, got {likelihood!r}")
