@@ -2,6 +2,7 @@
 
     bdl list
     bdl run regression --out runs/regression [--seed 0] [--quick] [--data-root DIR] [--device cpu]
+    bdl run active-learning --set seeds=1 --set max_labels=300     (a study's own options)
     bdl diagnose runs/two-moons [--plots DIR]
 """
 
@@ -37,6 +38,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--cache-dir", default=None,
                      help="folder caching trained networks by config hash (default: <out>/../.cache)")
     run.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="options",
+                     help="a study option (repeatable), e.g. --set seeds=1; `bdl list` names each study's")
     diagnose = commands.add_parser("diagnose", help="show a saved run's ArviZ diagnostics again",
                                    description="Print the ArviZ diagnostics (R-hat, ESS, PSIS-LOO) of a run "
                                                "folder without refitting.")
@@ -52,6 +55,8 @@ def main(argv: list[str] | None = None) -> int:
         for name, study in STUDIES.items():  # in the course's order
             print(f"{name:<{width}}  {study.description}")
             print(f"{'':<{width}}  reproduces: {study.reproduces}")
+            if study.options:
+                print(f"{'':<{width}}  options (--set KEY=VALUE): {', '.join(study.options)}")
         return 0
     if args.command == "diagnose":
         from .diagnose import diagnose
@@ -65,11 +70,16 @@ def main(argv: list[str] | None = None) -> int:
     from .registry import run_study
 
     out = args.out or os.path.join("runs", args.study)
+    malformed = [item for item in args.options if "=" not in item]
+    if malformed:
+        print(f"bdl: error: --set takes KEY=VALUE, got {malformed}", file=sys.stderr)
+        return 2
+    options = dict(item.split("=", 1) for item in args.options)
     try:
         metrics = run_study(args.study, out, seed=args.seed, quick=args.quick,
                             data_root=args.data_root, device=args.device,
                             progress=not args.no_progress, cache_dir=args.cache_dir,
-                            download=args.download)
+                            download=args.download, options=options)
     except (ValueError, FileNotFoundError) as err:
         print(f"bdl: error: {err}", file=sys.stderr)
         return 2

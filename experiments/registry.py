@@ -30,6 +30,8 @@ class RunContext:
     progress: bool = True
     cache_dir: Path | None = None
     download: bool = False
+    #: the study's options as given on the command line (``--set KEY=VALUE``), as strings
+    options: dict[str, str] = field(default_factory=dict)
 
     def figure(self, fig, name: str) -> str:
         """Save ``fig`` as ``name`` in the run folder; returns the relative name for the report."""
@@ -47,10 +49,19 @@ class StudyResult:
 
 
 def run_study(name: str, out, *, seed: int = 0, quick: bool = False, data_root=None,
-              device: str = "cpu", progress: bool = True, cache_dir=None, download: bool = False) -> dict:
-    """Run study ``name`` into folder ``out``; returns the metrics written to ``metrics.json``."""
+              device: str = "cpu", progress: bool = True, cache_dir=None, download: bool = False,
+              options: dict[str, str] | None = None) -> dict:
+    """Run study ``name`` into folder ``out``; returns the metrics written to ``metrics.json``.
+
+    ``options`` are the study's own settings (``{key: value}`` as strings; the keys it takes are
+    listed in its catalogue entry)."""
     run = load_study(name)  # ValueError for an unknown name
     study = STUDIES[name]
+    options = dict(options or {})
+    unknown = sorted(set(options) - set(study.options))
+    if unknown:
+        raise ValueError(f"study {name!r} has no option {unknown}; "
+                         f"its options: {list(study.options) or 'none'}")
     device = torch.device(device)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError("--device cuda was asked for, but torch sees no CUDA device; use --device cpu")
@@ -68,7 +79,7 @@ def run_study(name: str, out, *, seed: int = 0, quick: bool = False, data_root=N
         ctx = RunContext(folder=folder, seed=seed, quick=quick,
                          data_root=Path(data_root) if data_root else None, device=device,
                          progress=progress, cache_dir=Path(cache_dir) if cache_dir else None,
-                         download=download)
+                         download=download, options=options)
         result = run(ctx)
         seconds = time.perf_counter() - start
         config = {"seed": seed, "quick": quick, "device": str(device), **result.config,
