@@ -66,7 +66,7 @@ def test_batchbald_is_the_greedy_maximiser_of_the_brute_force_joint_mutual_infor
     p = _probs(2, s=6, n=8, c=3).numpy()
     chosen, scores = [], []
     for _ in range(4):
-        best = max((i for i in range(8) if i not in chosen), key=lambda i: _brute_force_mi(p, chosen + [i]))
+        best = max((i for i in range(8) if i not in chosen), key=lambda i: _brute_force_mi(p, [*chosen, i]))
         chosen.append(best)
         scores.append(_brute_force_mi(p, chosen))
     selection = batchbald(torch.from_numpy(p), 4)

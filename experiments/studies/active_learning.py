@@ -71,8 +71,8 @@ class Settings:
     train_limit: int | None = None  # quick mode only
 
 
-QUICK = Settings(seeds=1, epochs=3, max_labels=50, candidates=200, num_samples=5, num_configurations=1000,
-                 test_size=500, train_limit=3000)
+QUICK = Settings(seeds=1, epochs=10, max_labels=40, candidates=100, num_samples=5, num_configurations=500,
+                 test_size=300, train_limit=2000)
 
 
 def _parse(field: dataclasses.Field, text: str):
@@ -159,13 +159,13 @@ def run(ctx: RunContext) -> StudyResult:
 
     start = time.perf_counter()
     stopped_by_budget = False
-    while not all(loop.done(record) for _, _, loop, record, _, _ in runs):
-        if s.time_budget is not None and time.perf_counter() - start > s.time_budget:
-            stopped_by_budget = True
-            break
+    while not stopped_by_budget and not all(loop.done(record) for _, _, loop, record, _, _ in runs):
         # One round: every unfinished run advances one step (the least advanced first).
         for acquisition, seed, loop, record, path, (train, test, val, val_idx, _) in sorted(
                 runs, key=lambda r: len(r[3].labels)):
+            if s.time_budget is not None and time.perf_counter() - start > s.time_budget:
+                stopped_by_budget = True
+                break
             if not loop.done(record):
                 loop.step(record, train, test, path, exclude=val_idx, val=val, progress=False)
                 if ctx.progress:
@@ -230,7 +230,7 @@ def _report(ctx, s: Settings, seeds, acquisitions, records, train, stopped_by_bu
                 f"{s.candidates if s.candidates is not None else 'all'} random pool points scored per step "
                 f"with T = {s.num_samples}; test on "
                 f"{'all 10,000' if s.test_size is None else f'a fixed random {s.test_size}'} test images"
-                + ("; quick mode on the first 3,000 training images" if s.train_limit else ""))
+                + (f"; quick mode on the first {s.train_limit} training images" if s.train_limit else ""))
     budget = (f"\n\n**Stopped by the time budget ({s.time_budget:.0f} s)** before every run reached "
               f"{s.max_labels} labels: the table and curves show what finished." if stopped_by_budget else "")
     batch_note = ""
@@ -273,6 +273,7 @@ def _common_mean(first: dict, second: dict) -> tuple[float, float]:
 def _curves(ctx, s, seeds, acquisitions, records, name, title) -> str:
     fig, axes = new_figure(size=(6.4, 4.4))
     ax = axes[0, 0]
+    top = 0.0
     for a in acquisitions:
         runs = [records[(a, seed)] for seed in seeds]
         steps = min(len(r.labels) for r in runs)
@@ -280,6 +281,7 @@ def _curves(ctx, s, seeds, acquisitions, records, name, title) -> str:
             continue
         acquired = np.array(runs[0].labels[:steps]) - len(runs[0].initial)
         errors = np.array([r.test_error[:steps] for r in runs]) * 100
+        top = max(top, float(errors.max()))
         line, = ax.plot(acquired, errors.mean(0), label=LABELS[a])
         if len(runs) > 1:
             ax.fill_between(acquired, errors.min(0), errors.max(0), color=line.get_color(), alpha=0.2)
@@ -287,7 +289,7 @@ def _curves(ctx, s, seeds, acquisitions, records, name, title) -> str:
         ax.axhline(level, color="grey", lw=0.8, ls="--")
     ax.set_xlabel("acquired images (beyond the 20 initial labels)")
     ax.set_ylabel("test error (%)")
-    ax.set_ylim(0, 30)
+    ax.set_ylim(0, min(100.0, max(30.0, 1.05 * top)))
     ax.grid(alpha=0.3)
     ax.legend()
     band = f"mean over {len(seeds)} seeds, band min-max" if len(seeds) > 1 else f"seed {seeds[0]}"
