@@ -389,7 +389,8 @@ class DropoutGuide(_PointGuide):
                     if split.shape != whole.shape or not torch.allclose(split, whole, rtol=1e-4, atol=1e-5):
                         raise ValueError(
                             f"{type(model.net).__name__}.head(trunk(x)) differs from forward(x): a network "
-                            "that defines trunk and head must compute forward(x) = head(trunk(x))"
+                            "that defines trunk and head must compute forward(x) = head(trunk(x)) (or set "
+                            "guide.cache_trunk = False to always run full passes)"
                         )
             self._trunk_cacheable = cacheable
         return self._trunk_cacheable

@@ -16,6 +16,7 @@ def test_unknown_or_malformed_study_options_are_refused(tmp_path, capsys):
 
 
 @pytest.mark.data
+@pytest.mark.slow
 def test_quick_run_writes_the_table_curves_and_images_and_resumes(tmp_path, data_root, capsys):
     args = ["run", "active-learning", "--quick", "--data-root", str(data_root), "--cache-dir", str(tmp_path / "cache"),
             "--no-progress", "--set", "functions=bald,random", "--set", "max_labels=40"]
