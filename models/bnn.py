@@ -207,7 +207,9 @@ class BNN(nn.Module):
 
         with dropout_rates(self.net, dropout):
             if self._use_channels_last(x):
-                fast_x = x.contiguous(memory_format=torch.channels_last)
+                # The head takes the trunk's output in the layout the trunk made it, as inside
+                # forward (the dropout masks are drawn in that layout).
+                fast_x = x if part == "head" else x.contiguous(memory_format=torch.channels_last)
                 if self._channels_last:
                     return call(fast_x, self.prepare_weights(weights, x))
                 try:  # first image batch: does the network accept channels-last tensors?

@@ -8,9 +8,9 @@ from bayesdl.inference import DropoutGuide, Posterior
 from bayesdl.models import BNN, DBALCNN, LeNet
 
 
-def _posterior(net):
+def _posterior(net, deterministic=()):
     torch.manual_seed(0)
-    model = BNN(net, prior_scale=1.0)
+    model = BNN(net, prior_scale=1.0, deterministic=deterministic)
     guide = DropoutGuide(model, p=None)
     return Posterior(model, guide, method="dropout"), guide
 
@@ -26,10 +26,12 @@ def _conv1_calls(net, posterior, x, num_samples, batch_size):
     return probs, len(calls)
 
 
-@pytest.mark.parametrize("make", [DBALCNN, lambda: LeNet(dropout="last")], ids=["dbalcnn", "lenet-last"])
-def test_the_trunk_runs_once_per_batch_and_the_samples_are_identical(make):
+@pytest.mark.parametrize("make, deterministic", [(DBALCNN, ()), (DBALCNN, ("conv1", "conv2", "fc2")),
+                                                  (lambda: LeNet(dropout="last"), ())],
+                         ids=["dbalcnn", "dbalcnn-deterministic-convs", "lenet-last"])
+def test_the_trunk_runs_once_per_batch_and_the_samples_are_identical(make, deterministic):
     net = make()
-    posterior, guide = _posterior(net)
+    posterior, guide = _posterior(net, deterministic)
     x = torch.randn(30, 1, 28, 28)
     posterior.predict(x[:2], num_samples=1)  # the one-time set-up runs the network a few times
     cached, cached_calls = _conv1_calls(net, posterior, x, 6, 16)
