@@ -12,6 +12,17 @@ if __name__ != "bayesdl.evaluation":  # e.g. `import evaluation` with the reposi
         "(one file must never be importable under two names)"
     )
 
+from .acquisition import (
+    ACQUISITION_FUNCTIONS,
+    BatchSelection,
+    acquire,
+    bald,
+    batchbald,
+    max_entropy,
+    mean_std,
+    random_scores,
+    variation_ratios,
+)
 from .calibration import (
     ReliabilityBins,
     apply_temperature,
@@ -34,6 +45,15 @@ __all__ = [
     "predictive_entropy",
     "expected_entropy",
     "mutual_information",
+    "bald",
+    "variation_ratios",
+    "max_entropy",
+    "mean_std",
+    "random_scores",
+    "batchbald",
+    "BatchSelection",
+    "acquire",
+    "ACQUISITION_FUNCTIONS",
     "ReliabilityBins",
     "reliability_bins",
     "expected_calibration_error",

@@ -25,6 +25,8 @@ class StudyInfo:
     needs_data: bool = False
     #: whether the study takes ``--dataset`` (it then validates the name itself)
     takes_dataset: bool = False
+    #: names of the study's options (``bdl run NAME --set KEY=VALUE``); see the study's docstring
+    options: tuple[str, ...] = ()
 
 
 _ALL = (
@@ -52,6 +54,13 @@ _ALL = (
     StudyInfo("ood", "OOD detection: MNIST against Kuzushiji-MNIST and Fashion-MNIST (MCP, MC dropout, ODIN, Laplace)",
               "course week 3 (Liang et al. 2018; Laplace Redux): AUROC, AUPR, FPR at 95% TPR per OOD set",
               "mnist:run_ood", needs_data=True),
+    StudyInfo("active-learning", "Deep Bayesian active learning on MNIST: BALD, variation ratios, max entropy, "
+              "mean STD, random; BatchBALD",
+              "course applications (Gal, Islam & Ghahramani 2017, Table 1; Kirsch et al. 2019): labels to reach "
+              "10% / 5% test error",
+              "active_learning:run", needs_data=True,
+              options=("functions", "seeds", "epochs", "max_labels", "candidates", "num_samples",
+                       "batchbald", "num_configurations", "test_size", "time_budget")),
     StudyInfo("uci", "UCI regression (9 sets, standard splits): MC dropout, mean-field VI, Laplace; --dataset NAME",
               "Gal & Ghahramani 2016 Table 1: test RMSE and LL; aleatoric/epistemic split; interval coverage",
               "uci:run", needs_data=True, takes_dataset=True),

@@ -4,6 +4,7 @@
     bdl run regression --out runs/regression [--seed 0] [--quick] [--data-root DIR] [--device cpu]
     bdl run mnist-guides --device cuda --devices 4 [--num-nodes 2] [--strategy ddp] [--precision bf16-mixed]
     bdl run uci --dataset yacht
+    bdl run active-learning --set seeds=1 --set max_labels=300     (a study's own options)
     bdl diagnose runs/two-moons [--plots DIR]
 """
 
@@ -56,6 +57,8 @@ def _parser() -> argparse.ArgumentParser:
     parallel.add_argument("--precision", default="32-true",
                           choices=("32-true", "bf16-mixed", "64-true"),
                           help="Lightning precision (default 32-true; bf16-mixed on recent GPUs)")
+    run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="options",
+                     help="a study option (repeatable), e.g. --set seeds=1; `bdl list` names each study's")
     diagnose = commands.add_parser("diagnose", help="show a saved run's ArviZ diagnostics again",
                                    description="Print the ArviZ diagnostics (R-hat, ESS, PSIS-LOO) of a run "
                                                "folder without refitting.")
@@ -90,6 +93,8 @@ def _main(argv):
         for name, study in STUDIES.items():  # in the course's order
             print(f"{name:<{width}}  {study.description}")
             print(f"{'':<{width}}  reproduces: {study.reproduces}")
+            if study.options:
+                print(f"{'':<{width}}  options (--set KEY=VALUE): {', '.join(study.options)}")
         sys.stdout.flush()  # a closed pipe shows here, inside main
         return 0
     if args.command == "diagnose":
@@ -105,13 +110,17 @@ def _main(argv):
     from .registry import run_study
 
     out = args.out or os.path.join("runs", args.study)
+    malformed = [item for item in args.options if "=" not in item]
+    if malformed:
+        return _error(f"--set takes KEY=VALUE, got {malformed}")
+    options = dict(item.split("=", 1) for item in args.options)
     try:
         metrics = run_study(args.study, out, seed=args.seed, quick=args.quick,
                             data_root=args.data_root, device=args.device,
                             progress=not args.no_progress, cache_dir=args.cache_dir,
                             download=args.download, devices=args.devices, num_nodes=args.num_nodes,
                             strategy=args.strategy, precision=args.precision,
-                            dataset=args.dataset)
+                            dataset=args.dataset, options=options)
     except (ValueError, OSError, ImportError) as err:  # a mistake in the inputs, the file system refusing
         return _error(err)
     except KeyboardInterrupt:

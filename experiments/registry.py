@@ -32,6 +32,8 @@ class RunContext:
     cache_dir: Path | None = None
     download: bool = False
     dataset: str | None = None
+    #: the study's options as given on the command line (``--set KEY=VALUE``), as strings
+    options: dict[str, str] = field(default_factory=dict)
 
     def figure(self, fig, name: str) -> str:
         """Save ``fig`` as ``name`` in the run folder (rank 0 alone, in a data-parallel run);
@@ -53,7 +55,8 @@ class StudyResult:
 def run_study(name: str, out, *, seed: int = 0, quick: bool = False, data_root=None,
               device: str = "cpu", progress: bool = True, cache_dir=None, download: bool = False,
               devices: int = 1, num_nodes: int = 1, strategy: str = "ddp",
-              precision: str = "32-true", dataset: str | None = None) -> dict:
+              precision: str = "32-true", dataset: str | None = None,
+              options: dict[str, str] | None = None) -> dict:
     """Run study ``name`` into folder ``out``; returns the metrics written to ``metrics.json``.
 
     Every argument is checked before any work: a mistake raises ``ValueError`` (or
@@ -67,13 +70,20 @@ def run_study(name: str, out, *, seed: int = 0, quick: bool = False, data_root=N
     ``cuda``): its SVI training is data-parallel, its predictions sharded, and rank 0 alone
     writes the results, figures and cached networks.
 
-    ``dataset`` picks the dataset of studies that take one (``uci``).
+    ``dataset`` picks the dataset of studies that take one (``uci``). ``options`` are the
+    study's own settings (``{key: value}`` as strings; the keys it takes are listed in its
+    catalogue entry).
     """
     run = load_study(name)  # ValueError for an unknown name
     study = STUDIES[name]
     if dataset is not None and not study.takes_dataset:
         raise ValueError(f"study {name!r} takes no --dataset; the studies that do: "
                          f"{[s.name for s in STUDIES.values() if s.takes_dataset]}")
+    options = dict(options or {})
+    unknown = sorted(set(options) - set(study.options))
+    if unknown:
+        raise ValueError(f"study {name!r} has no option {unknown}; "
+                         f"its options: {list(study.options) or 'none'}")
     seed = check_int(seed, "seed", minimum=0)
     device = check_device(device)
     check_output_folder(out)
@@ -94,7 +104,7 @@ def run_study(name: str, out, *, seed: int = 0, quick: bool = False, data_root=N
         raise ValueError(f"the data root {data_root} is not a folder; pass --data-root DIR or set "
                          "BAYESDL_DATA")
     launched = devices != 1 or num_nodes != 1 or precision != "32-true" or "TORCHELASTIC_RUN_ID" in os.environ
-    settings = (name, run, out, seed, quick, data_root, progress, cache_dir, download, dataset)
+    settings = (name, run, out, seed, quick, data_root, progress, cache_dir, download, dataset, options)
     if not launched:
         return _run(*settings, device=device, writer=True, parallel={})
     if device.index is not None:
@@ -114,8 +124,8 @@ def _run_on_rank(launch: dict, *settings) -> dict:
     return _run(*settings, device=fabric.device, writer=fabric.is_global_zero, parallel=parallel)
 
 
-def _run(name, run, out, seed, quick, data_root, progress, cache_dir, download, dataset, *, device, writer,
-         parallel) -> dict:
+def _run(name, run, out, seed, quick, data_root, progress, cache_dir, download, dataset, options, *,
+         device, writer, parallel) -> dict:
     if device.type == "cpu":
         retain_freed_memory()  # ~15% faster CPU training of convolutional networks; see bayesdl.runtime
     start = time.perf_counter()
@@ -123,7 +133,7 @@ def _run(name, run, out, seed, quick, data_root, progress, cache_dir, download, 
         ctx = RunContext(folder=folder, seed=seed, quick=quick,
                          data_root=Path(data_root) if data_root else None, device=device,
                          progress=progress, cache_dir=Path(cache_dir) if cache_dir else None,
-                         download=download, dataset=dataset)
+                         download=download, dataset=dataset, options=options)
         result = run(ctx)
         seconds = time.perf_counter() - start
         config = {"seed": seed, "quick": quick, "device": str(device), **parallel,

@@ -270,7 +270,17 @@ class DropoutGuide(_PointGuide):
     in the paper's Caffe models. Weight draws from :meth:`sample_parameters` mask the
     columns of the unfolded kernel (input channel x kernel position), ``q(W) = M diag(z)`` on
     image patches; both give the same prior term.
+
+    **MC prediction reuses the deterministic trunk.** When the network splits as
+    ``head(trunk(x))`` (:attr:`bayesdl.models.BNN.has_trunk`) and no active dropout slot runs
+    inside ``trunk``, :meth:`predictive_outputs` runs the trunk once per batch and only the head
+    ``T`` times (Baal's "MC caching"). The masks are drawn by the same slots in the same order,
+    so for a fixed seed the samples are identical to ``T`` full passes;
+    ``cache_trunk = False`` switches it off.
     """
+
+    #: Reuse the deterministic trunk across the MC passes of a prediction (see the class notes).
+    cache_trunk: bool = True
 
     def __init__(self, model: BNN, p: float | None = 0.5):
         super().__init__(model)
@@ -284,6 +294,7 @@ class DropoutGuide(_PointGuide):
         self.p = None if p is None else check_probability(p, "p")
         self._slots = slots
         self._site_rate: dict[str, float] | None = None
+        self._trunk_cacheable: bool | None = None  # decided on the first prediction
 
     @property
     def rates(self) -> dict[nn.Module, float]:
@@ -343,6 +354,46 @@ class DropoutGuide(_PointGuide):
     def network_output(self, x):
         self.setup(x)
         return self.model.network(x, self.weights, dropout=self.rates)
+
+    def predictive_outputs(self, x, num_samples):
+        """``num_samples`` MC dropout passes ``[S, N, ...]``; the deterministic trunk runs once
+        when the network has one (see the class notes)."""
+        self.setup(x)
+        if not (self.cache_trunk and self._has_deterministic_trunk(x)):
+            return super().predictive_outputs(x, num_samples)
+        features = self.model.network(x, self.weights, part="trunk")
+        return torch.stack([self.model.network(features, self.weights, dropout=self.rates, part="head")
+                            for _ in range(num_samples)])
+
+    def _has_deterministic_trunk(self, x) -> bool:
+        """Whether the network splits as ``head(trunk(x))`` with no active slot in the trunk
+        (checked once, on two inputs, with hooks on the slots)."""
+        if self._trunk_cacheable is None:
+            model = self.model
+            cacheable = model.has_trunk
+            if cacheable:
+                active = [m for m, p in self.rates.items() if p > 0]
+                seen = []
+                hooks = [m.register_forward_hook(lambda m, *_: seen.append(m)) for m in active]
+                try:
+                    with torch.no_grad():
+                        features = model.network(x[:2], self.weights, part="trunk")
+                finally:
+                    for hook in hooks:
+                        hook.remove()
+                cacheable = not seen
+                if cacheable:
+                    with torch.no_grad():
+                        split = model.network(features, self.weights, part="head")
+                        whole = model.network(x[:2], self.weights)
+                    if split.shape != whole.shape or not torch.allclose(split, whole, rtol=1e-4, atol=1e-5):
+                        raise ValueError(
+                            f"{type(model.net).__name__}.head(trunk(x)) differs from forward(x): a network "
+                            "that defines trunk and head must compute forward(x) = head(trunk(x)) (or set "
+                            "guide.cache_trunk = False to always run full passes)"
+                        )
+            self._trunk_cacheable = cacheable
+        return self._trunk_cacheable
 
     def sample_flat(self, num_samples):
         self._require_setup()

@@ -25,7 +25,7 @@ from .likelihoods import (
     make_likelihood,
 )
 from .linear_regression import BayesianLinearRegression
-from .networks import MLP, ConfidNetHead, Dropout, LeNet, dropout_modules
+from .networks import DBALCNN, MLP, ConfidNetHead, Dropout, LeNet, dropout_modules
 from .priors import NormalPrior
 
 __all__ = [
@@ -34,6 +34,7 @@ __all__ = [
     "BayesianLinearRegression",
     "MLP",
     "LeNet",
+    "DBALCNN",
     "ConfidNetHead",
     "Dropout",
     "dropout_modules",

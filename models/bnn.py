@@ -186,28 +186,57 @@ class BNN(nn.Module):
                 for k, v in weights.items()}
 
     def network(self, x: torch.Tensor, weights: Mapping[str, torch.Tensor] | torch.Tensor,
-                dropout: float | Mapping[nn.Module, float] | None = None) -> torch.Tensor:
+                dropout: float | Mapping[nn.Module, float] | None = None,
+                part: str | None = None) -> torch.Tensor:
         """``net(x)`` with the latent weights replaced by ``weights`` (a dict or a flat ``[D]``).
 
         Dropout slots are off unless ``dropout`` gives their rates (used by the dropout guide).
         Images on the CPU run channels-last (see :meth:`prepare_weights`); a network that
         cannot (one that calls ``.view`` on its feature maps, say) is detected on its first
-        batch and keeps the default layout.
+        batch and keeps the default layout. ``part`` runs one method of the network instead
+        of ``forward`` (``"trunk"``, ``"head"``: see :meth:`has_trunk`).
         """
         if isinstance(weights, torch.Tensor):
             weights = self.unflatten(weights)
+        if part is None:
+            target, prefix = self.net, ""
+        else:
+            target, prefix = self._part(part), "net."
+
+        def call(inputs, named):
+            return functional_call(target, {prefix + k: v for k, v in named.items()}, (inputs,))
+
         with dropout_rates(self.net, dropout):
             if self._use_channels_last(x):
-                fast_x = x.contiguous(memory_format=torch.channels_last)
+                # The head takes the trunk's output in the layout the trunk made it, as inside
+                # forward (the dropout masks are drawn in that layout).
+                fast_x = x if part == "head" else x.contiguous(memory_format=torch.channels_last)
                 if self._channels_last:
-                    return functional_call(self.net, self.prepare_weights(weights, x), (fast_x,))
+                    return call(fast_x, self.prepare_weights(weights, x))
                 try:  # first image batch: does the network accept channels-last tensors?
-                    output = functional_call(self.net, self.prepare_weights(weights, x), (fast_x,))
+                    output = call(fast_x, self.prepare_weights(weights, x))
                     self._channels_last = True
                     return output
                 except RuntimeError:
                     self._channels_last = False
-            return functional_call(self.net, dict(weights), (x,))
+            return call(x, weights)
+
+    @property
+    def has_trunk(self) -> bool:
+        """Whether the network splits as ``forward(x) = head(trunk(x))`` (methods ``trunk`` and
+        ``head``; see :mod:`bayesdl.models.networks`), so ``network(x, w, part="trunk")`` and
+        ``part="head"`` run its two halves."""
+        return callable(getattr(self.net, "trunk", None)) and callable(getattr(self.net, "head", None))
+
+    def _part(self, name: str) -> nn.Module:
+        """A module whose forward is ``net.<name>`` (for ``functional_call``; parameters under ``net.``)."""
+        if name not in ("trunk", "head") or not self.has_trunk:
+            raise ValueError(f"part must be 'trunk' or 'head' of a network that defines both, got {name!r} "
+                             f"for {type(self.net).__name__}")
+        parts = self.__dict__.setdefault("_parts", {})  # plain dict: not submodules, not in state_dict
+        if name not in parts:
+            parts[name] = _NetPart(self.net, name)
+        return parts[name]
 
     def last_linear(self) -> tuple[str, nn.Linear]:
         """``(name, module)`` of the output layer: ``net.last_layer`` if the network names one,
@@ -327,6 +356,18 @@ class BNN(nn.Module):
         return (f"BNN({type(self.net).__name__}, {self.num_latent} latent weights in "
                 f"{len(self.sites)} sites, prior={self.prior!r}, "
                 f"likelihood={type(self.likelihood).__name__})")
+
+
+class _NetPart(nn.Module):
+    """``forward`` calls one method of ``net`` (which it holds as the submodule ``net``)."""
+
+    def __init__(self, net: nn.Module, method: str):
+        super().__init__()
+        self.net = net
+        self.method = method
+
+    def forward(self, x):
+        return getattr(self.net, self.method)(x)
 
 
 def bnn_of(model) -> BNN | None:

@@ -1,8 +1,15 @@
-"""Plain torch networks: MLP, the Caffe LeNet of the Bayesian-CNN paper, and the dropout layer.
+"""Plain torch networks: MLP, the Caffe LeNet of the Bayesian-CNN paper, the CNN of deep
+Bayesian active learning, and the dropout layer.
 
 These are ordinary ``nn.Module`` s: train them with plain PyTorch, or lift them into a
 Pyro model with :class:`bayesdl.models.BNN`. Their :class:`Dropout` modules are the *slots* where a
 :class:`bayesdl.inference.DropoutGuide` draws its Bernoulli masks.
+
+**Trunk and head.** A network whose ``forward(x)`` is ``head(trunk(x))`` may expose those two
+methods. When no active dropout slot runs inside ``trunk``, MC prediction with the dropout
+guide computes the trunk once per batch and draws only the head ``T`` times (see
+:meth:`bayesdl.inference.DropoutGuide.predictive_outputs`). :class:`LeNet` (placement "last")
+and :class:`DBALCNN` have them.
 """
 
 from __future__ import annotations
@@ -16,7 +23,7 @@ import torch.nn.functional as F
 from bayesdl.checks import check_int, check_probability
 from bayesdl.random import rand_like
 
-__all__ = ["Dropout", "MLP", "LeNet", "ConfidNetHead", "dropout_modules"]
+__all__ = ["Dropout", "MLP", "LeNet", "DBALCNN", "ConfidNetHead", "dropout_modules"]
 
 
 class _InvertedDropout(torch.autograd.Function):
@@ -150,8 +157,57 @@ class LeNet(nn.Module):
     def last_layer(self) -> nn.Linear:
         return self.fc2
 
+    def trunk(self, x: torch.Tensor) -> torch.Tensor:
+        """Everything before the last dropout slot: :meth:`features` (stochastic for "all")."""
+        return self.features(x)
+
+    def head(self, h: torch.Tensor) -> torch.Tensor:
+        """The last dropout slot and the output layer: ``forward(x) = head(trunk(x))``."""
+        return self.fc2(self.drop_fc1(h))
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc2(self.drop_fc1(self.features(x)))
+        return self.head(self.trunk(x))
+
+
+class DBALCNN(nn.Module):
+    """The CNN of deep Bayesian active learning (Gal, Islam & Ghahramani 2017, sec. 5.1; the
+    Keras ``mnist_cnn`` example their code builds on), for 28x28 images::
+
+        conv 32@4x4 -> ReLU -> conv 32@4x4 -> ReLU -> max-pool 2 -> dropout p_conv
+        -> fc 128 -> ReLU -> dropout p_fc -> fc num_classes
+
+    Both convolutions run before the first dropout slot, so ``trunk`` (the convolutions and the
+    pooling) is deterministic and ``head`` holds every stochastic part: MC dropout computes the
+    trunk once and only the head ``T`` times. (ReLU after max-pooling equals max-pooling after
+    ReLU, and is 4x cheaper.)
+    """
+
+    def __init__(self, p_conv: float = 0.25, p_fc: float = 0.5, in_channels: int = 1,
+                 num_classes: int = 10):
+        super().__init__()
+        self.conv1 = nn.Conv2d(check_int(in_channels, "in_channels", minimum=1), 32, 4)
+        self.conv2 = nn.Conv2d(32, 32, 4)
+        self.drop_conv = Dropout(check_probability(p_conv, "p_conv"))
+        self.fc1 = nn.Linear(32 * 11 * 11, 128)
+        self.drop_fc = Dropout(check_probability(p_fc, "p_fc"))
+        self.fc2 = nn.Linear(128, check_int(num_classes, "num_classes", minimum=2))
+
+    def trunk(self, x: torch.Tensor) -> torch.Tensor:
+        """The deterministic convolutions: ``[N, C, 28, 28]`` -> feature maps ``[N, 32, 11, 11]``."""
+        if x.dim() != 4 or x.shape[-2:] != (28, 28):
+            raise ValueError(f"DBALCNN expects images of shape [N, C, 28, 28], got {tuple(x.shape)}")
+        return F.relu(F.max_pool2d(self.conv2(F.relu(self.conv1(x))), 2))
+
+    def head(self, h: torch.Tensor) -> torch.Tensor:
+        """Dropout, fc 128, dropout, the output layer: ``[N, 32, 11, 11]`` -> logits ``[N, classes]``."""
+        return self.fc2(self.drop_fc(F.relu(self.fc1(self.drop_conv(h).flatten(1)))))
+
+    @property
+    def last_layer(self) -> nn.Linear:
+        return self.fc2
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.trunk(x))
 
 
 class ConfidNetHead(nn.Module):

@@ -1,0 +1,303 @@
+"""Pool-based active learning with any approximate posterior of the registry.
+
+Four separate parts, as in Baal: the data (a labelled set and a pool over any
+``TensorDataset``), the posterior (any method of :func:`bayesdl.inference.approximate`, retrained
+from scratch at every step), the acquisition function (:mod:`bayesdl.evaluation.acquisition`, a
+pure function of predictive samples) and this loop, which records what it did::
+
+    >>> loop = ActiveLearning(lambda: BNN(DBALCNN(), prior_scale=0.44), method="dropout",
+    ...                       acquisition="bald", acquisition_size=10, max_labels=1000,
+    ...                       candidates=2000, num_samples=20,
+    ...                       method_options={"epochs": 50, "batch_size": 128})   # doctest: +SKIP
+    >>> record = loop.run(train, initial_indices, test, path="runs/bald-0.json")   # doctest: +SKIP
+    >>> record.labels, record.test_error                                          # doctest: +SKIP
+
+One step: fit the posterior to the labelled set (a fresh model from ``model_fn``), measure the
+test error, score a random subset of ``candidates`` pool points with ``num_samples`` posterior
+samples (the paper's code scored 2,000 random pool points per step rather than the whole
+pool; ``None`` scores the whole pool), and move the ``acquisition_size`` chosen points from the
+pool to the labelled set. The record -- acquired indices and errors of every step -- is written
+atomically to ``path`` after each step, and a run given an existing record resumes after its
+last step. Every step draws its randomness (initial weights, minibatches, candidates, random
+acquisition, BatchBALD's sampled configurations) from seeds derived from ``(seed, step)``,
+so a resumed run acquires exactly what an uninterrupted one would have.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from torch.utils.data import TensorDataset
+
+from bayesdl.checks import check_int
+from bayesdl.evaluation.acquisition import ACQUISITION_FUNCTIONS, acquire
+from bayesdl.inference import METHODS, approximate
+
+from .io import write_json
+
+__all__ = ["ActiveLearning", "ActiveLearningRecord", "balanced_initial_indices"]
+
+
+@dataclass
+class ActiveLearningRecord:
+    """What an active-learning run did: the ``config`` it ran with, the ``initial`` labelled
+    indices and, for every step ``t``, the labelled-set size ``labels[t]``, the test error of
+    the posterior trained on it ``test_error[t]`` (and ``val_error[t]`` when a validation set
+    is given), the indices ``acquired[t]`` it then asked for (empty at the last step, in the
+    order the acquisition ranked them), and the seconds spent training, scoring and testing."""
+
+    config: dict
+    initial: list[int]
+    labels: list[int] = field(default_factory=list)
+    test_error: list[float] = field(default_factory=list)
+    val_error: list[float] = field(default_factory=list)
+    acquired: list[list[int]] = field(default_factory=list)
+    seconds: list[dict] = field(default_factory=list)
+
+    @property
+    def labelled(self) -> list[int]:
+        """Indices labelled after the last recorded step (the initial ones first)."""
+        return self.initial + [i for step in self.acquired for i in step]
+
+    def labels_to_reach(self, error: float) -> int | None:
+        """The smallest labelled-set size whose test error is at most ``error`` (None: not reached)."""
+        return next((n for n, e in zip(self.labels, self.test_error) if e <= error), None)
+
+    @classmethod
+    def load(cls, path) -> ActiveLearningRecord:
+        return cls(**json.loads(Path(path).read_text()))
+
+    def save(self, path) -> None:
+        write_json(path, asdict(self))
+
+
+def balanced_initial_indices(labels: torch.Tensor, per_class: int, seed: int,
+                             exclude: Sequence[int] = ()) -> list[int]:
+    """``per_class`` random indices of every class of ``labels`` ``[N]`` (the paper's balanced
+    initial set: 2 per class, 20 for MNIST), none from ``exclude``; ordered by class."""
+    per_class = check_int(per_class, "per_class", minimum=1)
+    generator = torch.Generator().manual_seed(seed)
+    allowed = torch.ones(len(labels), dtype=torch.bool)
+    allowed[list(exclude)] = False
+    chosen = []
+    for c in torch.unique(labels).tolist():
+        members = torch.nonzero((labels == c) & allowed).flatten()
+        if len(members) < per_class:
+            raise ValueError(f"class {c} has only {len(members)} examples to draw {per_class} from")
+        chosen += members[torch.randperm(len(members), generator=generator)[:per_class]].tolist()
+    return chosen
+
+
+def _step_seed(seed: int, step: int, stream: int) -> int:
+    """A seed for step ``step`` of run ``seed`` (``stream`` separates the uses within a step)."""
+    return (seed * 1_000_003 + step * 7919 + stream) % (2**31 - 1)
+
+
+@dataclass
+class ActiveLearning:
+    """An active-learning loop; see the module notes.
+
+    Parameters
+    ----------
+    model_fn:
+        ``() -> BNN``: a fresh model, built at every step (the step's seed is set before).
+    method, method_options:
+        The inference method of the registry and its options (e.g. ``epochs``, ``lr``,
+        ``batch_size``); ``seed`` and ``progress`` are set by the loop.
+    acquisition, acquisition_options:
+        A name of :data:`~bayesdl.evaluation.acquisition.ACQUISITION_FUNCTIONS` or
+        ``"batchbald"`` (whose options, e.g. ``num_configurations``, go in ``acquisition_options``).
+    acquisition_size:
+        Points acquired per step.
+    max_labels:
+        The run stops once the labelled set holds at least this many points (after testing).
+    candidates:
+        Pool points scored per step, drawn at random (``None``: the whole pool).
+    num_samples:
+        Posterior samples ``T`` for the acquisition scores.
+    test_samples:
+        ``None``: test error of the network at the posterior's point estimate (dropout off, as
+        the paper's Keras evaluation); an integer: of the MC predictive with that many samples.
+    seed:
+        The run's seed; each step derives its own from it.
+    device, batch_size:
+        Where to train (passed to methods that take ``device``; default theirs) and the batch
+        size of prediction.
+    """
+
+    model_fn: Callable
+    method: str = "dropout"
+    acquisition: str = "bald"
+    acquisition_size: int = 10
+    max_labels: int = 1000
+    candidates: int | None = 2000
+    num_samples: int = 20
+    test_samples: int | None = None
+    method_options: dict = field(default_factory=dict)
+    acquisition_options: dict = field(default_factory=dict)
+    seed: int = 0
+    device: str | torch.device | None = None
+    batch_size: int = 1024
+
+    def __post_init__(self):
+        if self.method not in METHODS:
+            raise ValueError(f"unknown inference method {self.method!r}; choose one of {sorted(METHODS)}")
+        if self.acquisition not in (*ACQUISITION_FUNCTIONS, "batchbald"):
+            raise ValueError(f"unknown acquisition function {self.acquisition!r}; choose one of "
+                             f"{sorted([*ACQUISITION_FUNCTIONS, 'batchbald'])}")
+        if not callable(self.model_fn):
+            raise TypeError("model_fn must be a callable returning a fresh bayesdl.models.BNN")
+        check_int(self.acquisition_size, "acquisition_size", minimum=1)
+        check_int(self.max_labels, "max_labels", minimum=1)
+        check_int(self.num_samples, "num_samples", minimum=1)
+        check_int(self.seed, "seed", minimum=0)
+        if self.candidates is not None:
+            check_int(self.candidates, "candidates", minimum=self.acquisition_size)
+        if self.test_samples is not None:
+            check_int(self.test_samples, "test_samples", minimum=1)
+        reserved = {"seed", "progress", "device"} & set(self.method_options)
+        if reserved:
+            raise ValueError(f"method_options may not set {sorted(reserved)}: the loop sets them")
+
+    def config(self, initial: Sequence[int], exclude: Sequence[int]) -> dict:
+        """What determines the run (compared when resuming)."""
+        return {"method": self.method, "method_options": dict(self.method_options),
+                "acquisition": self.acquisition, "acquisition_options": dict(self.acquisition_options),
+                "acquisition_size": self.acquisition_size, "max_labels": self.max_labels,
+                "candidates": self.candidates, "num_samples": self.num_samples,
+                "test_samples": self.test_samples, "seed": self.seed,
+                "initial_size": len(initial), "excluded": len(exclude)}
+
+    # ------------------------------------------------------------------ running
+    def start(self, train: TensorDataset, initial: Sequence[int], path=None,
+              exclude: Sequence[int] = ()) -> ActiveLearningRecord:
+        """The record to continue: loaded from ``path`` when it exists (its configuration must
+        match), else a new one."""
+        initial = [int(i) for i in initial]
+        n = len(train)
+        if not initial:
+            raise ValueError("the initial labelled set is empty; pass at least one index")
+        if len(set(initial)) != len(initial) or min(initial) < 0 or max(initial) >= n:
+            raise ValueError(f"initial indices must be distinct and in [0, {n}), got {len(initial)} indices")
+        if set(initial) & {int(i) for i in exclude}:
+            raise ValueError("an initial index is also in exclude")
+        config = json.loads(json.dumps(self.config(initial, exclude)))
+        if path is None or not Path(path).exists():
+            return ActiveLearningRecord(config=config, initial=initial)
+        record = ActiveLearningRecord.load(path)
+        if ({**record.config, "max_labels": None} != {**config, "max_labels": None}
+                or record.initial != initial):
+            raise ValueError(f"{path} holds a run with another configuration or initial set; "
+                             "use another path or delete it to start afresh")
+        return self._resized(record)
+
+    def _resized(self, record: ActiveLearningRecord) -> ActiveLearningRecord:
+        """A saved record of the same run with another ``max_labels`` (its steps do not depend on
+        it): cut after the first step reaching the new limit, or reopened to go further."""
+        if record.config["max_labels"] == self.max_labels:
+            return record
+        record.config["max_labels"] = self.max_labels
+        last = next((t for t, n in enumerate(record.labels) if n >= self.max_labels), None)
+        if last is not None:  # cut, in memory (the file keeps the longer run)
+            for name in ("labels", "test_error", "acquired", "seconds"):
+                del getattr(record, name)[last + 1:]
+            del record.val_error[last + 1:]
+            record.acquired[-1] = []
+        elif record.acquired and not record.acquired[-1]:  # stopped at the old limit: redo that step
+            cut = len(record.labels) - 1
+            for name in ("labels", "test_error", "val_error", "acquired", "seconds"):
+                del getattr(record, name)[cut:]
+        return record
+
+    def done(self, record: ActiveLearningRecord) -> bool:
+        """Whether the run has reached ``max_labels`` (or emptied the pool)."""
+        return bool(record.labels) and not record.acquired[-1]
+
+    def step(self, record: ActiveLearningRecord, train: TensorDataset, test: TensorDataset,
+             path=None, exclude: Sequence[int] = (), val: TensorDataset | None = None,
+             progress: bool = False) -> ActiveLearningRecord:
+        """Run one step on ``record`` (train, test, acquire), save it to ``path``, return it."""
+        if self.done(record):
+            return record
+        t = len(record.labels)
+        x, y = train.tensors
+        labelled = record.labelled
+        seconds = {}
+        clock = time.perf_counter()
+        torch.manual_seed(_step_seed(self.seed, t, 0))
+        model = self.model_fn()
+        offered = {"seed": _step_seed(self.seed, t, 1), "progress": progress, "device": self.device}
+        accepted = {k: v for k, v in offered.items() if k in METHODS[self.method].options and v is not None}
+        posterior = approximate(self.method, model, (x[labelled], y[labelled]), **accepted,
+                                **self.method_options)
+        seconds["train"] = time.perf_counter() - clock
+
+        clock = time.perf_counter()
+        test_error = self._error(posterior, *test.tensors)
+        val_error = self._error(posterior, *val.tensors) if val is not None else None
+        seconds["test"] = time.perf_counter() - clock
+
+        acquired: list[int] = []
+        if len(labelled) < self.max_labels:
+            clock = time.perf_counter()
+            taken = torch.zeros(len(y), dtype=torch.bool)
+            taken[labelled] = True
+            taken[[int(i) for i in exclude]] = True
+            pool = torch.nonzero(~taken).flatten()
+            generator = torch.Generator().manual_seed(_step_seed(self.seed, t, 2))
+            if self.candidates is not None and len(pool) > self.candidates:
+                pool = pool[torch.randperm(len(pool), generator=generator)[:self.candidates]]
+            size = min(self.acquisition_size, len(pool))
+            if size > 0:
+                torch.manual_seed(_step_seed(self.seed, t, 3))
+                probs = posterior.predict(x[pool], num_samples=self.num_samples,
+                                          batch_size=self.batch_size).probs
+                chosen = acquire(self.acquisition, probs.cpu(), size, generator=generator,
+                                 **self.acquisition_options)
+                acquired = pool[chosen].tolist()
+            seconds["acquire"] = time.perf_counter() - clock
+        record.labels.append(len(labelled))
+        record.test_error.append(test_error)
+        if val_error is not None:
+            record.val_error.append(val_error)
+        record.acquired.append(acquired)
+        record.seconds.append(seconds)
+        if path is not None:
+            record.save(path)
+        return record
+
+    def run(self, train: TensorDataset, initial: Sequence[int], test: TensorDataset, path=None,
+            exclude: Sequence[int] = (), val: TensorDataset | None = None,
+            progress: bool = False) -> ActiveLearningRecord:
+        """Run (or resume, from ``path``) until ``max_labels``; returns the record.
+
+        ``train`` is the dataset the labelled set and the pool index (``initial`` is labelled at
+        the start; ``exclude``, e.g. a validation split, is never acquired); ``test`` measures
+        the error after every step; ``val`` (optional) too.
+        """
+        record = self.start(train, initial, path, exclude)
+        while not self.done(record):
+            self.step(record, train, test, path, exclude, val, progress)
+        return record
+
+    @torch.no_grad()
+    def _error(self, posterior, x: torch.Tensor, y: torch.Tensor) -> float:
+        """Classification error of ``posterior`` on ``(x, y)``: at its point estimate, or of its
+        MC predictive with ``test_samples`` samples."""
+        wrong = 0
+        if self.test_samples is None:
+            weights = posterior.point_estimate()
+            bnn = posterior.bnn
+            for xb, yb in zip(x.split(self.batch_size), y.split(self.batch_size)):
+                out = bnn.network(bnn.check_inputs(xb), weights)
+                wrong += int((out.argmax(-1).cpu() != yb).sum())
+        else:
+            for xb, yb in zip(x.split(self.batch_size), y.split(self.batch_size)):
+                predictive = posterior.predict(xb, num_samples=self.test_samples).predictive
+                wrong += int((predictive.argmax(-1).cpu() != yb).sum())
+        return wrong / len(y)
