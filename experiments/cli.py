@@ -37,6 +37,12 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--cache-dir", default=None,
                      help="folder caching trained networks by config hash (default: <out>/../.cache)")
     run.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    run.add_argument("--epochs", type=int, default=None,
+                     help="training epochs of every network of the MNIST week-3 studies (a reduced run; "
+                          "default: the study's own, 50)")
+    run.add_argument("--samples", type=int, default=None,
+                     help="posterior samples per prediction in the MNIST week-3 studies (a reduced run; "
+                          "default: the study's own, 100)")
     diagnose = commands.add_parser("diagnose", help="show a saved run's ArviZ diagnostics again",
                                    description="Print the ArviZ diagnostics (R-hat, ESS, PSIS-LOO) of a run "
                                                "folder without refitting.")
@@ -69,7 +75,8 @@ def main(argv: list[str] | None = None) -> int:
         metrics = run_study(args.study, out, seed=args.seed, quick=args.quick,
                             data_root=args.data_root, device=args.device,
                             progress=not args.no_progress, cache_dir=args.cache_dir,
-                            download=args.download)
+                            download=args.download, epochs=args.epochs,
+                            samples=args.samples)
     except (ValueError, FileNotFoundError) as err:
         print(f"bdl: error: {err}", file=sys.stderr)
         return 2

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import torch
 
+from bayesdl.checks import check_int
 from bayesdl.runtime import retain_freed_memory
 
 from .catalogue import STUDIES, load_study
@@ -30,6 +31,10 @@ class RunContext:
     progress: bool = True
     cache_dir: Path | None = None
     download: bool = False
+    #: training epochs of the MNIST week-3 networks, overriding the study's (a reduced run)
+    epochs: int | None = None
+    #: posterior samples per prediction in the MNIST week-3 studies, overriding the study's
+    samples: int | None = None
 
     def figure(self, fig, name: str) -> str:
         """Save ``fig`` as ``name`` in the run folder; returns the relative name for the report."""
@@ -47,7 +52,8 @@ class StudyResult:
 
 
 def run_study(name: str, out, *, seed: int = 0, quick: bool = False, data_root=None,
-              device: str = "cpu", progress: bool = True, cache_dir=None, download: bool = False) -> dict:
+              device: str = "cpu", progress: bool = True, cache_dir=None, download: bool = False,
+              epochs: int | None = None, samples: int | None = None) -> dict:
     """Run study ``name`` into folder ``out``; returns the metrics written to ``metrics.json``."""
     run = load_study(name)  # ValueError for an unknown name
     study = STUDIES[name]
@@ -68,7 +74,9 @@ def run_study(name: str, out, *, seed: int = 0, quick: bool = False, data_root=N
         ctx = RunContext(folder=folder, seed=seed, quick=quick,
                          data_root=Path(data_root) if data_root else None, device=device,
                          progress=progress, cache_dir=Path(cache_dir) if cache_dir else None,
-                         download=download)
+                         download=download,
+                         epochs=None if epochs is None else check_int(epochs, "epochs", minimum=1),
+                         samples=None if samples is None else check_int(samples, "samples", minimum=1))
         result = run(ctx)
         seconds = time.perf_counter() - start
         config = {"seed": seed, "quick": quick, "device": str(device), **result.config,
