@@ -67,6 +67,8 @@ def run_study(name: str, out, *, seed: int = 0, quick: bool = False, data_root=N
             f"study {name!r} needs datasets: pass --data-root DIR or set BAYESDL_DATA to a "
             "torchvision dataset root (holding MNIST/raw/..., FashionMNIST/raw/..., KMNIST/raw/...)"
         )
+    epochs = None if epochs is None else check_int(epochs, "epochs", minimum=1)
+    samples = None if samples is None else check_int(samples, "samples", minimum=1)
     if device.type == "cpu":
         retain_freed_memory()  # ~15% faster CPU training of convolutional networks; see bayesdl.runtime
     start = time.perf_counter()
@@ -74,9 +76,7 @@ def run_study(name: str, out, *, seed: int = 0, quick: bool = False, data_root=N
         ctx = RunContext(folder=folder, seed=seed, quick=quick,
                          data_root=Path(data_root) if data_root else None, device=device,
                          progress=progress, cache_dir=Path(cache_dir) if cache_dir else None,
-                         download=download,
-                         epochs=None if epochs is None else check_int(epochs, "epochs", minimum=1),
-                         samples=None if samples is None else check_int(samples, "samples", minimum=1))
+                         download=download, epochs=epochs, samples=samples)
         result = run(ctx)
         seconds = time.perf_counter() - start
         config = {"seed": seed, "quick": quick, "device": str(device), **result.config,
