@@ -217,17 +217,25 @@ def _accuracy(probs, labels) -> float:
 def _against_the_ensemble(values: dict[str, float], methods: dict[str, str], costs: dict[str, float],
                           reference: str, tolerance: float, higher_is_better: bool, unit: str) -> str:
     """Which single-network rows come within ``tolerance`` of the ensemble row ``reference``
-    at no more than a fifth of its training cost (``methods``: row -> registered method)."""
-    ref, budget = values[reference], costs[reference] / 5
+    at a fifth of its training cost (``methods``: row -> registered method).
+
+    Costs are measured seconds on a shared machine, so "a fifth" allows 10% of timing noise:
+    a single MAP network of the ensemble's recipe must qualify whatever the noise.
+    """
+    ref, total = values[reference], costs[reference]
     single = [r for r in values if "fit_member" not in METHODS[methods[r]].options]
     gap = {r: (ref - values[r]) if higher_is_better else (values[r] - ref) for r in single}
-    close = [r for r in single if gap[r] <= tolerance and costs[r] <= budget]
+
+    def describe(r):
+        side = "behind" if gap[r] > 0 else "ahead"
+        return f"{r} ({side} by {abs(gap[r]):.4g} {unit}, {costs[r] / total:.2f} of the cost)"
+
+    close = [r for r in single if gap[r] <= tolerance and costs[r] <= 1.1 * total / 5]
     nearest = min(single, key=gap.get)
-    verdict = (f"within reach: {', '.join(f'{r} ({gap[r]:+.4g} {unit}, {costs[r]:.0f} s)' for r in close)}"
-               if close else f"none is; the closest is {nearest} ({gap[nearest]:+.4g} {unit} behind, "
-               f"{costs[nearest]:.0f} s)")
-    return (f"Single-network methods within {tolerance:g} {unit} of {reference} ({ref:.4g}; trained in "
-            f"{costs[reference]:.0f} s) at a fifth of its training cost (<= {budget:.0f} s): {verdict}.")
+    verdict = (f"{', '.join(describe(r) for r in close)}" if close
+               else f"none; the closest is {describe(nearest)}")
+    return (f"Single-network methods within {tolerance:g} {unit} of {reference} ({ref:.4g}; "
+            f"{total:.0f} s of training) at a fifth of its training cost: {verdict}.")
 
 
 # ----------------------------------------------------------------------- mnist-dropout
