@@ -32,13 +32,14 @@ def _linear_model(d=3, sigma=0.5, prior_scale=1.0):
     return BNN(nn.Linear(d, 1, bias=False), prior_scale=prior_scale, likelihood=Gaussian(scale=sigma))
 
 
-def _swag_blr(swag_lr, rank=20, epochs=200):
+def _swag_blr(swag_lr, rank=20, epochs=100):
     x, y = _regression()
-    return approximate("swag", _linear_model(), (x, y), epochs=30, lr=0.05, batch_size=20, seed=0,
+    return approximate("swag", _linear_model(), (x, y), epochs=30, lr=0.05, batch_size=50, seed=0,
                        progress=False, swag_epochs=epochs, swag_lr=swag_lr, swag_momentum=0.0,
                        collect_every=1, rank=rank), (x, y)
 
 
+@pytest.mark.slow  # 520 SGD steps: seconds on an idle CPU
 def test_swag_mean_is_the_closed_form_posterior_mean_of_linear_regression():
     """Constant-learning-rate SGD is stationary around the optimum (Mandt et al. 2017); for
     Bayesian linear regression that is the posterior mean, which the SWA average recovers."""
