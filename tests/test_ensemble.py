@@ -6,6 +6,7 @@ import torch
 
 from bayesdl.inference import (
     METHODS,
+    Draws,
     Ensemble,
     Posterior,
     approximate,
@@ -75,8 +76,6 @@ def test_laplace_members_predict_through_their_own_linearisation():
     assert log_lik.shape == (1, 6, 90)
     for k, member in enumerate(members):
         own = {name: w[:, k::2] for name, w in draws.samples.items()}
-        from bayesdl.inference import Draws
-
         torch.testing.assert_close(log_lik[:, k::2], member.log_likelihood(x, y, draws=Draws(own)))
 
 
