@@ -59,6 +59,12 @@ def _parser() -> argparse.ArgumentParser:
                           help="Lightning precision (default 32-true; bf16-mixed on recent GPUs)")
     run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="options",
                      help="a study option (repeatable), e.g. --set seeds=1; `bdl list` names each study's")
+    run.add_argument("--epochs", type=int, default=None,
+                     help="training epochs of every network of the MNIST week-3 studies (a reduced run; "
+                          "default: the study's own, 50)")
+    run.add_argument("--samples", type=int, default=None,
+                     help="posterior samples per prediction in the MNIST week-3 studies (a reduced run; "
+                          "default: the study's own, 100)")
     diagnose = commands.add_parser("diagnose", help="show a saved run's ArviZ diagnostics again",
                                    description="Print the ArviZ diagnostics (R-hat, ESS, PSIS-LOO) of a run "
                                                "folder without refitting.")
@@ -120,7 +126,8 @@ def _main(argv):
                             progress=not args.no_progress, cache_dir=args.cache_dir,
                             download=args.download, devices=args.devices, num_nodes=args.num_nodes,
                             strategy=args.strategy, precision=args.precision,
-                            dataset=args.dataset, options=options)
+                            dataset=args.dataset, options=options, epochs=args.epochs,
+                            samples=args.samples)
     except (ValueError, OSError, ImportError) as err:  # a mistake in the inputs, the file system refusing
         return _error(err)
     except KeyboardInterrupt:

@@ -34,6 +34,10 @@ class RunContext:
     dataset: str | None = None
     #: the study's options as given on the command line (``--set KEY=VALUE``), as strings
     options: dict[str, str] = field(default_factory=dict)
+    #: training epochs of the MNIST week-3 networks, overriding the study's (a reduced run)
+    epochs: int | None = None
+    #: posterior samples per prediction in the MNIST week-3 studies, overriding the study's
+    samples: int | None = None
 
     def figure(self, fig, name: str) -> str:
         """Save ``fig`` as ``name`` in the run folder (rank 0 alone, in a data-parallel run);
@@ -56,7 +60,8 @@ def run_study(name: str, out, *, seed: int = 0, quick: bool = False, data_root=N
               device: str = "cpu", progress: bool = True, cache_dir=None, download: bool = False,
               devices: int = 1, num_nodes: int = 1, strategy: str = "ddp",
               precision: str = "32-true", dataset: str | None = None,
-              options: dict[str, str] | None = None) -> dict:
+              options: dict[str, str] | None = None, epochs: int | None = None,
+              samples: int | None = None) -> dict:
     """Run study ``name`` into folder ``out``; returns the metrics written to ``metrics.json``.
 
     Every argument is checked before any work: a mistake raises ``ValueError`` (or
@@ -72,7 +77,8 @@ def run_study(name: str, out, *, seed: int = 0, quick: bool = False, data_root=N
 
     ``dataset`` picks the dataset of studies that take one (``uci``). ``options`` are the
     study's own settings (``{key: value}`` as strings; the keys it takes are listed in its
-    catalogue entry).
+    catalogue entry). ``epochs`` and ``samples`` override the training epochs and posterior
+    samples of the MNIST week-3 studies (a reduced run).
     """
     run = load_study(name)  # ValueError for an unknown name
     study = STUDIES[name]
@@ -103,37 +109,44 @@ def run_study(name: str, out, *, seed: int = 0, quick: bool = False, data_root=N
     if study.needs_data and not Path(data_root).is_dir():
         raise ValueError(f"the data root {data_root} is not a folder; pass --data-root DIR or set "
                          "BAYESDL_DATA")
+    epochs = None if epochs is None else check_int(epochs, "epochs", minimum=1)
+    samples = None if samples is None else check_int(samples, "samples", minimum=1)
     launched = devices != 1 or num_nodes != 1 or precision != "32-true" or "TORCHELASTIC_RUN_ID" in os.environ
-    settings = (name, run, out, seed, quick, data_root, progress, cache_dir, download, dataset, options)
+    settings = {"name": name, "run": run, "out": out, "seed": seed, "quick": quick, "data_root": data_root,
+                "progress": progress, "cache_dir": cache_dir, "download": download, "dataset": dataset,
+                "options": options, "epochs": epochs, "samples": samples}
     if not launched:
-        return _run(*settings, device=device, writer=True, parallel={})
+        return _run(settings, device=device, writer=True, parallel={})
     if device.index is not None:
         raise ValueError(f"--devices picks the devices itself: pass --device {device.type}, not {device}")
     from bayesdl.inference import distributed
 
     launch = {"devices": devices, "num_nodes": num_nodes, "strategy": strategy, "precision": precision}
-    return distributed.launch(_run_on_rank, launch, *settings, accelerator=device.type, **launch)
+    return distributed.launch(_run_on_rank, launch, settings, accelerator=device.type, **launch)
 
 
-def _run_on_rank(launch: dict, *settings) -> dict:
+def _run_on_rank(launch: dict, settings: dict) -> dict:
     """One rank's share of a launched study: its device, rank 0 alone writing."""
     from bayesdl.inference import distributed
 
     fabric = distributed.current()
     parallel = {"distributed": {**launch, "world_size": fabric.world_size}}
-    return _run(*settings, device=fabric.device, writer=fabric.is_global_zero, parallel=parallel)
+    return _run(settings, device=fabric.device, writer=fabric.is_global_zero, parallel=parallel)
 
 
-def _run(name, run, out, seed, quick, data_root, progress, cache_dir, download, dataset, options, *,
-         device, writer, parallel) -> dict:
+def _run(settings: dict, *, device, writer: bool, parallel: dict) -> dict:
+    """Run the study in this process: ``settings`` are :func:`run_study`'s checked arguments."""
+    name, run, seed, quick, dataset = (settings[k] for k in ("name", "run", "seed", "quick", "dataset"))
+    data_root, cache_dir = settings["data_root"], settings["cache_dir"]
     if device.type == "cpu":
         retain_freed_memory()  # ~15% faster CPU training of convolutional networks; see bayesdl.runtime
     start = time.perf_counter()
-    with RunFolder(out, writer=writer) as folder:
+    with RunFolder(settings["out"], writer=writer) as folder:
         ctx = RunContext(folder=folder, seed=seed, quick=quick,
                          data_root=Path(data_root) if data_root else None, device=device,
-                         progress=progress, cache_dir=Path(cache_dir) if cache_dir else None,
-                         download=download, dataset=dataset, options=options)
+                         progress=settings["progress"], cache_dir=Path(cache_dir) if cache_dir else None,
+                         download=settings["download"], dataset=dataset, options=settings["options"],
+                         epochs=settings["epochs"], samples=settings["samples"])
         result = run(ctx)
         seconds = time.perf_counter() - start
         config = {"seed": seed, "quick": quick, "device": str(device), **parallel,

@@ -1,12 +1,15 @@
 """Inference: from a model to an approximate posterior.
 
 - :func:`approximate` and :data:`METHODS`: every method by name (``map``, ``mean_field``,
-  ``dropout``, ``laplace``, ``nuts``), each returning a :class:`Posterior`;
+  ``dropout``, ``laplace``, ``nuts``, ``swag``, ``ensemble``, ``deep_ensemble``, ``multiswag``),
+  each returning a :class:`Posterior`;
 - guides fitted by SVI: :class:`MeanFieldGuide`, :class:`DropoutGuide`, :class:`MAPGuide`,
   with :func:`fit` (checkpoints: :func:`load_checkpoint`) and the structured :class:`BNNElbo`;
 - Laplace approximations around the MAP (:func:`fit_laplace`, one class per weight subset and
   Hessian structure);
 - :func:`nuts` for models small enough to sample exactly;
+- SWAG (:class:`SWAGGuide`, :func:`fit_swag`) and ensembles of any method (:class:`Ensemble`,
+  :func:`fit_ensemble`: deep ensembles, MultiSWAG, mixtures of Laplace approximations);
 - :class:`Posterior`, the one object every method returns, and :func:`to_inference_data`,
   which turns any of them into ArviZ data;
 - :mod:`bayesdl.inference.distributed`: ``fit`` data-parallel and ``predict`` sharded over several
@@ -24,6 +27,7 @@ from bayesdl.models.likelihoods import ClassPrediction, Prediction, RegressionPr
 from . import distributed
 from .checkpoints import load_checkpoint
 from .elbo import BNNElbo
+from .ensemble import Ensemble, fit_ensemble, reinitialised
 from .guides import BNNGuide, DropoutGuide, MAPGuide, MeanFieldGuide
 from .history import TrainingHistory
 from .idata import to_inference_data
@@ -44,6 +48,7 @@ from .mcmc import MCMCSamples, nuts
 from .methods import METHODS, MethodInfo, approximate, register_method
 from .posterior import Approximation, Draws, Posterior, PyroGuideApproximation
 from .svi import NonFiniteLossError, exponential_decay, fit
+from .swag import SWAGGuide, fit_swag
 
 __all__ = [
     "distributed",
@@ -82,4 +87,9 @@ __all__ = [
     "CurvatureWarning",
     "nuts",
     "MCMCSamples",
+    "SWAGGuide",
+    "fit_swag",
+    "Ensemble",
+    "fit_ensemble",
+    "reinitialised",
 ]

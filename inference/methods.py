@@ -20,6 +20,15 @@ laplace    ``fit_laplace`` around ``map_posterior`` (fitted with ``fit``'s optio
            given); ``subset``, ``structure``, ``hessian``, ``optimize_prior``,
            ``curvature_batch_size``, ``optimize_noise`` (Gaussian regression)
 nuts       ``nuts`` on ``data = (x, y)``; every option of ``nuts``
+swag       ``fit_swag`` (SWAG, Maddox et al. 2019) from ``map_posterior`` (fitted with
+           ``fit``'s options if not given); ``swag_epochs``, ``swag_lr``, ``swag_momentum``,
+           ``rank``, ``collect_every``, ``burn_in``, ``swag_checkpoint``
+ensemble   ``fit_ensemble``: ``members`` posteriors of the method ``member``, fitted
+           independently (``seeds``; ``member_options``; or ``fit_member(method, seed)``)
+deep_      ``members`` MAP networks (Lakshminarayanan et al. 2017); ``seeds``,
+ensemble   ``fit_member``, and every option of ``fit`` for each member
+multiswag  ``members`` SWAGs (Wilson & Izmailov 2020); ``seeds``, ``fit_member``, and every
+           option of ``swag`` but ``map_posterior``
 ========== =============================================================================
 
 Under a launched Fabric (:mod:`bayesdl.inference.distributed`) the SVI methods train
@@ -34,11 +43,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from . import distributed
+from .ensemble import fit_ensemble
 from .guides import DropoutGuide, MAPGuide, MeanFieldGuide
 from .laplace import fit_laplace
 from .mcmc import nuts
 from .posterior import Posterior
 from .svi import fit
+from .swag import SHARED_FIT_OPTIONS, fit_swag
 
 __all__ = ["approximate", "register_method", "METHODS", "MethodInfo"]
 
@@ -65,22 +76,24 @@ def _keywords(function) -> set[str]:
             if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)}
 
 
-def register_method(name: str, description: str, *, passes_to: Callable | None = None,
+def register_method(name: str, description: str, *,
+                    passes_to: Callable | tuple[Callable, ...] | None = None,
                     single_process: str | None = None):
     """Decorator registering ``factory(model, data, **options) -> Posterior`` under ``name``.
 
     The options it accepts are its own keyword parameters, plus those of ``passes_to`` (e.g.
-    ``fit``) when it forwards ``**options`` there; :func:`approximate` refuses any other.
-    ``single_process`` says why the method is not data-parallel, if it is not (methods built on
-    ``fit`` are).
+    ``fit``, or a tuple of functions) when it forwards ``**options`` there; :func:`approximate`
+    refuses any other. ``single_process`` says why the method is not data-parallel, if it is not
+    (methods built on ``fit`` are).
     """
     if not isinstance(name, str) or not name:
         raise ValueError("a method needs a non-empty name")
 
     def decorate(factory):
         options = _keywords(factory) - {"model", "data"}
-        if passes_to is not None:
-            options |= _keywords(passes_to) - {"model", "guide", "data"}
+        targets = () if passes_to is None else passes_to if isinstance(passes_to, tuple) else (passes_to,)
+        for target in targets:
+            options |= _keywords(target) - {"model", "guide", "data"}
         METHODS[name] = MethodInfo(name, factory, description, frozenset(options), single_process)
         return factory
 
@@ -142,3 +155,40 @@ def _nuts(model, data, **nuts_options) -> Posterior:
         raise TypeError(f"nuts samples the full-data posterior: pass data as a tuple (x, y), got "
                         f"{type(data).__name__}")
     return nuts(model, *data, **nuts_options)
+
+
+@register_method("swag", "SWAG: a Gaussian from the moments of SGD iterates (Maddox et al. 2019)",
+                 passes_to=fit)
+def _swag(model, data, *, map_posterior: Posterior | None = None, swag_epochs: int = 10,
+          swag_lr: float = 0.01, swag_momentum: float = 0.9, rank: int = 20,
+          collect_every: int | None = None, burn_in: int = 0, swag_checkpoint=None,
+          **fit_options) -> Posterior:
+    shared = {k: v for k, v in fit_options.items() if k in SHARED_FIT_OPTIONS}
+    if map_posterior is None:
+        map_posterior = fit(model, MAPGuide(model), data, **fit_options)
+    elif set(fit_options) - SHARED_FIT_OPTIONS:
+        raise TypeError(f"options {sorted(set(fit_options) - SHARED_FIT_OPTIONS)} train the MAP, but "
+                        "map_posterior was given; the SWAG phase takes swag_epochs, swag_lr, swag_momentum, "
+                        "swag_checkpoint")
+    return fit_swag(map_posterior, data, epochs=swag_epochs, lr=swag_lr, momentum=swag_momentum, rank=rank,
+                    collect_every=collect_every, burn_in=burn_in, checkpoint=swag_checkpoint, **shared)
+
+
+@register_method("ensemble", "independently fitted members of any registered method, as one mixture")
+def _ensemble(model, data, *, member: str = "map", members: int = 5, seeds=None, fit_member=None,
+              member_options: dict | None = None) -> Posterior:
+    return fit_ensemble(model, data, member, members, seeds, fit_member, **(member_options or {}))
+
+
+@register_method("deep_ensemble", "deep ensemble: K MAP networks from independent initialisations",
+                 passes_to=fit)
+def _deep_ensemble(model, data, *, members: int = 5, seeds=None, fit_member=None, **fit_options) -> Posterior:
+    return fit_ensemble(model, data, "map", members, seeds, fit_member, **fit_options)
+
+
+@register_method("multiswag", "MultiSWAG: an ensemble of K SWAGs (Wilson & Izmailov 2020)",
+                 passes_to=(_swag, fit))
+def _multiswag(model, data, *, members: int = 5, seeds=None, fit_member=None, **swag_options) -> Posterior:
+    if "map_posterior" in swag_options:
+        raise TypeError("multiswag fits one MAP per member; it takes no map_posterior (use swag for one)")
+    return fit_ensemble(model, data, "swag", members, seeds, fit_member, **swag_options)

@@ -37,13 +37,20 @@ def test_list_shows_the_studies_in_the_course_order(capsys):
 def test_run_help_documents_the_options():
     result = subprocess.run([sys.executable, "-m", "bayesdl.experiments", "run", "--help"],
                             capture_output=True, text=True, check=True)
-    for option in ("--out", "--seed", "--quick", "--data-root", "--device", "BAYESDL_DATA"):
+    for option in ("--out", "--seed", "--quick", "--data-root", "--device", "--epochs", "--samples", "BAYESDL_DATA"):
         assert option in result.stdout
 
 
 def test_unknown_study_is_a_clear_error(tmp_path, capsys):
     assert main(["run", "nope", "--out", str(tmp_path)]) == 2
     assert "unknown study 'nope'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("option", ["--epochs", "--samples"])
+def test_a_reduced_run_needs_positive_counts(tmp_path, capsys, option):
+    assert main(["run", "regression", "--quick", "--out", str(tmp_path / "r"), option, "0", "--no-progress"]) == 2
+    assert f"{option[2:]} must be" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()
 
 
 def test_regression_quick_run_writes_results(tmp_path):

@@ -147,7 +147,7 @@ def test_laplace_by_name_around_a_given_map_or_its_own():
 @pytest.mark.parametrize(
     "call, error, message",
     [
-        (lambda m, d: approximate("swag", m, d), ValueError, r"unknown inference method 'swag'.*'mean_field'"),
+        (lambda m, d: approximate("hmc", m, d), ValueError, r"unknown inference method 'hmc'.*'mean_field'"),
         (lambda m, d: approximate("mean_field", m, d, p=0.5), TypeError, r"takes no option \['p'\].*init_scale"),
         (lambda m, d: approximate("nuts", m, [d]), TypeError, "tuple"),
         (lambda m, d: Posterior(m, "a guide"), TypeError, "Approximation"),

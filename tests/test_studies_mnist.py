@@ -41,10 +41,22 @@ def test_networks_are_cached_across_studies(runs):
 
 def test_calibration(runs):
     r = runs["calibration"][0]["results"]
-    assert set(r) == {"map", "mc_dropout", "mean_field", "laplace"}
+    assert set(r) == {"map", "mc_dropout", "mean_field", "laplace", "deep_ensemble", "multiswag"}
     for row in r.values():
         assert {"ece", "ece_after", "nll", "nll_after", "brier", "temperature"} <= set(row)
         assert row["nll_after"] <= row["nll"] + 0.05  # fitted on validation, so no guarantee on test
+
+
+def test_ensembles_are_served_by_the_network_cache(runs):
+    config = runs["calibration"][0]["config"]
+    # members 1..4 of the deep ensemble were trained here (member 0 is the map row's network)
+    assert {f"map_seed{s}" for s in range(1, 5)} <= set(config["train_seconds"])
+    cost = config["training_cost_seconds"]
+    assert cost["deep_ensemble"] > cost["map"] > 0
+    assert cost["multiswag"] > cost["deep_ensemble"]  # SWAG phases on top of the same five MAPs
+    ood = runs["ood"][0]["config"]
+    assert all(ood["train_seconds"][f"map_seed{s}"] == 0 for s in range(1, 5))  # loaded from the cache
+    assert ood["training_cost_seconds"]["deep_ensemble_entropy"] == cost["deep_ensemble"]
 
 
 def test_a_run_from_the_cache_gives_the_numbers_of_the_run_that_trained(runs, tmp_path, data_root):
@@ -72,7 +84,8 @@ def test_failure(runs):
 
 def test_ood(runs):
     r = runs["ood"][0]["results"]
-    assert set(r) == {"mcp", "entropy", "mutual_information", "odin", "laplace"}
+    assert set(r) == {"mcp", "entropy", "mutual_information", "odin", "laplace", "deep_ensemble_entropy",
+                      "deep_ensemble_mi", "multiswag_entropy", "multiswag_mi"}
     for row in r.values():
         for s in ("kmnist", "fashion_mnist"):
             assert {f"auroc_{s}", f"aupr_in_{s}", f"aupr_out_{s}", f"fpr_at_95_tpr_{s}"} <= set(row)

@@ -1,0 +1,166 @@
+"""Ensembles of posteriors: ``K`` independently fitted members, predicting as their mixture.
+
+    p(y | x, D) ~= 1/K sum_k p_k(y | x, D)
+
+where each ``p_k`` is a member's own predictive: a MAP network (a deep ensemble,
+Lakshminarayanan et al. 2017), an MC-dropout network, a Laplace approximation (a mixture of
+Laplace approximations, Eschenhagen et al. 2021), SWAG (MultiSWAG, Wilson & Izmailov 2020),
+or any other registered method. Members differ by their seed (initialisation, data order,
+noise) and are fitted independently.
+
+Draws are stratified over the members: of ``S`` draws, draw ``s`` comes from member
+``s mod K``, so every member gets ``S // K`` or one more, and with ``S`` a multiple of ``K`` the
+sample is an equal-weight mixture exactly. :class:`Ensemble` answers every call of the
+:class:`~bayesdl.inference.Posterior` seam through its members' own calls; weights given to
+``outputs_at`` must keep that layout (as ``sample`` and ``draws`` return them), since a member
+may predict through its own linearisation (Laplace).
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Sequence
+
+import torch
+
+from bayesdl.checks import check_int
+from bayesdl.models.bnn import bnn_of
+
+from .posterior import Approximation, Posterior
+
+__all__ = ["Ensemble", "fit_ensemble", "reinitialised"]
+
+
+class Ensemble(Approximation):
+    """The uniform mixture of ``members`` (fitted :class:`Posterior` objects of one architecture).
+
+    ``point_estimate()`` is the first member's: averaging the weights of networks from
+    different modes gives no meaningful network.
+    """
+
+    def __init__(self, members: Sequence[Posterior]):
+        members = tuple(members)
+        if not members:
+            raise ValueError("an ensemble needs at least one member")
+        for member in members:
+            if not isinstance(member, Posterior):
+                raise TypeError(f"ensemble members must be bayesdl Posteriors, got {type(member).__name__}")
+        first = members[0]
+        signature = _signature(first.model)
+        for k, member in enumerate(members[1:], start=1):
+            if _signature(member.model) != signature:
+                raise ValueError(
+                    f"member {k} has another architecture or likelihood than member 0; an ensemble mixes "
+                    "posteriors of one network"
+                )
+        self.members = members
+        self.model = first.model
+
+    @property
+    def size(self) -> int:
+        return len(self.members)
+
+    @property
+    def is_point_mass(self) -> bool:
+        return self.size == 1 and self.members[0].is_point_mass
+
+    def counts(self, num_samples: int) -> list[int]:
+        """Draws per member out of ``num_samples`` (member ``k`` has draws ``k, k + K, ...``)."""
+        return [len(range(k, num_samples, self.size)) for k in range(self.size)]
+
+    def _interleave(self, parts: list[torch.Tensor | None], num_samples: int) -> torch.Tensor:
+        """``[S, ...]`` with row ``s`` from ``parts[s mod K]``."""
+        first = next(p for p in parts if p is not None)
+        out = first.new_empty((num_samples, *first.shape[1:]))
+        for k, part in enumerate(parts):
+            if part is not None:
+                out[k::self.size] = part
+        return out
+
+    def sample_parameters(self, num_samples):
+        counts = self.counts(num_samples)
+        draws = [member.sample(n) if n else None for member, n in zip(self.members, counts)]
+        names = next(d for d in draws if d is not None)
+        return {name: self._interleave([None if d is None else d[name] for d in draws], num_samples)
+                for name in names}
+
+    def point_estimate(self):
+        return self.members[0].point_estimate()
+
+    def predictive_outputs(self, x, num_samples):
+        parts = [member.predictive_outputs(x, n, batch_size=x.shape[0]) if n else None
+                 for member, n in zip(self.members, self.counts(num_samples))]
+        return self._interleave(parts, num_samples)
+
+    def outputs_at(self, x, weights):
+        num_samples = next(iter(weights.values())).shape[0]
+        parts = [member.outputs_at(x, {name: w[k::self.size] for name, w in weights.items()}) if n else None
+                 for k, (member, n) in enumerate(zip(self.members, self.counts(num_samples)))]
+        return self._interleave(parts, num_samples)
+
+    def __repr__(self) -> str:
+        return f"Ensemble({self.size} x {self.members[0].method})"
+
+
+def _signature(model):
+    bnn = bnn_of(model)
+    if bnn is None:
+        return (type(model).__name__,)
+    return (tuple((s.name, tuple(s.shape)) for s in bnn.sites), type(bnn.likelihood).__name__)
+
+
+def reinitialised(model, seed: int):
+    """A copy of the :class:`~bayesdl.models.BNN` ``model`` whose network is initialised afresh
+    with ``seed``: every layer's own ``reset_parameters()`` (the latent weights included), drawn
+    without touching the global random state. Layers without ``reset_parameters`` keep their
+    values."""
+    bnn = bnn_of(model)
+    if bnn is None:
+        raise TypeError(
+            "an ensemble initialises each member afresh from a bayesdl.models.BNN; pass one, or pass "
+            "fit_member=(method, seed) -> Posterior to build the members yourself"
+        )
+    member = copy.deepcopy(bnn)
+    with torch.random.fork_rng(devices=[]), torch.no_grad():
+        torch.manual_seed(seed)
+        for module in member.net.modules():
+            reset = getattr(module, "reset_parameters", None)
+            if callable(reset):
+                reset()
+    return member
+
+
+def fit_ensemble(model, data, method: str = "map", members: int = 5, seeds: Sequence[int] | None = None,
+                 fit_member: Callable[[str, int], Posterior] | None = None, **member_options) -> Posterior:
+    """Fit ``members`` posteriors of the registered ``method`` independently and return their
+    mixture (an :class:`Ensemble` inside a :class:`Posterior`).
+
+    Member ``k`` has seed ``seeds[k]`` (default ``seed + k``, with ``seed`` from
+    ``member_options`` or 0). By default it is ``approximate(method, reinitialised(model,
+    seed_k), data, seed=seed_k, **member_options)``; ``fit_member(method, seed_k)`` replaces
+    that (a study serving members from its cache; ``model`` and ``data`` are then unused).
+    """
+    from .methods import METHODS, approximate
+
+    if method not in METHODS:
+        raise ValueError(f"unknown member method {method!r}; choose one of {sorted(METHODS)}")
+    if isinstance(members, bool) or not isinstance(members, int) or members < 1:
+        raise ValueError(f"members (K) must be a whole number >= 1, got {members!r}")
+    base = check_int(member_options.pop("seed", 0), "seed", minimum=0)
+    if seeds is None:
+        seeds = [base + k for k in range(members)]
+    seeds = [check_int(s, "seed", minimum=0) for s in seeds]
+    if len(seeds) != members:
+        raise ValueError(f"{members} members need {members} seeds, got {len(seeds)}")
+    if len(set(seeds)) != len(seeds):
+        raise ValueError(f"members need distinct seeds (equal seeds give equal members), got {seeds}")
+    if fit_member is None:
+        takes_seed = "seed" in METHODS[method].options
+
+        def fit_member(name, seed):
+            extra = {"seed": seed} if takes_seed else {}
+            return approximate(name, reinitialised(model, seed), data, **extra, **member_options)
+    elif member_options:
+        raise TypeError(f"options {sorted(member_options)} fit the members, but fit_member was given")
+    fitted = [fit_member(method, seed) for seed in seeds]
+    return Posterior(fitted[0].model, Ensemble(fitted), method=f"ensemble of {method}")
