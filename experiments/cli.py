@@ -28,7 +28,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--seed", type=int, default=0,
                      help="seed fixing data splits, initialisation and sampling (default 0)")
     run.add_argument("--quick", action="store_true",
-                     help="small data and few steps: a smoke run in seconds, no quality targets")
+                     help="small data and few steps: a smoke run (under 20 s for most studies on 2 CPU "
+                          "cores; see the README), no quality targets")
     run.add_argument("--data-root", default=os.environ.get("BAYESDL_DATA"),
                      help="torchvision dataset root (default: $BAYESDL_DATA)")
     run.add_argument("--device", default="cpu", help="torch device: cpu or cuda (default cpu)")
@@ -36,7 +37,9 @@ def _parser() -> argparse.ArgumentParser:
                      help="download missing datasets with torchvision (needs internet); off by default")
     run.add_argument("--cache-dir", default=None,
                      help="folder caching trained networks by config hash (default: <out>/../.cache)")
-    run.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    run.add_argument("--no-progress", action="store_true",
+                     help="print no progress at all (by default: bars on a terminal, a few plain lines per "
+                          "loop when stderr is a file or a pipe)")
     diagnose = commands.add_parser("diagnose", help="show a saved run's ArviZ diagnostics again",
                                    description="Print the ArviZ diagnostics (R-hat, ESS, PSIS-LOO) of a run "
                                                "folder without refitting.")

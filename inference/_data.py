@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import DataLoader, Dataset, IterableDataset, TensorDataset
 
 from bayesdl.checks import as_tensor, check_int
 
@@ -10,9 +10,14 @@ __all__ = ["as_loader", "dataset_size_of", "batch_to"]
 
 
 def as_loader(data, batch_size: int, shuffle: bool) -> DataLoader:
-    """A DataLoader from a DataLoader (unchanged) or a tuple ``(x, y)`` of tensors."""
+    """A DataLoader from a DataLoader (unchanged), a map-style ``Dataset`` of ``(x, y)`` pairs
+    (``TensorDataset``, a torchvision dataset; batched by ``batch_size``), or a tuple ``(x, y)``
+    of tensors."""
     if isinstance(data, DataLoader):
         return data
+    if isinstance(data, Dataset) and not isinstance(data, IterableDataset):
+        # Shuffling draws from torch's global generator: seeded by `seed`, saved in checkpoints.
+        return DataLoader(data, batch_size=batch_size, shuffle=shuffle)
     if isinstance(data, tuple) and len(data) == 2:
         x = as_tensor(data[0], "x")
         y = as_tensor(data[1], "y")
@@ -23,7 +28,8 @@ def as_loader(data, batch_size: int, shuffle: bool) -> DataLoader:
         # Shuffling draws from torch's global generator: seeded by `seed`, saved in checkpoints.
         return DataLoader(TensorDataset(x, y), batch_size=batch_size, shuffle=shuffle)
     raise TypeError(
-        f"data must be a torch DataLoader or a tuple (x, y) of tensors, got {type(data).__name__}"
+        f"data must be a torch DataLoader or a tuple (x, y) of tensors, or a map-style Dataset of (x, y) "
+        f"pairs (e.g. TensorDataset), got {type(data).__name__}; wrap an IterableDataset in a DataLoader"
     )
 
 

@@ -17,8 +17,9 @@ map        ``MAPGuide`` by ``fit``: a point mass at the MAP
 mean_field ``MeanFieldGuide`` by ``fit``; ``init_scale``
 dropout    ``DropoutGuide`` by ``fit`` (MC dropout as VI); ``p`` (default: each slot's own rate)
 laplace    ``fit_laplace`` around ``map_posterior`` (fitted with ``fit``'s options if not
-           given); ``subset``, ``structure``, ``hessian``, ``optimize_prior``,
-           ``curvature_batch_size``
+           given), or around a network trained with plain PyTorch passed as ``model``
+           (with ``likelihood``, ``prior_scale``); ``subset``, ``structure``, ``hessian``,
+           ``optimize_prior``, ``curvature_batch_size``
 nuts       ``nuts`` on ``data = (x, y)``; every option of ``nuts``
 ========== =============================================================================
 """
@@ -28,6 +29,10 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
+
+import torch
+
+from bayesdl.models.bnn import bnn_of
 
 from .guides import DropoutGuide, MAPGuide, MeanFieldGuide
 from .laplace import fit_laplace
@@ -113,7 +118,16 @@ def _dropout(model, data, *, p: float | None = None, **fit_options) -> Posterior
 @register_method("laplace", "Laplace approximation around the MAP", passes_to=fit)
 def _laplace(model, data, *, map_posterior: Posterior | None = None, subset: str = "all",
              structure: str = "full", hessian: str = "ggn", optimize_prior: bool = True,
-             curvature_batch_size: int = 256, **fit_options) -> Posterior:
+             curvature_batch_size: int = 256, likelihood=None, prior_scale: float = 1.0,
+             **fit_options) -> Posterior:
+    if bnn_of(model) is None and isinstance(model, torch.nn.Module):
+        # A network trained with plain PyTorch: its weights are the MAP (laplace-torch's main use).
+        if map_posterior is not None or fit_options:
+            raise TypeError("a plain network is its own MAP: pass neither map_posterior nor training options")
+        return fit_laplace(model, data, subset, structure, hessian=hessian, optimize_prior=optimize_prior,
+                           batch_size=curvature_batch_size, likelihood=likelihood, prior_scale=prior_scale)
+    if likelihood is not None:
+        raise TypeError("likelihood is for a plain network; a BNN model already has its likelihood")
     if map_posterior is None:
         map_posterior = fit(model, MAPGuide(model), data, **fit_options)
     elif fit_options:

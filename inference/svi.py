@@ -19,10 +19,10 @@ from collections.abc import Callable, Iterable
 
 import pyro
 import torch
-from tqdm.auto import tqdm
 
 from bayesdl.checks import check_finite, check_int, check_positive
 from bayesdl.models.bnn import bnn_of
+from bayesdl.progress import progress_bar
 
 from ._data import as_loader, batch_to, dataset_size_of
 from .checkpoints import checkpoint_state, read_checkpoint, restore, save_checkpoint
@@ -79,8 +79,9 @@ def fit(model, guide, data, *, epochs: int = 10, lr: float = 1e-3, batch_size: i
         Pyro model and guide with ``elbo`` given (e.g. ``pyro.infer.Trace_ELBO()``). The
         model is called as ``model(x, y)`` -- plus ``dataset_size=N`` for a BNN.
     data:
-        A ``DataLoader`` of ``(x, y)`` batches, or a tuple ``(x, y)`` of tensors (batched
-        here by ``batch_size``, shuffled by ``seed``).
+        A ``DataLoader`` of ``(x, y)`` batches, a map-style ``Dataset`` of ``(x, y)`` pairs
+        (``TensorDataset``, a torchvision dataset) or a tuple ``(x, y)`` of tensors; the last two
+        are batched here by ``batch_size`` and shuffled by ``seed``.
     epochs, lr:
         Passes over the data; learning rate of the default Adam optimizer.
     elbo:
@@ -107,7 +108,8 @@ def fit(model, guide, data, *, epochs: int = 10, lr: float = 1e-3, batch_size: i
     callbacks:
         Called as ``callback(epoch, history)`` after each epoch.
     progress:
-        Show a tqdm progress bar.
+        Show progress: a tqdm bar on a terminal; when stderr is not a terminal (a log file),
+        a line per epoch instead, at most about ten per run (:mod:`bayesdl.progress`).
 
     On a CPU, convolutional networks train about 15% faster when freed tensor memory stays in
     the process heap: call :func:`bayesdl.runtime.retain_freed_memory` once at the start of a
@@ -181,8 +183,7 @@ def fit(model, guide, data, *, epochs: int = 10, lr: float = 1e-3, batch_size: i
     posterior = Posterior(model, guide, history)
     steps_per_epoch = len(loader) if hasattr(loader, "__len__") else None
     total = None if steps_per_epoch is None else steps_per_epoch * (epochs - start_epoch)
-    bar = tqdm(total=total, disable=not progress, desc=f"fit {type(guide).__name__}",
-               unit="step", leave=False)
+    bar = progress_bar(total, desc=f"fit {type(guide).__name__}", unit="step", enabled=progress)
     clock = time.perf_counter()
     try:
         for epoch in range(start_epoch, epochs):
@@ -215,6 +216,7 @@ def fit(model, guide, data, *, epochs: int = 10, lr: float = 1e-3, batch_size: i
                 if step % 20 == 0:
                     bar.set_postfix(epoch=epoch + 1, elbo_per_example=f"{-value / n_data:.4f}")
             history._end_epoch(first_step)
+            bar.epoch(epoch, epochs, elbo_per_example=history.epoch_elbo[-1] / n_data)
             if sched is not None:
                 sched.step()
             history.seconds += time.perf_counter() - clock

@@ -61,7 +61,7 @@ def _run(ctx: RunContext, title: str, x, y, x_test, y_test, make_model, methods:
     grid = Grid.around(x, extent=extent, resolution=40 if ctx.quick else 90, far_distance=far_distance)
     samples = 30 if ctx.quick else 200
     posteriors, grid_probs, results = evaluate_methods(model, methods, x, y, x_test, y_test, grid, samples)
-    fig = uncertainty_figure(methods, posteriors, grid_probs, grid, x, y, title)
+    fig = uncertainty_figure(methods, posteriors, grid_probs, grid, x, y, title, far_distance)
     maps = ctx.figure(fig, "uncertainty_maps.png")
     curves = ctx.figure(curves_figure(posteriors, labels), "training_curves.png")
     extra, diag_text = diagnostics(ctx, posteriors, labels, x, y, samples)
@@ -77,7 +77,7 @@ the data" = more than {far_distance:g} from every training point. Sampled method
 
 {_table(results, labels)}
 
-{conclusions(results)}
+{conclusions(results, labels)}
 
 ![]({curves})
 
@@ -108,7 +108,7 @@ def run_logistic(ctx: RunContext) -> StudyResult:
                Method("mean_field", "mean-field VI", "mean_field", _svi(n, steps, 0.05, ctx, init_scale=0.1)),
                _nuts(ctx)]
 
-    def conclusions(r):
+    def conclusions(r, labels):
         lines = [
             f"- MAP: mean confidence {r['map']['mean_confidence_far']:.3f} far from the data; Laplace "
             f"{r['laplace']['mean_confidence_far']:.3f}, mean-field VI {r['mean_field']['mean_confidence_far']:.3f}, "
@@ -123,7 +123,7 @@ def run_logistic(ctx: RunContext) -> StudyResult:
             lines.append("- Unlike the course report, not every Bayesian method is less confident than MAP "
                          "far from the data here; see the table.")
         closest = min(("laplace", "mean_field"), key=lambda m: r[m]["tv_to_nuts"])
-        lines.append(f"- Closest to NUTS over the grid: {closest} (TV {r[closest]['tv_to_nuts']:.4f}).")
+        lines.append(f"- Closest to NUTS over the grid: {labels[closest]} (TV {r[closest]['tv_to_nuts']:.4f}).")
         return "\n".join(lines)
 
     return _run(ctx, "Bayesian logistic regression on 2-D data", x, y, x_test, y_test,
@@ -152,20 +152,22 @@ def run_two_moons(ctx: RunContext) -> StudyResult:
                 methods, extent=6.0, far_distance=2.0, conclusions=_moons_conclusions)
 
 
-def _moons_conclusions(r) -> str:
+def _moons_conclusions(r, labels) -> str:
     far = {m: r[m]["mean_confidence_far"] for m in r}
-    lines = ["- Mean confidence far from the data: " + ", ".join(f"{m} {v:.3f}" for m, v in far.items()) + "."]
+    lines = ["- Mean confidence far from the data: "
+             + ", ".join(f"{labels[m]} {v:.3f}" for m, v in far.items()) + "."]
     if far["map"] >= max(v for m, v in far.items() if m != "map") - 1e-9:
         lines.append("- MAP is the most confident far from the data, as the course expects of a ReLU network.")
     else:
         lines.append("- MAP is not the most confident method far from the data here; see the table.")
     closest = min((m for m in r if m != "nuts"), key=lambda m: r[m].get("tv_to_nuts", math.inf))
-    lines.append(f"- Closest to NUTS over the grid: {closest} (TV {r[closest]['tv_to_nuts']:.4f}).")
+    lines.append(f"- Closest to NUTS over the grid: {labels[closest]} (TV {r[closest]['tv_to_nuts']:.4f}).")
     error = {m: r[m]["mc_error_10_samples"] for m in r if "mc_error_10_samples" in r[m]}
     rough = {m: r[m]["roughness_10_samples"] for m in r if "roughness_10_samples" in r[m]}
     lines.append("- A 10-sample predictive map: roughness (mean change of p between neighbouring grid "
-                 "points) " + ", ".join(f"{m} {v:.4f}" for m, v in rough.items()) + "; Monte-Carlo error "
-                 "(mean TV between two independent estimates) " + ", ".join(f"{m} {v:.4f}" for m, v in error.items())
+                 "points) " + ", ".join(f"{labels[m]} {v:.4f}" for m, v in rough.items()) + "; Monte-Carlo error "
+                 "(mean TV between two independent estimates) "
+                 + ", ".join(f"{labels[m]} {v:.4f}" for m, v in error.items())
                  + ".")
     if rough["mc_dropout"] > rough["mean_field"]:
         lines.append("- The MC dropout map is visibly noisier (rougher) than the mean-field one for few "
