@@ -83,7 +83,8 @@ def convergence_verdict(figures: dict, num_chains: int) -> str:
 
 def worst_components(idata, count: int = 4):
     """The ``count`` scalar components of the posterior with the highest R-hat, as a new
-    ``InferenceData`` with one scalar variable per component named like ``"fc2.weight[1, 3]"``
+    ``InferenceData`` with one scalar variable per component named like
+    ``"fc2.weight[1, 3], R-hat 1.042"``
     (``[chains, draws]`` each) -- what a trace or rank plot of a network should show: a
     readable handful, chosen because they mix worst, rather than the first weights of a layer."""
     import arviz as az
@@ -102,8 +103,8 @@ def worst_components(idata, count: int = 4):
             scored.append((np.inf if np.isnan(value) else value, name, tuple(int(i) for i in index)))
     scored.sort(key=lambda item: -item[0])
     chosen = {}
-    for _, name, index in scored[:count]:
-        label = f"{name}[{', '.join(map(str, index))}]" if index else name
+    for value, name, index in scored[:count]:
+        label = (f"{name}[{', '.join(map(str, index))}]" if index else name) + f", R-hat {value:.3f}"
         chosen[label] = np.asarray(post[name].values)[(slice(None), slice(None), *index)]
     return az.from_dict(posterior=chosen)
 

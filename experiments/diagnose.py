@@ -61,8 +61,10 @@ def diagnose(run_dir, plots=None, max_rows: int = 12) -> str:
                   markdown_table(["component", "mean", "sd", "R-hat", "bulk ESS", "tail ESS"], body), ""]
         if plots is not None:
             path = Path(plots) / f"rank_{name}.png"
-            fig = plot_rank(worst_components(idata, count=4))
-            fig.suptitle(f"{name}: rank plots of the 4 components with the highest R-hat")
+            worst_few = worst_components(idata, count=4)
+            fig = plot_rank(worst_few)
+            fig.suptitle(f"{name}: rank plots of the {len(worst_few.posterior.data_vars)} components with "
+                         "the highest R-hat")
             save_figure(fig, path)
             lines += [f"rank plot: {path}", ""]
     with_lik = {k: v for k, v in idatas.items()

@@ -46,6 +46,7 @@ def test_unknown_study_is_a_clear_error(tmp_path, capsys):
     assert "unknown study 'nope'" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_regression_quick_run_writes_results(tmp_path):
     out = tmp_path / "regression"
     assert main(["run", "regression", "--quick", "--out", str(out), "--no-progress"]) == 0

@@ -166,12 +166,14 @@ def uncertainty_figure(methods: list[Method], posteriors: dict, grid_probs: dict
             if name.startswith("mutual") and posteriors[method.name].is_point_mass:
                 ax.text(0.5, 0.5, "point estimate:\nno epistemic part (MI = 0)", ha="center", va="center",
                         transform=ax.transAxes, fontsize="small")
-            else:
-                field = values[method.name][name].reshape(shape).numpy().clip(low, high)
-                images[name] = ax.contourf(grid.xx, grid.yy, field, levels=np.linspace(low, high, 21), cmap=cmap)
-                ax.contour(grid.xx, grid.yy, mean[:, -1].reshape(shape).numpy(), levels=[0.5], **_outlined())
+                ax.set_xticks([])
+                ax.set_yticks([])
+                continue
+            field = values[method.name][name].reshape(shape).numpy().clip(low, high)
+            images[name] = ax.contourf(grid.xx, grid.yy, field, levels=np.linspace(low, high, 21), cmap=cmap)
+            ax.contour(grid.xx, grid.yy, mean[:, -1].reshape(shape).numpy(), levels=[0.5], **_outlined())
             if far.any() and far.min() < 1:
-                ax.contour(grid.xx, grid.yy, far, levels=[0.5], linestyles="--", **_outlined("tab:cyan", 1.0))
+                ax.contour(grid.xx, grid.yy, far, levels=[0.5], colors="tab:cyan", linestyles="--", linewidths=1.0)
             _training_points(ax, x, y)
             ax.set_xlim(grid.xx.min(), grid.xx.max())
             ax.set_ylim(grid.yy.min(), grid.yy.max())
@@ -179,20 +181,22 @@ def uncertainty_figure(methods: list[Method], posteriors: dict, grid_probs: dict
         row[0].set_ylabel("$x_2$")
     for ax in axes[-1]:
         ax.set_xlabel("$x_1$")
-    for col, (name, _, _) in enumerate(columns):
+    for col, (name, (low, high), _) in enumerate(columns):
         if name in images:
-            bar = fig.colorbar(images[name], ax=axes[:, col], shrink=0.6, location="bottom", aspect=30)
-            bar.set_label(f"{name} (one scale for every method)", fontsize="small")
+            bar = fig.colorbar(images[name], ax=axes[:, col], shrink=0.5, location="bottom", aspect=25,
+                               ticks=np.linspace(low, high, 5), format="%.2f")
+            bar.set_label(f"{name}: one scale for all methods", fontsize="small")
+            bar.ax.tick_params(labelsize="x-small")
     stroke = _outlined()["path_effects"]
     handles = [
         *(Line2D([], [], linestyle="", marker=marker, markersize=5, markerfacecolor=face, markeredgecolor=edge,
                  label=f"class {label} (training)") for label, marker, face, edge in _CLASS_MARKERS),
         Line2D([], [], color="white", linewidth=1.2, path_effects=stroke, label="decision boundary (p = 0.5)"),
-        Line2D([], [], color="tab:cyan", linestyle="--", linewidth=1.0, path_effects=stroke,
+        Line2D([], [], color="tab:cyan", linestyle="--", linewidth=1.0,
                label=f"far from the data: beyond this line (> {far_distance:g} from every training point)"),
     ]
-    fig.legend(handles=handles, loc="outside upper center", ncols=2, fontsize="small", facecolor="lightgray")
     fig.suptitle(title)
+    fig.legend(handles=handles, loc="outside lower center", ncols=2, fontsize="small", facecolor="lightgray")
     return fig
 
 
@@ -209,7 +213,7 @@ def curves_figure(posteriors: dict, labels: dict):
     fig, axes = new_figure(ncols=3, size=(3.6, 3.0))
     for names in shared.values():
         h = fitted[names[0]].history
-        label = labels[names[0]] + "".join(f" (= {labels[n]}'s MAP)" for n in names[1:])
+        label = labels[names[0]] + "".join(f", the mode of {labels[n]}" for n in names[1:])
         n = h.dataset_size
         epochs = np.arange(1, len(h.epoch_elbo) + 1)
         axes[0, 0].plot(epochs, np.array(h.epoch_elbo) / n, label=label)
@@ -250,8 +254,10 @@ def diagnostics(ctx, posteriors: dict, labels: dict, x, y, samples: int) -> tupl
         worst = worst_components(idata, count=4)
         shown = ", ".join(worst.posterior.data_vars)
         rank_fig, trace_fig = plot_rank(worst), plot_trace(worst)
-        rank_fig.suptitle(f"{labels[name]}: rank plots of the 4 components with the highest R-hat")
-        trace_fig.suptitle(f"{labels[name]}: traces of the 4 components with the highest R-hat")
+        count = len(worst.posterior.data_vars)
+        rank_fig.suptitle(f"{labels[name]}: rank plots of the {count} components with the highest R-hat")
+        trace_fig.suptitle(f"{labels[name]}: traces of the {count} components with the highest R-hat "
+                           "(one line style per chain)")
         rank = ctx.figure(rank_fig, f"{name}_rank.png")
         trace = ctx.figure(trace_fig, f"{name}_trace.png")
         draws = idata.posterior.sizes["draw"]

@@ -174,6 +174,9 @@ def _digit_panel(ctx, title, images, mc_labels, probs, indices, name):
         axes[r + 1, c].set_xticks(range(10))
         axes[r + 1, c].tick_params(labelsize=6)
         axes[r + 1, c].set_ylim(0, mc_labels.shape[0])
+        axes[r + 1, c].set_xlabel("predicted label", fontsize=6, labelpad=1)
+        if c == 0:
+            axes[r + 1, c].set_ylabel("MC passes", fontsize=6)
     for k in range(len(indices), rows * cols):
         axes[2 * (k // cols), k % cols].axis("off")
         axes[2 * (k // cols) + 1, k % cols].axis("off")
@@ -253,7 +256,9 @@ def run_dropout(ctx: RunContext) -> StudyResult:
             ax.hist(values[wrong].numpy(), bins=bins, alpha=0.6, density=True, label="wrong")
         ax.set_yscale("log")
         ax.set_title(name.replace("_", " "), fontsize="small")
-        ax.legend(fontsize="x-small")
+        ax.set_xlabel("variation ratio" if name == "variation_ratio" else f"{name.replace('_', ' ')} (nats)")
+        ax.set_ylabel("density (log scale)")
+        ax.legend(title="test digits", fontsize="x-small", title_fontsize="x-small")
     histograms = ctx.figure(fig, "uncertainty_histograms.png")
     d, m = results["deterministic"], results["mc_dropout"]
     mc_better = m[f"error_t{t_full}"] <= d["error"]
