@@ -33,11 +33,12 @@ def _axes(ax):
 
 
 def plot_reliability_diagram(bins: ReliabilityBins, ax=None, title: str | None = None,
-                             show_counts: bool = True):
+                             show_counts: bool = True, legend: bool = True):
     """Bar chart of accuracy per confidence bin against the diagonal of perfect calibration.
 
     The red part of each bar is the gap to the bin's mean confidence; the title carries
     the ECE. With ``show_counts`` a faint histogram of the examples per bin is drawn too.
+    ``legend=False`` leaves the legend out (for all but one panel of a grid of diagrams).
     """
     fig, ax = _axes(ax)
     edges = bins.edges.numpy()
@@ -62,7 +63,8 @@ def plot_reliability_diagram(bins: ReliabilityBins, ax=None, title: str | None =
     ax.set_ylabel("accuracy")
     heading = f"ECE = {100 * bins.ece:.2f}%"
     ax.set_title(f"{title}\n{heading}" if title else heading)
-    ax.legend(loc="upper left", fontsize="small")
+    if legend:
+        ax.legend(loc="upper left", fontsize="x-small")
     return fig
 
 

@@ -114,7 +114,7 @@ def nuts(model, *args, num_samples: int = 500, warmup_steps: int = 500, num_chai
 
     What the defaults cost: ``num_chains * (warmup_steps + num_samples)`` = 4,000 NUTS
     iterations, each up to ``2 ** max_tree_depth`` gradient evaluations, run one chain after
-    another. For Bayesian linear regression with two weights that is about 30 s on a 2-core CPU
+    another. For Bayesian linear regression with two weights that is about 35 s on a 2-core CPU
     (``jit_compile=True`` about halves it); for small networks, budget by the gradient cost.
     Progress: Pyro's bar per chain on a terminal, a line per chain in a log.
 

@@ -262,8 +262,8 @@ def diagnostics(ctx, posteriors: dict, labels: dict, x, y, samples: int) -> tupl
         trace = ctx.figure(trace_fig, f"{name}_trace.png")
         draws = idata.posterior.sizes["draw"]
         text.append(f"{labels[name]} ({chains} chains of {draws} draws), ArviZ: "
-                    f"{convergence_verdict(figures, chains)} R-hat of individual weights of a network is a "
-                    "loose guide: hidden units can swap roles between chains without changing the "
+                    f"{convergence_verdict(figures, chains)} With hidden layers, R-hat of individual weights "
+                    "is a loose guide: hidden units can swap roles between chains without changing the "
                     f"predictions.\n\nRank and trace plots of the components with the highest R-hat "
                     f"({shown}); uniform rank histograms and overlapping traces mean the chains agree.\n\n"
                     f"![]({rank})\n\n![]({trace})\n")

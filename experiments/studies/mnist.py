@@ -321,9 +321,10 @@ def run_calibration(ctx: RunContext) -> StudyResult:
         before[name], after[name] = reliability_bins(test, y), reliability_bins(scaled, y)
     fig, axes = new_figure(ncols=len(posteriors), nrows=2, size=(3.3, 3.2))
     for col, name in enumerate(posteriors):
-        plot_reliability_diagram(before[name], ax=axes[0, col], title=f"{_label(name)}: before")
-        plot_reliability_diagram(after[name], ax=axes[1, col],
-                                 title=f"{_label(name)}: after temperature scaling (T = {results[name]['temperature']:.2f})")
+        plot_reliability_diagram(before[name], ax=axes[0, col], title=f"{_label(name)}\nbefore temperature scaling",
+                                 legend=col == 0)
+        plot_reliability_diagram(after[name], ax=axes[1, col], legend=False,
+                                 title=f"{_label(name)}\nafter temperature scaling, T = {results[name]['temperature']:.2f}")
     diagrams = ctx.figure(fig, "reliability_diagrams.png")
     rows = [[_label(name), *(f"{100 * r[k]:.2f}" for k in ("accuracy", "ece", "ece_after")), r["nll"], r["nll_after"],
              r["brier"], r["brier_after"], r["temperature"]] for name, r in results.items()]

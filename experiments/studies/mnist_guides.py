@@ -108,11 +108,11 @@ def run(ctx: RunContext) -> StudyResult:
     for method in METHODS:
         label = LABELS[method]
         for i, curve in enumerate(curves[method]):
-            ax_curve.plot(range(1, len(curve) + 1), curve, color=colors[method], alpha=0.8,
-                          label=label if i == 0 else None)
+            ax_curve.plot(range(1, len(curve) + 1), curve, color=colors[method], alpha=0.8, marker="o",
+                          markersize=3, label=label if i == 0 else None)  # markers: one epoch is a point
         for i, curve in enumerate(kls.get(method, [])):
-            ax_kl.plot(range(1, len(curve) + 1), curve, color=colors[method], alpha=0.8,
-                       label=label if i == 0 else None)
+            ax_kl.plot(range(1, len(curve) + 1), curve, color=colors[method], alpha=0.8, marker="o",
+                       markersize=3, label=label if i == 0 else None)
     ax_curve.set_yscale("log")
     ax_curve.set_xlabel("epoch")
     ax_curve.set_ylabel("nats per training example")
