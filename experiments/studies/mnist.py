@@ -324,7 +324,7 @@ def run_calibration(ctx: RunContext) -> StudyResult:
         plot_reliability_diagram(before[name], ax=axes[0, col], title=f"{_label(name)}\nbefore temperature scaling",
                                  legend=col == 0)
         plot_reliability_diagram(after[name], ax=axes[1, col], legend=False,
-                                 title=f"{_label(name)}\nafter temperature scaling, T = {results[name]['temperature']:.2f}")
+                                 title=f"{_label(name)}\nafter scaling, T = {results[name]['temperature']:.2f}")
     diagrams = ctx.figure(fig, "reliability_diagrams.png")
     rows = [[_label(name), *(f"{100 * r[k]:.2f}" for k in ("accuracy", "ece", "ece_after")), r["nll"], r["nll_after"],
              r["brier"], r["brier_after"], r["temperature"]] for name, r in results.items()]
