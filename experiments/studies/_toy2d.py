@@ -211,15 +211,17 @@ def curves_figure(posteriors: dict, labels: dict):
     for name, posterior in fitted.items():
         shared.setdefault(id(posterior.history), []).append(name)
     fig, axes = new_figure(ncols=3, size=(3.6, 3.0))
-    for names in shared.values():
+    # One line style per method as well as one colour: curves that coincide (the MAP's prior term and
+    # MC dropout's, which is a weight decay too) stay visible.
+    for names, style in zip(shared.values(), ["-", "--", "-.", ":"] * len(shared)):
         h = fitted[names[0]].history
         label = labels[names[0]] + "".join(f", the mode of {labels[n]}" for n in names[1:])
         n = h.dataset_size
         epochs = np.arange(1, len(h.epoch_elbo) + 1)
-        axes[0, 0].plot(epochs, np.array(h.epoch_elbo) / n, label=label)
+        axes[0, 0].plot(epochs, np.array(h.epoch_elbo) / n, style, label=label)
         if h.epoch_log_likelihood:
-            axes[0, 1].plot(epochs, np.array(h.epoch_log_likelihood) / n, label=label)
-            axes[0, 2].plot(epochs, np.array(h.epoch_kl) / n, label=label)
+            axes[0, 1].plot(epochs, np.array(h.epoch_log_likelihood) / n, style, label=label)
+            axes[0, 2].plot(epochs, np.array(h.epoch_kl) / n, style, label=label)
     titles = ("ELBO / N (MAP: log joint / N)", "expected log-likelihood / N", "KL / N (MAP: -log prior / N)")
     for ax, title in zip(axes[0], titles):
         ax.set_title(title, fontsize="small")
