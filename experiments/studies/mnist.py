@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from matplotlib.ticker import MaxNLocator
 from torch.utils.data import DataLoader
 
 from bayesdl.evaluation import (
@@ -399,7 +400,8 @@ def run_failure(ctx: RunContext) -> StudyResult:
                           title="Failure prediction: errors as positives,\nranked by low confidence", positive="errors")
     axes[0, 1].plot(range(1, epochs + 1), history["val_aupr_error"], marker="o")
     axes[0, 1].axvline(history["best_epoch"], color="gray", linestyle=":")
-    axes[0, 1].set_xlabel("ConfidNet epoch")
+    axes[0, 1].set_xlabel("ConfidNet epoch (dotted: the one kept)")
+    axes[0, 1].xaxis.set_major_locator(MaxNLocator(integer=True))
     axes[0, 1].set_ylabel("validation AUPR-error")
     axes[0, 1].set_title("ConfidNet model selection")
     curves = ctx.figure(fig, "failure_pr_curves.png")

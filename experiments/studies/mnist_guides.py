@@ -20,6 +20,7 @@ import statistics
 
 import numpy as np
 import torch
+from matplotlib.ticker import MaxNLocator
 
 from bayesdl.evaluation import calibration_metrics
 from bayesdl.evaluation.plotting import new_figure
@@ -119,6 +120,8 @@ def run(ctx: RunContext) -> StudyResult:
     ax_curve.set_title("Expected negative log-likelihood")
     ax_curve.legend(fontsize="x-small")
     ax_kl.set_xlabel("epoch")
+    for ax in (ax_curve, ax_kl):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax_kl.set_ylabel("nats per training example")
     ax_kl.set_title("KL(q || prior) / N\n(dropout: -E log prior, incl. its constant)")
     ax_kl.legend(fontsize="x-small")
