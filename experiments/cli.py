@@ -28,8 +28,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--seed", type=int, default=0,
                      help="seed fixing data splits, initialisation and sampling (default 0)")
     run.add_argument("--quick", action="store_true",
-                     help="small data and few steps: a smoke run (under 20 s for most studies on 2 CPU "
-                          "cores; see the README), no quality targets")
+                     help="small data and few steps: a smoke run of 20-55 CPU seconds per study (see the "
+                          "README), whose numbers are not the study's results")
     run.add_argument("--data-root", default=os.environ.get("BAYESDL_DATA"),
                      help="torchvision dataset root (default: $BAYESDL_DATA)")
     run.add_argument("--device", default="cpu", help="torch device: cpu or cuda (default cpu)")
