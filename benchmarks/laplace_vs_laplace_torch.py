@@ -92,7 +92,7 @@ def main(argv=None):
         return la
 
     def ours_predict(la):
-        return la.predictive_probs(x_test, link="probit", batch_size=1000)
+        return torch.cat([la.predictive_probs(xb, link_approx="probit") for xb in test_batches])
 
     @torch.no_grad()
     def theirs_predict(la):

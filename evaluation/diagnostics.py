@@ -4,7 +4,8 @@ Pure functions of ArviZ data; no model runs here. Build the data from any poster
 :func:`bayesdl.inference.to_inference_data` (posterior, posterior predictive, pointwise
 log-likelihood, divergences), then:
 
-- :func:`summary` (means, HDIs, R-hat, ESS) and :func:`convergence` (the headline figures);
+- :func:`summary` (means, HDIs, R-hat, ESS), :func:`convergence` (the headline figures) and
+  :func:`convergence_verdict` (whether they pass Vehtari et al.'s thresholds, in words);
 - :func:`compare`: PSIS-LOO comparison of several methods;
 - :func:`save` / :func:`load`: netCDF, written atomically;
 - :func:`plot_rank`, :func:`plot_trace`.
@@ -12,11 +13,18 @@ log-likelihood, divergences), then:
 
 from __future__ import annotations
 
-__all__ = ["summary", "convergence", "compare", "save", "load", "plot_rank", "plot_trace"]
+import warnings
+
+__all__ = ["summary", "convergence", "convergence_verdict", "worst_components", "R_HAT_TARGET",
+           "ESS_PER_CHAIN_TARGET", "compare", "save", "load", "plot_rank", "plot_trace"]
 
 
 def summary(idata, var_names=None):
-    """``az.summary`` (means, HDIs, R-hat, ESS) of an ``InferenceData``."""
+    """``az.summary`` (means, HDIs, R-hat, ESS) of an ``InferenceData``.
+
+    R-hat and ESS judge MCMC chains: for a single chain (independent draws of VI, Laplace) only
+    the statistics are returned, with a ``UserWarning``.
+    """
     import arviz as az
 
     if not isinstance(idata, az.InferenceData):
@@ -24,6 +32,12 @@ def summary(idata, var_names=None):
             f"summary needs arviz.InferenceData, got {type(idata).__name__}; build it from a posterior "
             "with bayesdl.inference.to_inference_data(posterior)"
         )
+    if idata.posterior.sizes.get("chain", 1) < 2:
+        warnings.warn(
+            "R-hat and ESS need several MCMC chains; this posterior has one chain of independent draws "
+            "(VI, MC dropout, Laplace, MAP), so only means, sds and HDIs are reported. Check such a "
+            "posterior against a reference (NUTS) or by PSIS-LOO instead", UserWarning, stacklevel=2)
+        return az.summary(idata, var_names=var_names, kind="stats")
     return az.summary(idata, var_names=var_names)
 
 
@@ -37,6 +51,62 @@ def convergence(idata, table=None) -> dict:
     diverging = int(idata.sample_stats["diverging"].sum()) if "sample_stats" in idata.groups() else 0
     return {"max_r_hat": float(table["r_hat"].max()), "min_ess_bulk": float(table["ess_bulk"].min()),
             "divergences": diverging}
+
+
+#: Vehtari et al. (2021): trust MCMC draws when every R-hat is below 1.01 and every bulk ESS
+#: is above 100 per chain.
+R_HAT_TARGET = 1.01
+ESS_PER_CHAIN_TARGET = 100
+
+
+def convergence_verdict(figures: dict, num_chains: int) -> str:
+    """One sentence on an MCMC run's :func:`convergence` figures: whether the chains converged by
+    Vehtari et al.'s (2021) rule (R-hat < 1.01, bulk ESS > 100 per chain, no divergences) and,
+    if not, what to do about it."""
+    r_hat, ess, divergences = figures["max_r_hat"], figures["min_ess_bulk"], figures["divergences"]
+    ess_target = ESS_PER_CHAIN_TARGET * num_chains
+    head = (f"max R-hat {r_hat:.3f} (target < {R_HAT_TARGET}), min bulk ESS {ess:.0f} "
+            f"(target > {ess_target}), {divergences} divergent transition{'s' if divergences != 1 else ''}")
+    problems = []
+    if not r_hat < R_HAT_TARGET:
+        problems.append("the chains disagree (R-hat)")
+    if not ess > ess_target:
+        problems.append("too few effective draws (ESS)")
+    if divergences:
+        problems.append("divergences mark regions the sampler could not explore")
+    if not problems:
+        return f"{head}: the chains have converged by these criteria."
+    return (f"{head}: **not converged** -- {'; '.join(problems)}. Run more warm-up and draws per chain "
+            "(and, for divergences, a higher target acceptance probability) before using these draws as a "
+            "reference; the numbers that depend on them are provisional.")
+
+
+def worst_components(idata, count: int = 4):
+    """The ``count`` scalar components of the posterior with the highest R-hat, as a new
+    ``InferenceData`` with one scalar variable per component named like
+    ``"fc2.weight[1, 3], R-hat 1.042"``
+    (``[chains, draws]`` each) -- what a trace or rank plot of a network should show: a
+    readable handful, chosen because they mix worst, rather than the first weights of a layer."""
+    import arviz as az
+    import numpy as np
+
+    post = idata.posterior
+    if post.sizes.get("chain", 1) < 2:
+        raise ValueError("R-hat needs several chains; worst_components is for MCMC draws")
+    r_hat = az.rhat(post)
+    scored = []
+    for name in r_hat.data_vars:
+        values = np.asarray(r_hat[name].values)
+        for flat in range(values.size):
+            index = np.unravel_index(flat, values.shape) if values.ndim else ()
+            value = float(values[index]) if values.ndim else float(values)
+            scored.append((np.inf if np.isnan(value) else value, name, tuple(int(i) for i in index)))
+    scored.sort(key=lambda item: -item[0])
+    chosen = {}
+    for value, name, index in scored[:count]:
+        label = (f"{name}[{', '.join(map(str, index))}]" if index else name) + f", R-hat {value:.3f}"
+        chosen[label] = np.asarray(post[name].values)[(slice(None), slice(None), *index)]
+    return az.from_dict(posterior=chosen)
 
 
 def compare(idatas: dict, ic: str = "loo"):

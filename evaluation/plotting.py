@@ -33,11 +33,13 @@ def _axes(ax):
 
 
 def plot_reliability_diagram(bins: ReliabilityBins, ax=None, title: str | None = None,
-                             show_counts: bool = True):
+                             show_counts: bool = True, legend: bool = True):
     """Bar chart of accuracy per confidence bin against the diagonal of perfect calibration.
 
-    The red part of each bar is the gap to the bin's mean confidence; the title carries
+    The red part of each bar is the gap to the bin's mean confidence (hatched inside the bar where
+    the bin is under-confident); the title carries
     the ECE. With ``show_counts`` a faint histogram of the examples per bin is drawn too.
+    ``legend=False`` leaves the legend out (for all but one panel of a grid of diagrams).
     """
     fig, ax = _axes(ax)
     edges = bins.edges.numpy()
@@ -48,9 +50,14 @@ def plot_reliability_diagram(bins: ReliabilityBins, ax=None, title: str | None =
     filled = bins.count.numpy() > 0
     ax.bar(left[filled], acc[filled], width=width[filled], align="edge", color="tab:blue",
            edgecolor="black", linewidth=0.5, label="accuracy")
-    ax.bar(left[filled], (conf - acc)[filled], bottom=acc[filled], width=width[filled],
-           align="edge", color="tab:red", alpha=0.35, edgecolor="tab:red", linewidth=0.5,
-           label="gap to confidence")
+    # The gap from accuracy to confidence: a red bar above an over-confident bin, red hatching
+    # inside an under-confident one (a transparent fill over the blue bar would read as a third colour).
+    over, under = filled & (conf >= acc), filled & (conf < acc)
+    ax.bar(left[over], (conf - acc)[over], bottom=acc[over], width=width[over], align="edge",
+           color="tab:red", alpha=0.35, edgecolor="tab:red", linewidth=0.5, label="gap to confidence")
+    ax.bar(left[under], (acc - conf)[under], bottom=conf[under], width=width[under], align="edge",
+           facecolor="none", edgecolor="tab:red", hatch="////", linewidth=0.5,
+           label="gap (under-confident)" if under.any() else None)
     if show_counts:
         share = bins.count.numpy() / max(int(bins.count.sum()), 1)
         ax.bar(left, share, width=width, align="edge", color="gray", alpha=0.25,
@@ -62,51 +69,67 @@ def plot_reliability_diagram(bins: ReliabilityBins, ax=None, title: str | None =
     ax.set_ylabel("accuracy")
     heading = f"ECE = {100 * bins.ece:.2f}%"
     ax.set_title(f"{title}\n{heading}" if title else heading)
-    ax.legend(loc="upper left", fontsize="small")
+    if legend:
+        ax.legend(loc="upper left", fontsize="x-small")
     return fig
 
 
-def plot_precision_recall(curves: Mapping[str, tuple], ax=None, title: str | None = None):
+def plot_precision_recall(curves: Mapping[str, tuple], ax=None, title: str | None = None,
+                          positive: str | None = None):
     """Precision-recall curves, one per entry ``name -> (scores, positive)``.
 
     ``positive`` is a boolean array marking the positive class, and ``scores`` rank the
     positives first (higher = more likely positive). For errors as positives, pass
-    ``-confidence``. The legend shows each curve's average precision.
+    ``-confidence``. The legend shows each curve's average precision; a dotted line marks
+    the precision of chance, the share of positives (one line per distinct share). The
+    ``positive`` argument of the function names the positive class on the figure.
     """
     from sklearn.metrics import average_precision_score
 
     fig, ax = _axes(ax)
-    for name, (scores, positive) in curves.items():
+    chance = {}
+    for name, (scores, is_positive) in curves.items():
         scores = np.asarray(scores, dtype=float)
-        positive = np.asarray(positive, dtype=bool)
-        precision, recall, _ = precision_recall_curve(positive, scores)
-        ap = average_precision_score(positive, scores)
+        is_positive = np.asarray(is_positive, dtype=bool)
+        precision, recall, _ = precision_recall_curve(is_positive, scores)
+        ap = average_precision_score(is_positive, scores)
         ax.step(recall, precision, where="post", label=f"{name} (AP {100 * ap:.1f}%)")
-    ax.set_xlabel("recall")
-    ax.set_ylabel("precision")
+        chance.setdefault(round(float(is_positive.mean()), 4), name)
+    for share in chance:
+        ax.axhline(share, color="gray", linestyle=":", linewidth=1,
+                   label=f"chance (share of positives {100 * share:.1f}%)" if len(chance) == 1 else None)
+    if len(chance) > 1:
+        ax.plot([], [], color="gray", linestyle=":", linewidth=1,
+                label="chance: " + ", ".join(f"{100 * v:.1f}%" for v in chance) + " positives")
+    ax.set_xlabel(f"recall (share of {positive} found)" if positive else "recall")
+    ax.set_ylabel(f"precision (share of flagged that are {positive})" if positive else "precision")
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1.02)
     if title:
-        ax.set_title(title)
-    ax.legend(loc="best", fontsize="small")
+        ax.set_title(title, fontsize="medium")
+    ax.legend(loc="best", fontsize="x-small")
     return fig
 
 
-def plot_roc(curves: Mapping[str, tuple], ax=None, title: str | None = None):
-    """ROC curves, one per entry ``name -> (scores, positive)``; the legend shows the AUROC."""
+def plot_roc(curves: Mapping[str, tuple], ax=None, title: str | None = None, positive: str | None = None):
+    """ROC curves, one per entry ``name -> (scores, positive)``; the legend shows the AUROC.
+
+    The ``positive`` argument of the function names the positive class, which the axis labels
+    then spell out (the AUROC does not depend on the choice, but the curve is mirrored by it).
+    """
     from sklearn.metrics import roc_auc_score
 
     fig, ax = _axes(ax)
-    for name, (scores, positive) in curves.items():
+    for name, (scores, is_positive) in curves.items():
         scores = np.asarray(scores, dtype=float)
-        positive = np.asarray(positive, dtype=bool)
-        fpr, tpr, _ = roc_curve(positive, scores)
-        auc = roc_auc_score(positive, scores)
+        is_positive = np.asarray(is_positive, dtype=bool)
+        fpr, tpr, _ = roc_curve(is_positive, scores)
+        auc = roc_auc_score(is_positive, scores)
         ax.plot(fpr, tpr, label=f"{name} (AUROC {100 * auc:.1f}%)")
-    ax.plot([0, 1], [0, 1], "k:", linewidth=1)
-    ax.set_xlabel("false-positive rate")
-    ax.set_ylabel("true-positive rate")
+    ax.plot([0, 1], [0, 1], "k:", linewidth=1, label="chance")
+    ax.set_xlabel(f"false-positive rate (others taken for {positive})" if positive else "false-positive rate")
+    ax.set_ylabel(f"true-positive rate ({positive} found)" if positive else "true-positive rate")
     if title:
-        ax.set_title(title)
-    ax.legend(loc="lower right", fontsize="small")
+        ax.set_title(title, fontsize="medium")
+    ax.legend(loc="lower right", fontsize="x-small")
     return fig

@@ -32,7 +32,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--seed", type=int, default=0,
                      help="seed fixing data splits, initialisation and sampling (default 0)")
     run.add_argument("--quick", action="store_true",
-                     help="small data and few steps: a smoke run in seconds, no quality targets")
+                     help="small data and few steps: a smoke run of 20-55 CPU seconds per study (see the "
+                          "README), whose numbers are not the study's results")
     run.add_argument("--data-root", default=os.environ.get("BAYESDL_DATA"),
                      help="torchvision dataset root (default: $BAYESDL_DATA)")
     run.add_argument("--device", default="cpu", help="torch device: cpu or cuda (default cpu)")
@@ -42,7 +43,9 @@ def _parser() -> argparse.ArgumentParser:
                      help="folder caching trained networks by config hash (default: <out>/../.cache)")
     run.add_argument("--dataset", default=None,
                      help="dataset of studies that take one (uci: a UCI set name or 'all', the default)")
-    run.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    run.add_argument("--no-progress", action="store_true",
+                     help="print no progress at all (by default: bars on a terminal, a few plain lines per "
+                          "loop when stderr is a file or a pipe)")
     parallel = run.add_argument_group(
         "several devices and nodes (needs Lightning: pip install -e \".[distributed]\")",
         "SVI training runs data-parallel (each rank its own shard; gradients averaged) and "

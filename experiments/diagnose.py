@@ -12,7 +12,15 @@ from __future__ import annotations
 import warnings
 from pathlib import Path
 
-from bayesdl.evaluation.diagnostics import compare, convergence, load, plot_rank, summary
+from bayesdl.evaluation.diagnostics import (
+    compare,
+    convergence,
+    convergence_verdict,
+    load,
+    plot_rank,
+    summary,
+    worst_components,
+)
 
 from .io import markdown_table, save_figure, verify_run_folder
 
@@ -42,22 +50,25 @@ def diagnose(run_dir, plots=None, max_rows: int = 12) -> str:
                      ", ".join(idata.groups())])
     lines += [markdown_table(["method", "approximation", "chains", "draws", "groups"], rows), ""]
     for name, idata in idatas.items():
-        if idata.posterior.sizes["chain"] < 2:
+        chains = int(idata.posterior.sizes["chain"])
+        if chains < 2:
             continue
         table = summary(idata)
         worst = table.sort_values("r_hat", ascending=False).head(max_rows)
-        body = [[index, float(r["mean"]), float(r["sd"]), float(r["r_hat"]), float(r["ess_bulk"]),
-                 float(r["ess_tail"])] for index, r in worst.iterrows()]
+        body = [[index, float(r["mean"]), float(r["sd"]), f"{float(r['r_hat']):.3f}",
+                 f"{float(r['ess_bulk']):.0f}", f"{float(r['ess_tail']):.0f}"]
+                for index, r in worst.iterrows()]
         figures = convergence(idata, table)
-        headline = (f"max R-hat {figures['max_r_hat']:.4f}, min bulk ESS {figures['min_ess_bulk']:.0f}, "
-                    f"{figures['divergences']} divergent transitions")
         lines += [f"## {name}: convergence ({len(table)} scalar components, worst R-hat first)", "",
-                  headline, "",
-                  markdown_table(["component", "mean", "sd", "r_hat", "ess_bulk", "ess_tail"], body), ""]
+                  convergence_verdict(figures, chains), "",
+                  markdown_table(["component", "mean", "sd", "R-hat", "bulk ESS", "tail ESS"], body), ""]
         if plots is not None:
-            names = list(idata.posterior.data_vars)[-2:]
             path = Path(plots) / f"rank_{name}.png"
-            save_figure(plot_rank(idata, var_names=names), path)
+            worst_few = worst_components(idata, count=4)
+            fig = plot_rank(worst_few)
+            fig.suptitle(f"{name}: rank plots of the {len(worst_few.posterior.data_vars)} components with "
+                         "the highest R-hat")
+            save_figure(fig, path)
             lines += [f"rank plot: {path}", ""]
     with_lik = {k: v for k, v in idatas.items()
                 if "log_likelihood" in v.groups() and v.posterior.sizes["draw"] > 1}
@@ -77,15 +88,32 @@ def _load(path):
     return idata
 
 
-def loo_comparison(idatas: dict):
-    """``az.compare`` (PSIS-LOO) of the methods' InferenceData: ``(table, Markdown table)``.
+def loo_comparison(idatas: dict, labels: dict | None = None):
+    """``az.compare`` (PSIS-LOO) of the methods' InferenceData: ``(table, Markdown)``.
 
-    ArviZ's Pareto-k warnings are not printed: the table has a column for them.
+    The Markdown is the table -- methods under ``labels`` (their human names) if given -- with,
+    per method, how many observations have a Pareto k above 0.7, where the PSIS estimate of
+    their leave-one-out density is unreliable; when there are any, a sentence says what it
+    means and what to do. ArviZ's own warnings are not printed.
     """
+    import arviz as az
+
+    labels = labels or {}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         table = compare(idatas)
-    rows = [[name, int(r["rank"]), float(r["elpd_loo"]), float(r["p_loo"]), float(r["elpd_diff"]),
-             float(r["weight"]), "yes" if r["warning"] else "no"] for name, r in table.iterrows()]
-    headers = ["method", "rank", "elpd_loo", "p_loo", "elpd_diff", "weight", "Pareto k warning"]
-    return table, markdown_table(headers, rows, ".2f")
+        bad = {name: int((az.loo(idatas[name], pointwise=True).pareto_k.values > 0.7).sum())
+               for name in table.index}
+    rows = [[labels.get(name, name), int(r["rank"]), float(r["elpd_loo"]), float(r["p_loo"]),
+             float(r["elpd_diff"]), float(r["weight"]),
+             f"{bad[name]} of {idatas[name].log_likelihood.sizes['obs']}"]
+            for name, r in table.iterrows()]
+    headers = ["method", "rank", "elpd_loo", "p_loo", "elpd_diff", "weight", "Pareto k > 0.7"]
+    markdown = markdown_table(headers, rows, ".2f")
+    if any(bad.values()):
+        markdown += ("\n\nObservations with Pareto k > 0.7 have unreliable PSIS-LOO terms (Vehtari et al. "
+                     "2017): their posterior changes too much when they are left out for importance "
+                     "sampling to correct. With few posterior draws (quick runs) or flexible networks "
+                     "this is common; use more draws, or exact K-fold cross-validation, before reading "
+                     "small elpd differences as a ranking.")
+    return table, markdown

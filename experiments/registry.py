@@ -56,6 +56,21 @@ class StudyResult:
     report: str
 
 
+QUICK_NOTE = (
+    "> **Quick mode** (`--quick`): small data, few steps and few posterior draws, to check that the "
+    "pipeline runs. The numbers below are not the study's results, and the targets quoted are those of "
+    "full runs, which a quick run is not expected to reach; run without `--quick` for them."
+)
+
+
+def _with_quick_note(report: str, quick: bool) -> str:
+    """The report with :data:`QUICK_NOTE` under its title when the run was quick."""
+    if not quick:
+        return report
+    title, sep, rest = report.lstrip().partition("\n")
+    return f"{title}\n\n{QUICK_NOTE}\n{sep}{rest}" if title.startswith("#") else f"{QUICK_NOTE}\n\n{report}"
+
+
 def run_study(name: str, out, *, seed: int = 0, quick: bool = False, data_root=None,
               device: str = "cpu", progress: bool = True, cache_dir=None, download: bool = False,
               devices: int = 1, num_nodes: int = 1, strategy: str = "ddp",
@@ -152,8 +167,9 @@ def _run(settings: dict, *, device, writer: bool, parallel: dict) -> dict:
         config = {"seed": seed, "quick": quick, "device": str(device), **parallel,
                   **({"dataset": dataset} if dataset is not None else {}), **result.config,
                   "wall_time_seconds": round(seconds, 2)}
+        report = _with_quick_note(result.report, quick)
         write_text(folder.file("report.md"),
-                   result.report.rstrip() + f"\n\n_Wall time: {seconds:.1f} s (seed {seed}"
+                   report.rstrip() + f"\n\n_Wall time: {seconds:.1f} s (seed {seed}"
                    f"{', quick mode' if quick else ''})._\n")
         folder.metrics(name, config, result.results)
     return {"study": name, "config": config, "results": result.results}

@@ -24,13 +24,13 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from torch.utils.data import BatchSampler, DataLoader, RandomSampler, TensorDataset
-from tqdm.auto import tqdm
 
 from bayesdl.atomic import atomic_path, file_lock, remove_stale_temporaries
 from bayesdl.checks import check_int
 from bayesdl.inference import METHODS, Posterior, approximate, distributed, exponential_decay
 from bayesdl.inference.checkpoints import load_state, save_state, verify_checkpoint
 from bayesdl.models import BNN, LeNet
+from bayesdl.progress import track
 
 __all__ = ["LeNetRecipe", "train_lenet", "train_plain", "cache_folder"]
 
@@ -170,7 +170,7 @@ def train_plain(recipe: LeNetRecipe, train: TensorDataset, ctx) -> tuple[LeNet, 
         sched = recipe.scheduler()(opt) if recipe.scheduler() else None
         losses = []
         start = time.perf_counter()
-        for _ in tqdm(range(recipe.epochs), desc="plain PyTorch", disable=not ctx.progress, leave=False):
+        for _ in track(range(recipe.epochs), desc="plain PyTorch", unit="epoch", enabled=ctx.progress):
             losses.append(_supervised_epoch(net, loader, opt, lambda x, y: F.cross_entropy(net(x), y),
                                             ctx.device))
             if sched is not None:
@@ -219,7 +219,7 @@ def train_confidnet(stochastic_pass, train: TensorDataset, val_features: torch.T
     torch.manual_seed(seed)
     bank = []
     with torch.no_grad():
-        for _ in tqdm(range(passes), desc="ConfidNet targets", disable=not ctx.progress, leave=False):
+        for _ in track(range(passes), desc="ConfidNet targets", unit="pass", enabled=ctx.progress):
             features, tcp = [], []
             for x, y in DataLoader(train, batch_size=1000, shuffle=False):
                 logits, feats = stochastic_pass(x.to(ctx.device))
@@ -235,7 +235,7 @@ def train_confidnet(stochastic_pass, train: TensorDataset, val_features: torch.T
 
     history = {"val_aupr_error": [], "train_mse": []}
     best, best_state = -1.0, None
-    for epoch in tqdm(range(epochs), desc="ConfidNet", disable=not ctx.progress, leave=False):
+    for epoch in track(range(epochs), desc="ConfidNet", unit="epoch", enabled=ctx.progress):
         data = bank[epoch % passes]
         # Whole minibatches indexed at once: far cheaper than collating examples one by one.
         loader = DataLoader(data, sampler=BatchSampler(RandomSampler(data), batch_size, drop_last=False),

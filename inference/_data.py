@@ -3,7 +3,15 @@
 from __future__ import annotations
 
 import torch
-from torch.utils.data import BatchSampler, DataLoader, RandomSampler, SequentialSampler, TensorDataset
+from torch.utils.data import (
+    BatchSampler,
+    DataLoader,
+    Dataset,
+    IterableDataset,
+    RandomSampler,
+    SequentialSampler,
+    TensorDataset,
+)
 
 from bayesdl.checks import as_tensor, check_finite, check_int, check_nonempty
 
@@ -11,9 +19,14 @@ __all__ = ["as_loader", "dataset_size_of", "batch_to", "check_batch"]
 
 
 def as_loader(data, batch_size: int, shuffle: bool) -> DataLoader:
-    """A DataLoader from a DataLoader (unchanged) or a tuple ``(x, y)`` of tensors."""
+    """A DataLoader from a DataLoader (unchanged), a map-style ``Dataset`` of ``(x, y)`` pairs
+    (``TensorDataset``, a torchvision dataset; batched by ``batch_size``), or a tuple ``(x, y)``
+    of tensors."""
     if isinstance(data, DataLoader):
         return data
+    if isinstance(data, Dataset) and not isinstance(data, IterableDataset):
+        # Shuffling draws from torch's global generator: seeded by `seed`, saved in checkpoints.
+        return DataLoader(data, batch_size=batch_size, shuffle=shuffle)
     if isinstance(data, tuple) and len(data) == 2:
         x = as_tensor(data[0], "x")
         y = as_tensor(data[1], "y")
@@ -29,7 +42,8 @@ def as_loader(data, batch_size: int, shuffle: bool) -> DataLoader:
         order = RandomSampler(dataset) if shuffle else SequentialSampler(dataset)
         return DataLoader(dataset, sampler=BatchSampler(order, batch_size, drop_last=False), batch_size=None)
     raise TypeError(
-        f"data must be a torch DataLoader or a tuple (x, y) of tensors, got {type(data).__name__}"
+        f"data must be a torch DataLoader or a tuple (x, y) of tensors, or a map-style Dataset of (x, y) "
+        f"pairs (e.g. TensorDataset), got {type(data).__name__}; wrap an IterableDataset in a DataLoader"
     )
 
 

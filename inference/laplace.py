@@ -34,16 +34,21 @@ turned into class probabilities by the probit approximation
 ``softmax(f / sqrt(1 + pi/8 diag(J Sigma J^T)))`` (:meth:`BaseLaplace.predictive_probs`).
 
 Every Laplace object is an :class:`~bayesdl.inference.posterior.Approximation`;
-:func:`fit_laplace` builds, fits and tunes one and returns the ``Posterior``.
+:func:`fit_laplace` builds, fits and tunes one and returns the ``Posterior``, whose
+``predictive_probs(x, link_approx="probit")`` is the probit predictive. The MAP is a Posterior
+of ``fit`` -- or, as in laplace-torch, any network trained with plain PyTorch
+(``fit_laplace(net, loader, likelihood="categorical")``).
 """
 
 from __future__ import annotations
 
+import copy
 import math
 import warnings
 from enum import Enum
 
 import torch
+import torch.nn as nn
 from scipy.optimize import minimize_scalar
 from torch.func import jacrev, vmap
 
@@ -103,16 +108,33 @@ def _clamp_eigenvalues(values: torch.Tensor, what: str) -> torch.Tensor:
     return values
 
 
-def _map_weights(source) -> tuple[BNN, torch.Tensor]:
-    """``(model, flat MAP weights)`` from a Posterior or an approximation (a ``MAPGuide``) of a BNN."""
+def _map_weights(source, likelihood=None, prior_scale: float = 1.0) -> tuple[BNN, torch.Tensor]:
+    """``(model, flat MAP weights)`` from a Posterior or an approximation (a ``MAPGuide``) of a BNN,
+    or from a plain ``nn.Module`` trained by the user (with ``likelihood``)."""
     if isinstance(source, (Posterior, Approximation)):
         model = bnn_of(source.model)
         if model is None:
             raise TypeError("Laplace needs the posterior of a bayesdl.models.BNN (fit it with MAPGuide)")
+        if likelihood is not None:
+            raise TypeError("likelihood is for a plain network; a Posterior's model already has one")
         return model, model.flatten(source.point_estimate()).detach()
+    if isinstance(source, BNN):
+        raise TypeError(
+            "a BNN holds no trained weights: fit its MAP first (approximate('map', model, data) or "
+            "fit(model, MAPGuide(model), data)) and pass that Posterior, or pass the trained plain network"
+        )
+    if isinstance(source, nn.Module):
+        if likelihood is None:
+            raise TypeError(
+                "Laplace around a plain torch network needs its likelihood: pass likelihood='categorical' "
+                "(softmax classifier), 'bernoulli' (one logit) or a Gaussian likelihood for regression"
+            )
+        # A copy: BNN turns the network's parameters into buffers, and the user's network must stay trainable.
+        model = BNN(copy.deepcopy(source), prior_scale=prior_scale, likelihood=likelihood)
+        return model, model.initial_values().detach()
     raise TypeError(
-        "pass the MAP as a Posterior returned by fit(model, MAPGuide(model), ...) or as a guide, "
-        f"got {type(source).__name__}"
+        "pass the MAP as a Posterior returned by fit(model, MAPGuide(model), ...), or a torch network "
+        f"trained with plain PyTorch (with likelihood=...), got {type(source).__name__}"
     )
 
 
@@ -182,7 +204,8 @@ class BaseLaplace(Approximation):
     def fit(self, data, batch_size: int = 256) -> BaseLaplace:
         """Accumulate the curvature and the log-likelihood at the MAP over ``data``.
 
-        ``data`` is a DataLoader of ``(x, y)`` or a tuple of tensors. Returns self.
+        ``data`` is a DataLoader of ``(x, y)``, a map-style Dataset of ``(x, y)`` pairs or a tuple
+        of tensors. Returns self.
         """
         batch_size = check_int(batch_size, "batch_size", minimum=1)
         loader = as_loader(data, batch_size, shuffle=False)
@@ -372,30 +395,26 @@ class BaseLaplace(Approximation):
         return self._linearised_outputs(x, flat[:, self.index])
 
     @torch.no_grad()
-    def predictive_probs(self, x, link: str = "probit", num_samples: int = 100,
-                         batch_size: int = 1024) -> torch.Tensor:
-        """Class probabilities ``[N, C]`` of the GLM predictive.
+    def predictive_probs(self, x, link_approx: str = "probit", num_samples: int = 100) -> torch.Tensor:
+        """Class probabilities ``[N, C]`` of the GLM predictive at inputs ``x`` ``[N, ...]``.
 
-        ``link="probit"``: the probit approximation (MacKay 1992),
-        ``softmax(f / sqrt(1 + pi/8 var f))``; ``link="mc"``: the mean of ``num_samples``
-        softmax draws. For Bernoulli models the probabilities are ``(1 - p, p)``.
+        ``link_approx="probit"``: the probit approximation (MacKay 1992),
+        ``softmax(f / sqrt(1 + pi/8 var f))``; ``link_approx="mc"``: the mean of ``num_samples``
+        softmax draws. For Bernoulli models the probabilities are ``(1 - p, p)``. For large ``N``
+        call it through :meth:`Posterior.predictive_probs`, which batches the inputs.
         """
         self._require_fit()
         x = self.model.check_inputs(x)
         likelihood = self.model.likelihood
         if likelihood.task != "classification":
             raise ValueError("predictive_probs is for classification; use predictive_outputs for regression")
-        chunks = []
-        for chunk in x.split(batch_size):
-            if link == "probit":
-                mean, cov = self.linearised_predictive(chunk)
-                kappa = torch.rsqrt(1.0 + math.pi / 8.0 * cov.diagonal(dim1=-2, dim2=-1))
-                chunks.append(likelihood.probabilities(mean * kappa))
-            elif link == "mc":
-                chunks.append(likelihood.probabilities(self.predictive_outputs(chunk, num_samples)).mean(0))
-            else:
-                raise ValueError(f"link must be 'probit' or 'mc', got {link!r}")
-        return torch.cat(chunks)
+        if link_approx == "probit":
+            mean, cov = self.linearised_predictive(x)
+            kappa = torch.rsqrt(1.0 + math.pi / 8.0 * cov.diagonal(dim1=-2, dim2=-1))
+            return likelihood.probabilities(mean * kappa)
+        if link_approx == "mc":
+            return likelihood.probabilities(self.predictive_outputs(x, num_samples)).mean(0)
+        raise ValueError(f"link_approx must be 'probit' or 'mc', got {link_approx!r}")
 
     def __repr__(self) -> str:
         return (f"{type(self).__name__}(subset={self.subset.value}, structure={self.structure.value}, "
@@ -719,13 +738,20 @@ LAPLACE_CLASSES: dict[tuple[Subset, Structure], type[BaseLaplace]] = {
 
 
 def laplace(source, subset: str = "all", structure: str = "full", *, hessian: str = "ggn",
-            prior_precision: float | None = None) -> BaseLaplace:
-    """A Laplace approximation around a MAP (a Posterior from ``fit`` with ``MAPGuide``).
+            prior_precision: float | None = None, likelihood=None, prior_scale: float = 1.0) -> BaseLaplace:
+    """A Laplace approximation around a MAP; call ``.fit(data)`` next.
+
+    ``source`` is the MAP as a Posterior (from ``fit`` with ``MAPGuide`` or ``approximate("map",
+    ...)``), or -- as in laplace-torch -- any ``nn.Module`` trained with plain PyTorch, together
+    with its ``likelihood`` (``"categorical"`` for a softmax classifier trained with
+    cross-entropy, ``"bernoulli"``, or a Gaussian for regression). The network is copied, never
+    changed; its weights get the prior ``N(0, prior_scale^2)`` (the default prior precision,
+    ``1 / prior_scale^2``, is then tuned by :meth:`BaseLaplace.optimize_prior_precision`).
 
     ``subset="all"`` with ``structure="full"`` or ``"diag"``; ``subset="last_layer"`` with
-    ``"kron"``, ``"diag"`` or ``"full"`` (:data:`LAPLACE_CLASSES`). Call ``.fit(data)`` next.
+    ``"kron"``, ``"diag"`` or ``"full"`` (:data:`LAPLACE_CLASSES`).
     """
-    model, weights = _map_weights(source)
+    model, weights = _map_weights(source, likelihood, prior_scale)
     key = (check_choice(subset, "subset", Subset), check_choice(structure, "structure", Structure))
     check_choice(hessian, "hessian", ("ggn", "exact"))
     if key not in LAPLACE_CLASSES:
@@ -738,17 +764,25 @@ def laplace(source, subset: str = "all", structure: str = "full", *, hessian: st
 
 
 def fit_laplace(source, data, subset: str = "all", structure: str = "full", *, hessian: str = "ggn",
-                optimize_prior: bool = True, batch_size: int = 256,
-                optimize_noise: bool = False) -> Posterior:
+                optimize_prior: bool = True, batch_size: int = 256, optimize_noise: bool = False,
+                likelihood=None, prior_scale: float = 1.0) -> Posterior:
     """Build a Laplace approximation around the MAP ``source``, fit it on ``data``, choose the
     prior precision by marginal likelihood, and return it as a :class:`Posterior`.
+
+    ``source`` is a MAP Posterior or a plain trained ``nn.Module`` with its ``likelihood`` (see
+    :func:`laplace`): the path of laplace-torch's ``Laplace(net, "classification", ...)``::
+
+        >>> posterior = fit_laplace(net, train_loader, "last_layer", "kron",
+        ...                         likelihood="categorical")                     # doctest: +SKIP
+        >>> posterior.predictive_probs(x_test, link_approx="probit")               # doctest: +SKIP
 
     ``optimize_noise`` (regression with a Gaussian likelihood) chooses the noise scale with the
     prior precision (:meth:`BaseLaplace.optimize_noise_and_prior_precision`)."""
     for name, flag in (("optimize_prior", optimize_prior), ("optimize_noise", optimize_noise)):
         if not isinstance(flag, bool):
             raise TypeError(f"{name} must be True or False, got {type(flag).__name__}")
-    la = laplace(source, subset, structure, hessian=hessian).fit(data, batch_size=batch_size)
+    la = laplace(source, subset, structure, hessian=hessian, likelihood=likelihood,
+                 prior_scale=prior_scale).fit(data, batch_size=batch_size)
     if optimize_noise:
         la.optimize_noise_and_prior_precision(data, batch_size=batch_size)
     elif optimize_prior:

@@ -17,8 +17,9 @@ map        ``MAPGuide`` by ``fit``: a point mass at the MAP
 mean_field ``MeanFieldGuide`` by ``fit``; ``init_scale``
 dropout    ``DropoutGuide`` by ``fit`` (MC dropout as VI); ``p`` (default: each slot's own rate)
 laplace    ``fit_laplace`` around ``map_posterior`` (fitted with ``fit``'s options if not
-           given); ``subset``, ``structure``, ``hessian``, ``optimize_prior``,
-           ``curvature_batch_size``, ``optimize_noise`` (Gaussian regression)
+           given), or around a network trained with plain PyTorch passed as ``model``
+           (with ``likelihood``, ``prior_scale``); ``subset``, ``structure``, ``hessian``,
+           ``optimize_prior``, ``curvature_batch_size``, ``optimize_noise`` (Gaussian regression)
 nuts       ``nuts`` on ``data = (x, y)``; every option of ``nuts``
 swag       ``fit_swag`` (SWAG, Maddox et al. 2019) from ``map_posterior`` (fitted with
            ``fit``'s options if not given); ``swag_epochs``, ``swag_lr``, ``swag_momentum``,
@@ -41,6 +42,10 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
+
+import torch
+
+from bayesdl.models.bnn import bnn_of
 
 from . import distributed
 from .ensemble import fit_ensemble
@@ -139,7 +144,17 @@ def _dropout(model, data, *, p: float | None = None, **fit_options) -> Posterior
                  single_process="its curvature pass runs over the whole training set in one process")
 def _laplace(model, data, *, map_posterior: Posterior | None = None, subset: str = "all",
              structure: str = "full", hessian: str = "ggn", optimize_prior: bool = True,
-             curvature_batch_size: int = 256, optimize_noise: bool = False, **fit_options) -> Posterior:
+             curvature_batch_size: int = 256, optimize_noise: bool = False, likelihood=None,
+             prior_scale: float = 1.0, **fit_options) -> Posterior:
+    if bnn_of(model) is None and isinstance(model, torch.nn.Module):
+        # A network trained with plain PyTorch: its weights are the MAP (laplace-torch's main use).
+        if map_posterior is not None or fit_options:
+            raise TypeError("a plain network is its own MAP: pass neither map_posterior nor training options")
+        return fit_laplace(model, data, subset, structure, hessian=hessian, optimize_prior=optimize_prior,
+                           batch_size=curvature_batch_size, optimize_noise=optimize_noise,
+                           likelihood=likelihood, prior_scale=prior_scale)
+    if likelihood is not None:
+        raise TypeError("likelihood is for a plain network; a BNN model already has its likelihood")
     if map_posterior is None:
         map_posterior = fit(model, MAPGuide(model), data, **fit_options)
     elif fit_options:

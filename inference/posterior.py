@@ -4,6 +4,8 @@ Whatever made it -- a guide fitted by SVI (mean-field, MC dropout, MAP), a Lapla
 approximation, NUTS draws, any Pyro guide -- a ``Posterior`` answers the same typed calls,
 and nothing outside :mod:`bayesdl.inference` needs to know which method is behind it:
 
+- ``predictive_probs(x, link_approx="mc" | "probit")``: the mean predictive probabilities
+  ``[N, C]``, by Monte Carlo or (Laplace) by the probit approximation of the GLM predictive;
 - ``predict(x, S)``: posterior-predictive samples as a typed :class:`~bayesdl.models.Prediction`,
   :class:`~bayesdl.models.ClassPrediction` (``probs`` ``[S, N, C]``) or
   :class:`~bayesdl.models.RegressionPrediction` (``mean``, ``noise`` ``[S, N]``);
@@ -29,11 +31,11 @@ from dataclasses import dataclass
 import pyro
 import torch
 from pyro import poutine
-from tqdm.auto import tqdm
 
 from bayesdl.checks import check_int
 from bayesdl.models.bnn import BNN, bnn_of
 from bayesdl.models.likelihoods import Prediction
+from bayesdl.progress import track
 
 from . import distributed
 
@@ -89,6 +91,20 @@ class Approximation:
     def predictive_outputs(self, x: torch.Tensor, num_samples: int) -> torch.Tensor:
         """``num_samples`` network outputs for posterior prediction at ``x``, ``[S, N, ...]``."""
         raise NotImplementedError
+
+    def predictive_probs(self, x: torch.Tensor, link_approx: str = "mc",
+                         num_samples: int = 100) -> torch.Tensor:
+        """Mean class probabilities ``[N, C]`` at checked inputs ``x``. ``link_approx="mc"`` (the
+        only one by default) averages the probabilities of ``num_samples`` passes; approximations
+        with a Gaussian over the outputs (Laplace) add ``"probit"``."""
+        if link_approx != "mc":
+            raise ValueError(
+                f"link_approx={link_approx!r} is not available for {type(self).__name__}: it needs a "
+                "Gaussian over the network outputs (a Laplace approximation); use link_approx='mc'"
+            )
+        likelihood = _require_bnn(self.model).likelihood
+        passes = 1 if self.is_point_mass else num_samples
+        return likelihood.probabilities(self.predictive_outputs(x, passes)).mean(0)
 
     def draws(self, num_samples: int) -> Draws:
         """Draws by chain; by default ``num_samples`` independent draws as one chain."""
@@ -219,9 +235,8 @@ class Posterior:
         passes = 1 if self.is_point_mass else num_samples
 
         def outputs_of(inputs):
-            batches = inputs.split(batch_size)
-            if progress and distributed.is_writer():
-                batches = tqdm(batches, desc=f"predict ({passes} samples)", unit="batch", leave=False)
+            batches = track(inputs.split(batch_size), desc=f"predict ({passes} samples)", unit="batch",
+                            enabled=progress and distributed.is_writer())
             chunks = [self._approximation.predictive_outputs(chunk, passes) for chunk in batches]
             return torch.cat(chunks, dim=1)
 
@@ -241,6 +256,33 @@ class Posterior:
         """
         outputs = self.predictive_outputs(x, num_samples, batch_size, progress)
         return self.bnn.likelihood.predict(outputs)
+
+    @torch.no_grad()
+    def predictive_probs(self, x, link_approx: str = "mc", num_samples: int = 100, batch_size: int = 1024,
+                         progress: bool = False) -> torch.Tensor:
+        """Posterior-predictive class probabilities ``p(y | x, D)`` ``[N, C]`` (classification).
+
+        ``link_approx="mc"``: the mean of the probabilities of ``num_samples`` posterior passes
+        (``predict(x, num_samples).predictive``). ``link_approx="probit"`` (Laplace posteriors):
+        the probit approximation of the linearised (GLM) predictive, MacKay (1992),
+        ``softmax(f(x; theta*) / sqrt(1 + pi/8 diag(J Sigma J^T)))`` -- deterministic, no sampling;
+        the ``link_approx="probit"`` of laplace-torch. Other posteriors refuse it with a
+        ``ValueError``. Binary (Bernoulli) models give ``C = 2``.
+        """
+        bnn = self.bnn
+        if bnn.likelihood.task != "classification":
+            raise ValueError("predictive_probs is for classification models; use predict(x).mean for "
+                             "regression")
+        if not isinstance(link_approx, str):
+            raise TypeError(f"link_approx must be a string ('mc' or 'probit'), got "
+                            f"{type(link_approx).__name__}")
+        x = bnn.check_inputs(x)
+        num_samples = check_int(num_samples, "num_samples", minimum=1)
+        batch_size = check_int(batch_size, "batch_size", minimum=1)
+        batches = track(x.split(batch_size), desc=f"predictive_probs ({link_approx})", unit="batch",
+                        enabled=progress)
+        return torch.cat([self._approximation.predictive_probs(chunk, link_approx, num_samples)
+                          for chunk in batches])
 
     # ---------------------------------------------------------------- weights
     @torch.no_grad()

@@ -19,10 +19,10 @@ from collections.abc import Callable, Iterable
 
 import pyro
 import torch
-from tqdm.auto import tqdm
 
 from bayesdl.checks import check_device, check_int, check_positive
 from bayesdl.models.bnn import bnn_of
+from bayesdl.progress import progress_bar
 
 from . import distributed
 from ._data import as_loader, batch_to, check_batch, dataset_size_of
@@ -81,8 +81,9 @@ def fit(model, guide, data, *, epochs: int = 10, lr: float = 1e-3, batch_size: i
         Pyro model and guide with ``elbo`` given (e.g. ``pyro.infer.Trace_ELBO()``). The
         model is called as ``model(x, y)`` -- plus ``dataset_size=N`` for a BNN.
     data:
-        A ``DataLoader`` of ``(x, y)`` batches, or a tuple ``(x, y)`` of tensors (batched
-        here by ``batch_size``, shuffled by ``seed``).
+        A ``DataLoader`` of ``(x, y)`` batches, a map-style ``Dataset`` of ``(x, y)`` pairs
+        (``TensorDataset``, a torchvision dataset) or a tuple ``(x, y)`` of tensors; the last two
+        are batched here by ``batch_size`` and shuffled by ``seed``.
     epochs, lr:
         Passes over the data; learning rate of the default Adam optimizer.
     elbo:
@@ -109,7 +110,8 @@ def fit(model, guide, data, *, epochs: int = 10, lr: float = 1e-3, batch_size: i
     callbacks:
         Called as ``callback(epoch, history)`` after each epoch.
     progress:
-        Show a tqdm progress bar.
+        Show progress: a tqdm bar on a terminal; when stderr is not a terminal (a log file),
+        a line per epoch instead, at most about ten per run (:mod:`bayesdl.progress`).
     fabric:
         A launched ``lightning.fabric.Fabric`` to train data-parallel on (default: the one
         :func:`bayesdl.inference.distributed.launch` started, if any). Each rank trains on its
@@ -199,8 +201,8 @@ def fit(model, guide, data, *, epochs: int = 10, lr: float = 1e-3, batch_size: i
         distributed.ElboStep(model, guide, elbo, structured, n_data, model_kwargs), opt)
     steps_per_epoch = len(loader) if hasattr(loader, "__len__") else None
     total = None if steps_per_epoch is None else steps_per_epoch * (epochs - start_epoch)
-    bar = tqdm(total=total, disable=not (progress and parallel.is_writer), desc=f"fit {type(guide).__name__}",
-               unit="step", leave=False)
+    bar = progress_bar(total, desc=f"fit {type(guide).__name__}", unit="step",
+                       enabled=progress and parallel.is_writer)
     clock = time.perf_counter()
     try:
         for epoch in range(start_epoch, epochs):
@@ -232,6 +234,7 @@ def fit(model, guide, data, *, epochs: int = 10, lr: float = 1e-3, batch_size: i
                     bar.set_postfix(epoch=epoch + 1, elbo_per_example=f"{-value / n_data:.4f}")
             parallel.end_epoch()
             history._end_epoch(first_step)
+            bar.epoch(epoch, epochs, elbo_per_example=history.epoch_elbo[-1] / n_data)
             if sched is not None:
                 sched.step()
             history.seconds += time.perf_counter() - clock

@@ -96,6 +96,7 @@ def test_check_data(x, y, message):
         model.check_data(x, y)
 
 
+@pytest.mark.slow
 def test_pyro_svi_with_autonormal_runs_on_a_bnn():
     # The naive Pyro route works on the same model object.
     from pyro.infer import SVI, Trace_ELBO

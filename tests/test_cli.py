@@ -53,6 +53,7 @@ def test_a_reduced_run_needs_positive_counts(tmp_path, capsys, option):
     assert not (tmp_path / "r").exists()
 
 
+@pytest.mark.slow
 def test_regression_quick_run_writes_results(tmp_path):
     out = tmp_path / "regression"
     assert main(["run", "regression", "--quick", "--out", str(out), "--no-progress"]) == 0

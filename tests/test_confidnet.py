@@ -28,6 +28,7 @@ def _classifier(calls):
     return stochastic_pass
 
 
+@pytest.mark.slow
 def test_confidnet_learns_the_true_class_probability_from_a_bank_drawn_once():
     calls = []
     x, y = _problem(1500, 0)

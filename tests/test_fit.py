@@ -110,6 +110,7 @@ def test_bad_checkpoints_give_clear_errors(tmp_path):
         load_checkpoint(evil, *_make(MAPGuide))
 
 
+@pytest.mark.slow
 def test_bnn_recovers_the_exact_linear_regression_posterior():
     """BNN(Linear) with a Gaussian likelihood *is* Bayesian linear regression: mean-field VI
     must find the exact mean and the mean-field variances ``1 / diag(precision)``."""

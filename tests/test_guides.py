@@ -28,6 +28,7 @@ def _mean_and_error(values):
     lambda m: MeanFieldGuide(m, init_scale=0.3),
     MAPGuide,
 ])
+@pytest.mark.slow
 def test_structured_elbo_has_the_expectation_of_trace_elbo(make):
     """BNNElbo (per-example noise, closed-form KL) and Pyro's Trace_ELBO with the same guide
     estimate the same number (Pyro's convention ln q = 0 for point masses)."""
@@ -65,6 +66,7 @@ def test_mean_field_kl_is_the_closed_form():
     torch.testing.assert_close(guide.log_scale.grad, log_scale.grad)
 
 
+@pytest.mark.slow
 def test_local_reparameterization_moments():
     """Training passes of a mean-field linear layer have the moments of N(x mu, x^2 sigma^2)."""
     torch.manual_seed(0)
@@ -112,6 +114,7 @@ def test_mean_field_predictions_draw_whole_weights_from_the_guide():
     torch.testing.assert_close(predictive_var, f.var(0, unbiased=False) + noise**2)
 
 
+@pytest.mark.slow
 def test_local_reparameterization_covers_convolutions():
     torch.manual_seed(0)
     model = BNN(nn.Conv2d(1, 2, 3, padding=1), likelihood="gaussian")

@@ -349,6 +349,7 @@ def test_diag_and_full_laplace_types():
     assert isinstance(laplace(posterior, "all", "full"), FullLaplace)
 
 
+@pytest.mark.slow
 def test_linearised_draws_are_joint_and_match_the_glm():
     # Logistic regression is linear in the weights: the GLM outputs are the network's.
     model, posterior, x, y = _logistic()

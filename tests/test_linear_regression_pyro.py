@@ -27,6 +27,7 @@ def _predictive(posterior, grid, beta, n=4000):
     return w, f.mean(0), f.var(0) + 1 / beta
 
 
+@pytest.mark.slow
 def test_svi_mean_field_recovers_closed_form(problem):
     blr, x, y, grid = problem
     guide = AutoNormal(blr.model)
@@ -46,6 +47,7 @@ def test_svi_mean_field_recovers_closed_form(problem):
     torch.testing.assert_close(var, exact_var, rtol=0.10, atol=0)
 
 
+@pytest.mark.slow
 def test_nuts_recovers_closed_form_and_converges(problem):
     blr, x, y, grid = problem
     posterior = nuts(blr.model, x, y, num_samples=600, warmup_steps=300, num_chains=4, seed=0,

@@ -101,6 +101,7 @@ def test_importing_a_folder_under_its_old_name_is_refused_with_the_right_name():
     assert "import it as `bayesdl.models`" in result.stderr
 
 
+@pytest.mark.slow
 def test_a_users_own_models_module_does_not_shadow_the_library(tmp_path):
     (tmp_path / "models.py").write_text("MINE = True\n")
     (tmp_path / "inference.py").write_text("MINE = True\n")

@@ -6,7 +6,7 @@ import pytest
 
 from bayesdl.experiments.cli import main
 
-pytestmark = pytest.mark.data
+pytestmark = [pytest.mark.data, pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")

@@ -16,6 +16,7 @@ def logistic_run(tmp_path_factory):
     return out
 
 
+@pytest.mark.slow
 def test_logistic_quick_run(logistic_run):
     metrics = json.loads((logistic_run / "metrics.json").read_text())
     r = metrics["results"]
@@ -56,6 +57,7 @@ def test_logistic_saved_draws_and_loo_agree_with_a_hand_computation(logistic_run
     assert 0 < lppd - elpd_loo < 3
 
 
+@pytest.mark.slow
 def test_diagnose_shows_the_saved_run_again(logistic_run, tmp_path):
     text = diagnose(logistic_run, plots=tmp_path)
     assert "nuts: convergence" in text and "max R-hat" in text
@@ -70,6 +72,7 @@ def test_diagnose_errors(tmp_path, capsys):
     assert main(["diagnose", str(tmp_path / "missing")]) == 2
 
 
+@pytest.mark.slow
 def test_two_moons_quick_run(tmp_path):
     out = tmp_path / "moons"
     assert main(["run", "two-moons", "--quick", "--out", str(out), "--no-progress"]) == 0
@@ -77,7 +80,10 @@ def test_two_moons_quick_run(tmp_path):
     assert set(r) == {"map", "mean_field", "mc_dropout", "laplace", "nuts"}
     assert {"mc_error_10_samples", "roughness_10_samples"} <= set(r["mc_dropout"])
     assert "roughness_10_samples" not in r["nuts"]  # NUTS draws are picked deterministically
-    assert "MC dropout" in (out / "report.md").read_text()
+    report = (out / "report.md").read_text()
+    assert "MC dropout" in report and "mean_field" not in report.split("## Diagnostics")[0]
+    assert "**Quick mode**" in report.splitlines()[2]  # under the title: not the study's results
+    assert "converged" in report and "Pareto k > 0.7" in report
     assert all(m["accuracy"] > 0.85 for m in r.values())
     # a point mass has no epistemic part; every posterior has some far from the data
     assert r["map"]["mean_mutual_information_far"] == 0.0

@@ -8,13 +8,21 @@ fixed set of draws is asked of the posterior, never inferred from a method's nam
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
 from bayesdl.evaluation import calibration_metrics, mutual_information, predictive_entropy
-from bayesdl.evaluation.diagnostics import convergence, plot_rank, plot_trace, save
+from bayesdl.evaluation.diagnostics import (
+    convergence,
+    convergence_verdict,
+    plot_rank,
+    plot_trace,
+    save,
+    worst_components,
+)
 from bayesdl.evaluation.plotting import new_figure
 from bayesdl.inference import Posterior, approximate, to_inference_data
 
@@ -106,87 +114,166 @@ def evaluate_methods(model, methods: list[Method], x, y, x_test, y_test, grid: G
     return posteriors, grid_probs, results
 
 
+def _outlined(color="white", width=1.2):
+    """Line style readable on every colormap: a line of ``color`` with a black outline."""
+    from matplotlib import patheffects
+
+    return {"colors": color, "linewidths": width,
+            "path_effects": [patheffects.withStroke(linewidth=width + 1.6, foreground="black")]}
+
+
+#: (class, marker, face, edge): readable on dark and light colormaps alike.
+_CLASS_MARKERS = ((0, "o", "white", "black"), (1, "^", "black", "white"))
+
+
+def _training_points(ax, x, y) -> None:
+    """The training points by class: white circles and black triangles."""
+    x, y = np.asarray(x), np.asarray(y).reshape(-1)
+    for label, marker, face, edge in _CLASS_MARKERS:
+        chosen = y == label
+        ax.scatter(x[chosen, 0], x[chosen, 1], marker=marker, s=14, c=face, edgecolors=edge, linewidths=0.6)
+
+
 def uncertainty_figure(methods: list[Method], posteriors: dict, grid_probs: dict, grid: Grid, x, y,
-                       title: str):
-    """Rows: methods; columns: max probability with the decision boundary, entropy, MI."""
-    fig, axes = new_figure(ncols=3, nrows=len(methods), size=(3.3, 3.0))
+                       title: str, far_distance: float):
+    """Rows: methods; columns: max probability, predictive entropy, mutual information.
+
+    One colour scale per column, shared by every method (so a brighter panel means more of the
+    quantity whatever the method), axis labels, the decision boundary, the training points by
+    class, and the border of the region "far from the data" that the report's table averages over.
+    """
+    from matplotlib.lines import Line2D
+
+    fig, axes = new_figure(ncols=3, nrows=len(methods), size=(3.1, 2.9))
     shape = grid.xx.shape
+    values = {m.name: {"max probability": grid_probs[m.name].mean(0).max(-1).values,
+                       "predictive entropy (nats)": predictive_entropy(grid_probs[m.name]),
+                       "mutual information (nats)": mutual_information(grid_probs[m.name])}
+              for m in methods}
+    num_classes = next(iter(grid_probs.values())).shape[-1]
+    sampled = [m.name for m in methods if not posteriors[m.name].is_point_mass]
+    mi_max = max([float(values[n]["mutual information (nats)"].max()) for n in sampled] + [1e-3])
+    columns = [("max probability", (1.0 / num_classes, 1.0), "viridis"),
+               ("predictive entropy (nats)", (0.0, math.log(num_classes)), "magma"),
+               ("mutual information (nats)", (0.0, mi_max), "magma")]
+    far = grid.far.reshape(shape).numpy().astype(float)
+    images = {}
     for row, method in zip(axes, methods):
-        point_mass = posteriors[method.name].is_point_mass
-        probs = grid_probs[method.name]
-        mean = probs.mean(0)
-        panels = [
-            ("max probability", mean.max(-1).values, (0.5, 1.0), "viridis"),
-            ("predictive entropy (nats)", predictive_entropy(probs), (0.0, math.log(mean.shape[-1])), "magma"),
-            ("mutual information (nats)", mutual_information(probs), None, "magma"),
-        ]
-        for ax, (name, values, limits, cmap) in zip(row, panels):
-            if name.startswith("mutual") and point_mass:
-                ax.text(0.5, 0.5, "point estimate:\nno epistemic part", ha="center", va="center",
-                        transform=ax.transAxes)
+        mean = grid_probs[method.name].mean(0)
+        for ax, (name, (low, high), cmap) in zip(row, columns):
+            ax.set_title(f"{method.label}: {name}", fontsize="small")
+            ax.set_aspect("equal")
+            if name.startswith("mutual") and posteriors[method.name].is_point_mass:
+                ax.text(0.5, 0.5, "point estimate:\nno epistemic part (MI = 0)", ha="center", va="center",
+                        transform=ax.transAxes, fontsize="small")
                 ax.set_xticks([])
                 ax.set_yticks([])
-            else:
-                kwargs = {"vmin": limits[0], "vmax": limits[1]} if limits else {}
-                image = ax.contourf(grid.xx, grid.yy, values.reshape(shape).numpy(), levels=20, cmap=cmap, **kwargs)
-                ax.figure.colorbar(image, ax=ax, shrink=0.8)
-                ax.contour(grid.xx, grid.yy, mean[:, -1].reshape(shape).numpy(), levels=[0.5],
-                           colors="white", linewidths=1.0)
-                ax.scatter(x[:, 0], x[:, 1], c=y, cmap="coolwarm", s=6, edgecolors="black", linewidths=0.2)
-            ax.set_title(f"{method.label}: {name}", fontsize="small")
+                continue
+            field = values[method.name][name].reshape(shape).numpy().clip(low, high)
+            images[name] = ax.contourf(grid.xx, grid.yy, field, levels=np.linspace(low, high, 21), cmap=cmap)
+            ax.contour(grid.xx, grid.yy, mean[:, -1].reshape(shape).numpy(), levels=[0.5], **_outlined())
+            if far.any() and far.min() < 1:
+                ax.contour(grid.xx, grid.yy, far, levels=[0.5], colors="tab:cyan", linestyles="--", linewidths=1.0)
+            _training_points(ax, x, y)
+            ax.set_xlim(grid.xx.min(), grid.xx.max())
+            ax.set_ylim(grid.yy.min(), grid.yy.max())
+            ax.tick_params(labelsize="x-small")
+        row[0].set_ylabel("$x_2$")
+    for ax in axes[-1]:
+        ax.set_xlabel("$x_1$")
+    for col, (name, (low, high), _) in enumerate(columns):
+        if name in images:
+            bar = fig.colorbar(images[name], ax=axes[:, col], shrink=0.5, location="bottom", aspect=25,
+                               ticks=np.linspace(low, high, 5), format="%.2f")
+            bar.set_label(f"{name}: one scale for all methods", fontsize="small")
+            bar.ax.tick_params(labelsize="x-small")
+    stroke = _outlined()["path_effects"]
+    handles = [
+        *(Line2D([], [], linestyle="", marker=marker, markersize=5, markerfacecolor=face, markeredgecolor=edge,
+                 label=f"class {label} (training)") for label, marker, face, edge in _CLASS_MARKERS),
+        Line2D([], [], color="white", linewidth=1.2, path_effects=stroke, label="decision boundary (p = 0.5)"),
+        Line2D([], [], color="tab:cyan", linestyle="--", linewidth=1.0,
+               label=f"far from the data: beyond this line (> {far_distance:g} from every training point)"),
+    ]
     fig.suptitle(title)
+    fig.legend(handles=handles, loc="outside lower center", ncols=2, fontsize="small", facecolor="lightgray")
     return fig
 
 
 def curves_figure(posteriors: dict, labels: dict):
-    """ELBO and its parts per epoch for the methods fitted by SVI, per example."""
+    """ELBO and its parts per epoch for the methods fitted by SVI, per example.
+
+    A posterior built around another one (Laplace around the MAP) shares its training history:
+    that curve is drawn once, labelled with both names.
+    """
     fitted = {k: p for k, p in posteriors.items() if p.history is not None and p.history.epoch_elbo}
-    fig, axes = new_figure(ncols=3, size=(3.6, 3.0))
+    shared: dict[int, list[str]] = {}
     for name, posterior in fitted.items():
-        h = posterior.history
+        shared.setdefault(id(posterior.history), []).append(name)
+    fig, axes = new_figure(ncols=3, size=(3.6, 3.0))
+    # One line style per method as well as one colour: curves that coincide (the MAP's prior term and
+    # MC dropout's, which is a weight decay too) stay visible.
+    for names, style in zip(shared.values(), ["-", "--", "-.", ":"] * len(shared)):
+        h = fitted[names[0]].history
+        label = labels[names[0]] + "".join(f", the mode of {labels[n]}" for n in names[1:])
         n = h.dataset_size
         epochs = np.arange(1, len(h.epoch_elbo) + 1)
-        axes[0, 0].plot(epochs, np.array(h.epoch_elbo) / n, label=labels[name])
+        axes[0, 0].plot(epochs, np.array(h.epoch_elbo) / n, style, label=label)
         if h.epoch_log_likelihood:
-            axes[0, 1].plot(epochs, np.array(h.epoch_log_likelihood) / n, label=labels[name])
-            axes[0, 2].plot(epochs, np.array(h.epoch_kl) / n, label=labels[name])
-    for ax, title in zip(axes[0], ("ELBO / N", "expected log-likelihood / N", "KL / N (MAP: -log prior)")):
+            axes[0, 1].plot(epochs, np.array(h.epoch_log_likelihood) / n, style, label=label)
+            axes[0, 2].plot(epochs, np.array(h.epoch_kl) / n, style, label=label)
+    titles = ("ELBO / N (MAP: log joint / N)", "expected log-likelihood / N", "KL / N (MAP: -log prior / N)")
+    for ax, title in zip(axes[0], titles):
         ax.set_title(title, fontsize="small")
-        ax.set_xlabel("epoch")
+        ax.set_xlabel("epoch (full batch: one step each)")
+        ax.set_ylabel("nats per training example")
         ax.set_xscale("log")
         ax.legend(fontsize="x-small")
-    fig.suptitle("Training curves")
+    fig.suptitle("Training curves of the methods fitted by SVI")
     return fig
 
 
 def diagnostics(ctx, posteriors: dict, labels: dict, x, y, samples: int) -> tuple[dict, str]:
     """ArviZ: InferenceData per method (saved as .nc), convergence of the methods with several
-    chains (NUTS), LOO comparison, rank and trace plots.
+    chains (NUTS) in words, LOO comparison, rank and trace plots of the worst-mixing components.
 
     Point masses are saved with one draw and left out of the LOO comparison, which needs a
     posterior. Returns (results to merge, markdown).
     """
     idatas, results, text = {}, {}, []
-    for name, posterior in posteriors.items():
-        idatas[name] = to_inference_data(posterior, x, y, num_samples=1 if posterior.is_point_mass else samples)
-        save(idatas[name], ctx.folder.file(f"inference_{name}.nc"))
+    with warnings.catch_warnings():
+        # Sites a guide keeps at a point (MC dropout's first layer) are left out, by design.
+        warnings.filterwarnings("ignore", message=".*point masses.*", category=UserWarning)
+        for name, posterior in posteriors.items():
+            idatas[name] = to_inference_data(posterior, x, y, progress=False,
+                                             num_samples=None if posterior.is_point_mass else samples)
+            save(idatas[name], ctx.folder.file(f"inference_{name}.nc"))
     for name, idata in idatas.items():
-        if idata.posterior.sizes["chain"] < 2:
+        chains = idata.posterior.sizes["chain"]
+        if chains < 2:
             continue
         results[name] = figures = convergence(idata)
-        names = list(idata.posterior.data_vars)[-2:]
-        rank = ctx.figure(plot_rank(idata, var_names=names), f"{name}_rank.png")
-        trace = ctx.figure(plot_trace(idata, var_names=names), f"{name}_trace.png")
-        text.append(f"{labels[name]} convergence (ArviZ): max R-hat "
-                    f"{figures['max_r_hat']:.3f}, min bulk ESS {figures['min_ess_bulk']:.0f}, "
-                    f"{figures['divergences']} divergent transitions. R-hat of individual weights of a "
-                    "network is a loose guide: hidden units can swap roles between chains without changing "
-                    f"the predictions.\n\n![]({rank})\n\n![]({trace})\n")
+        worst = worst_components(idata, count=4)
+        shown = ", ".join(worst.posterior.data_vars)
+        rank_fig, trace_fig = plot_rank(worst), plot_trace(worst)
+        count = len(worst.posterior.data_vars)
+        rank_fig.suptitle(f"{labels[name]}: rank plots of the {count} components with the highest R-hat")
+        trace_fig.suptitle(f"{labels[name]}: traces of the {count} components with the highest R-hat "
+                           "(one line style per chain)")
+        rank = ctx.figure(rank_fig, f"{name}_rank.png")
+        trace = ctx.figure(trace_fig, f"{name}_trace.png")
+        draws = idata.posterior.sizes["draw"]
+        text.append(f"{labels[name]} ({chains} chains of {draws} draws), ArviZ: "
+                    f"{convergence_verdict(figures, chains)} With hidden layers, R-hat of individual weights "
+                    "is a loose guide: hidden units can swap roles between chains without changing the "
+                    f"predictions.\n\nRank and trace plots of the components with the highest R-hat "
+                    f"({shown}); uniform rank histograms and overlapping traces mean the chains agree.\n\n"
+                    f"![]({rank})\n\n![]({trace})\n")
     posteriors_only = {k: v for k, v in idatas.items() if not posteriors[k].is_point_mass}
     if len(posteriors_only) > 1:
-        table, markdown = loo_comparison(posteriors_only)
+        table, markdown = loo_comparison(posteriors_only, labels)
         for name, row in table.iterrows():
             results.setdefault(name, {})["elpd_loo"] = float(row["elpd_loo"])
-        text.append("PSIS-LOO comparison on the training data (`az.compare`; higher `elpd_loo` is better; "
-                    "'Pareto k warning' marks estimates ArviZ flags as unreliable):\n\n" + markdown + "\n")
+        text.append("PSIS-LOO comparison on the training data (`az.compare`; higher `elpd_loo` is better):\n\n"
+                    + markdown + "\n")
     return results, "\n".join(text)

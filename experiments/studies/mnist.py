@@ -29,6 +29,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
+from matplotlib.ticker import MaxNLocator
 from torch.utils.data import DataLoader
 
 from bayesdl.evaluation import (
@@ -65,6 +66,23 @@ OOD_ENSEMBLES = {"deep_ensemble": "deep_ensemble", "multiswag": "multiswag"}
 #: SWAG's settings (Maddox et al. 2019): SGD with momentum 0.9 at a constant learning rate from
 #: the MAP, K = 20 deviation columns, 20 collections spread over the SWAG phase
 SWAG_LR, SWAG_RANK, SWAG_COLLECTIONS = 0.01, 20, 20
+
+#: Human names of the methods, scores and datasets on figures and in reports.
+LABELS = {"map": "MAP", "mc_dropout": "MC dropout", "dropout": "MC dropout", "mean_field": "mean-field VI",
+          "laplace": "Laplace (last layer, KFAC)", "mcp": "MCP (max softmax)", "entropy": "MC dropout: -entropy",
+          "mutual_information": "MC dropout: -MI", "odin": "ODIN", "confidnet": "ConfidNet",
+          "tcp_oracle": "TCP oracle (knows the label)", "kmnist": "Kuzushiji-MNIST",
+          "fashion_mnist": "Fashion-MNIST"}
+
+
+def _label(name: str) -> str:
+    return LABELS.get(name, name.replace("_", " "))
+
+
+def _sci(value: float) -> str:
+    """``1e-3`` rather than ``0.001`` or ``1e-05``."""
+    mantissa, exponent = f"{value:.0e}".split("e")
+    return f"{mantissa}e{int(exponent)}" if float(mantissa) * 10 ** int(exponent) == value else f"{value:g}"
 
 
 @dataclass(frozen=True)
@@ -200,7 +218,10 @@ class Lab:
         return prediction.probs.cpu()
 
     def config(self, **extra) -> dict:
-        return {"epochs": self.s.epochs, "optimizer": f"Adam, lr 1e-3 decaying to {self.s.final_lr:g}, batch 128",
+        lr, final = 1e-3, self.s.final_lr
+        schedule = (f"lr {_sci(lr)} decaying exponentially to {_sci(final)}" if final != lr
+                    else f"constant lr {_sci(lr)}")
+        return {"epochs": self.s.epochs, "optimizer": f"Adam, {schedule}, batch 128",
                 "ensemble_members": self.s.members,
                 "swag": {"epochs": self.s.swag_epochs, "lr": SWAG_LR, "momentum": 0.9, "rank": SWAG_RANK,
                          "collections": SWAG_COLLECTIONS},
@@ -263,6 +284,9 @@ def _digit_panel(ctx, title, images, mc_labels, probs, indices, name):
         axes[r + 1, c].set_xticks(range(10))
         axes[r + 1, c].tick_params(labelsize=6)
         axes[r + 1, c].set_ylim(0, mc_labels.shape[0])
+        axes[r + 1, c].set_xlabel("predicted label", fontsize=6, labelpad=1)
+        if c == 0:
+            axes[r + 1, c].set_ylabel("MC passes", fontsize=6)
     for k in range(len(indices), rows * cols):
         axes[2 * (k // cols), k % cols].axis("off")
         axes[2 * (k // cols) + 1, k % cols].axis("off")
@@ -342,7 +366,9 @@ def run_dropout(ctx: RunContext) -> StudyResult:
             ax.hist(values[wrong].numpy(), bins=bins, alpha=0.6, density=True, label="wrong")
         ax.set_yscale("log")
         ax.set_title(name.replace("_", " "), fontsize="small")
-        ax.legend(fontsize="x-small")
+        ax.set_xlabel("variation ratio" if name == "variation_ratio" else f"{name.replace('_', ' ')} (nats)")
+        ax.set_ylabel("density (log scale)")
+        ax.legend(title="test digits", fontsize="x-small", title_fontsize="x-small")
     histograms = ctx.figure(fig, "uncertainty_histograms.png")
     d, m = results["deterministic"], results["mc_dropout"]
     mc_better = m[f"error_t{t_full}"] <= d["error"]
@@ -355,7 +381,7 @@ def run_dropout(ctx: RunContext) -> StudyResult:
 | MC dropout, T = {t_full} | {100 * m[f'error_t{t_full}']:.2f} | {m['nll']:.4f} | {100 * m['ece']:.2f} |
 
 MC averaging {'does not increase' if mc_better else 'increases'} the test error
-({100 * m[f'error_t{t_full}']:.2f}% vs {100 * d['error']:.2f}%); target: at most 0.6% with T = 100
+({100 * m[f'error_t{t_full}']:.2f}% vs {100 * d['error']:.2f}%); full-run target: at most 0.6% with T = 100
 (Gal & Ghahramani report about 0.5% for lenet-all).
 
 ## Uncertainty of every test digit
@@ -404,11 +430,12 @@ def run_calibration(ctx: RunContext) -> StudyResult:
         before[name], after[name] = reliability_bins(test, y), reliability_bins(scaled, y)
     fig, axes = new_figure(ncols=len(posteriors), nrows=2, size=(3.3, 3.2))
     for col, name in enumerate(posteriors):
-        plot_reliability_diagram(before[name], ax=axes[0, col], title=f"{name}: before")
-        plot_reliability_diagram(after[name], ax=axes[1, col],
-                                 title=f"{name}: after T = {results[name]['temperature']:.2f}")
+        plot_reliability_diagram(before[name], ax=axes[0, col], title=f"{_label(name)}\nbefore temperature scaling",
+                                 legend=col == 0)
+        plot_reliability_diagram(after[name], ax=axes[1, col], legend=False,
+                                 title=f"{_label(name)}\nafter scaling, T = {results[name]['temperature']:.2f}")
     diagrams = ctx.figure(fig, "reliability_diagrams.png")
-    rows = [[name, *(f"{100 * r[k]:.2f}" for k in ("accuracy", "ece", "ece_after")), r["nll"], r["nll_after"],
+    rows = [[_label(name), *(f"{100 * r[k]:.2f}" for k in ("accuracy", "ece", "ece_after")), r["nll"], r["nll_after"],
              r["brier"], r["brier_after"], r["temperature"], f"{costs[name]:.0f}"] for name, r in results.items()]
     best = min(results, key=lambda k: results[k]["ece_after"])
     versus = _against_the_ensemble({k: r["nll"] for k, r in results.items()}, CALIBRATION_ROWS, costs,
@@ -431,7 +458,7 @@ the machine is a shared 2-core CPU).
 {versus}
 
 ECE with 15 equal-width bins. After temperature scaling the best ECE is {100 * results[best]['ece_after']:.2f}%
-({best}); target: at most 1%. Methods whose temperature is above 1 were over-confident,
+({_label(best)}); full-run target: at most 1%. Methods whose temperature is above 1 were over-confident,
 below 1 under-confident.
 
 ![]({diagrams})
@@ -483,19 +510,20 @@ def run_failure(ctx: RunContext) -> StudyResult:
         results["confidnet"].update({f"aupr_error_minus_{name}": value, f"aupr_error_minus_{name}_ci_low": low,
                                      f"aupr_error_minus_{name}_ci_high": high})
     gap_lines = "\n".join(
-        f"- ConfidNet minus {name}: {100 * value:+.2f} points (95% interval {100 * low:+.2f} to {100 * high:+.2f}; "
+        f"- ConfidNet minus {_label(name)}: {100 * value:+.2f} points (95% interval {100 * low:+.2f} to {100 * high:+.2f}; "
         + ("the interval excludes 0" if low > 0 or high < 0 else "the interval includes 0: not a significant difference")
         + ")" for name, (value, low, high) in gaps.items())
     fig, axes = new_figure(ncols=2, size=(4.6, 3.8))
-    plot_precision_recall({k: (-c, ~ok) for k, (c, ok) in scores.items()}, ax=axes[0, 0],
-                          title="Errors as positives (ranked by low confidence)")
+    plot_precision_recall({_label(k): (-c, ~ok) for k, (c, ok) in scores.items()}, ax=axes[0, 0],
+                          title="Failure prediction: errors as positives,\nranked by low confidence", positive="errors")
     axes[0, 1].plot(range(1, epochs + 1), history["val_aupr_error"], marker="o")
     axes[0, 1].axvline(history["best_epoch"], color="gray", linestyle=":")
-    axes[0, 1].set_xlabel("ConfidNet epoch")
+    axes[0, 1].set_xlabel("ConfidNet epoch (dotted: the one kept)")
+    axes[0, 1].xaxis.set_major_locator(MaxNLocator(integer=True))
     axes[0, 1].set_ylabel("validation AUPR-error")
     axes[0, 1].set_title("ConfidNet model selection")
     curves = ctx.figure(fig, "failure_pr_curves.png")
-    rows = [[k, 100 * r["aupr_error"], 100 * r["aupr_success"], 100 * r["auroc"], 100 * r["fpr_at_95_tpr"], r["errors"]]
+    rows = [[_label(k), 100 * r["aupr_error"], 100 * r["aupr_success"], 100 * r["auroc"], 100 * r["fpr_at_95_tpr"], r["errors"]]
             for k, r in results.items()]
     learned = ("mcp", "mc_dropout", "confidnet")
     ranking = sorted(learned, key=lambda k: results[k]["aupr_error"], reverse=True)
@@ -513,7 +541,7 @@ deterministic features used at test time.
 
 {markdown_table(["confidence", "AUPR-error (%)", "AUPR-success (%)", "AUROC (%)", "FPR @ 95% TPR (%)", "errors"], rows, ".2f")}
 
-Ranking by AUPR-error: {' > '.join(ranking)}. The course report (and Corbiere et al.: MCP 35.05,
+Ranking by AUPR-error: {' > '.join(_label(k) for k in ranking)}. The course report (and Corbiere et al.: MCP 35.05,
 MC dropout 38.50, ConfidNet 45.89 on their MNIST network) has ConfidNet > MCP > MC dropout;
 here the order {'agrees' if agrees else 'differs'}{'' if agrees else ' -- reported as measured'}.
 The TCP oracle, which knows the label, is the upper bound.
@@ -608,17 +636,23 @@ def run_ood(ctx: RunContext) -> StudyResult:
     versus = _against_the_ensemble({k: 100 * r["auroc"] for k, r in results.items()}, score_methods, costs,
                                    "deep_ensemble_entropy", 0.5, higher_is_better=True, unit="AUROC points")
     ensemble_auroc = 100 * results["deep_ensemble_entropy"]["auroc"]
-    fig, axes = new_figure(ncols=len(OOD_SETS), nrows=2, size=(4.2, 3.6))
+    fig, axes = new_figure(ncols=len(OOD_SETS), nrows=2, size=(4.4, 3.9))
     for col, name in enumerate(OOD_SETS):
-        curves = {m: (torch.cat([score_in[m], score_out[name][m]]).numpy(),
-                      np.r_[np.ones(len(score_in[m]), bool), np.zeros(len(score_out[name][m]), bool)])
+        curves = {_label(m): (torch.cat([score_in[m], score_out[name][m]]).numpy(),
+                              np.r_[np.ones(len(score_in[m]), bool), np.zeros(len(score_out[name][m]), bool)])
                   for m in score_in}
-        plot_roc(curves, ax=axes[0, col], title=f"MNIST vs {name}: ROC")
-        plot_precision_recall({m: (-s, ~p) for m, (s, p) in curves.items()}, ax=axes[1, col],
-                              title=f"MNIST vs {name}: OOD as positives")
+        plot_roc(curves, ax=axes[0, col], positive="MNIST",
+                 title=f"MNIST vs {_label(name)}: ROC,\nin-distribution (MNIST) as positives")
+        plot_precision_recall({m: (-sc, ~p) for m, (sc, p) in curves.items()}, ax=axes[1, col], positive="OOD",
+                              title=f"MNIST vs {_label(name)}: precision-recall,\n{_label(name)} (OOD) as positives")
     figure = ctx.figure(fig, "ood_curves.png")
-    rows = [[m] + [100 * r[f"auroc_{s}"] for s in OOD_SETS] + [100 * r["auroc"]]
-            + [100 * r[f"fpr_at_95_tpr_{s}"] for s in OOD_SETS] + [f"{costs[m]:.0f}"] for m, r in results.items()]
+    tables = "\n\n".join(
+        f"**MNIST against {_label(s)}** ({len(score_out[s]['mcp'])} OOD images)\n\n"
+        + markdown_table(["score", "AUROC (%)", "AUPR-in (%)", "AUPR-out (%)", "FPR @ 95% TPR (%)"],
+                         [[_label(m)] + [100 * r[f"{k}_{s}"] for k in ("auroc", "aupr_in", "aupr_out", "fpr_at_95_tpr")]
+                          for m, r in results.items()], ".2f")
+        for s in OOD_SETS)
+    mean_rows = [[_label(m), 100 * r["auroc"], f"{costs[m]:.0f}"] for m, r in results.items()]
     best = max(results, key=lambda k: results[k]["auroc"])
     order = sorted(("odin", "mcp", "entropy"), key=lambda k: results[k]["auroc"], reverse=True)
     report = f"""# Out-of-distribution detection: MNIST against Kuzushiji-MNIST and Fashion-MNIST
@@ -633,18 +667,22 @@ last-layer KFAC Laplace approximation around the MAP LeNet. The deep ensemble ({
 LeNets) and MultiSWAG (SWAG from each) are scored by minus the entropy and minus the mutual
 information of {lab.s.samples} draws spread evenly over their members.
 
-{markdown_table(["score"] + [f"AUROC {s} (%)" for s in OOD_SETS] + ["mean AUROC (%)"]
-                + [f"FPR@95 {s} (%)" for s in OOD_SETS] + ["training (s)"], rows, ".2f")}
+AUROC and AUPR-in take MNIST as the positive class, AUPR-out the OOD set (ranked by minus the
+score); FPR @ 95% TPR is the share of OOD images accepted at the threshold that accepts 95% of MNIST.
 
 Deep ensemble (entropy): mean AUROC {ensemble_auroc:.2f}%; target >= 97.5%, the Laplace Redux deep
 ensemble on MNIST -- {'met' if ensemble_auroc >= 97.5 else 'not met'}.
 
 {versus}
 
-Best mean AUROC: {best} ({100 * results[best]['auroc']:.2f}%; target >= 96.5%, Laplace Redux reports
+{tables}
+
+{markdown_table(["score", "mean AUROC over the two OOD sets (%)", "training (s)"], mean_rows, ".2f")}
+
+Best mean AUROC: {_label(best)} ({100 * results[best]['auroc']:.2f}%; full-run target >= 96.5%, Laplace Redux reports
 96.5 for MAP, 96.2 for LA on MNIST). ODIN {'beats' if results['odin']['auroc'] > results['mcp']['auroc'] else 'does not beat'} MCP
 ({100 * results['odin']['auroc']:.2f}% vs {100 * results['mcp']['auroc']:.2f}%). Ordering of ODIN, MCP and
-MC dropout (entropy): {' > '.join(order)}; the course report has ODIN > MCP > MC dropout.
+MC dropout (entropy): {' > '.join(_label(k) for k in order)}; the course report has ODIN > MCP > MC dropout.
 
 ![]({figure})
 """

@@ -20,6 +20,7 @@ import statistics
 
 import numpy as np
 import torch
+from matplotlib.ticker import MaxNLocator
 
 from bayesdl.evaluation import calibration_metrics
 from bayesdl.evaluation.plotting import new_figure
@@ -31,6 +32,8 @@ from ..training import LeNetRecipe, train_lenet, train_plain
 BASELINE = "plain"
 GUIDES = ("dropout", "mean_field")  # methods of bayesdl.inference.METHODS
 METHODS = (BASELINE, *GUIDES)
+#: Human names on the figure and in the report.
+LABELS = {"plain": "plain PyTorch dropout", "dropout": "dropout guide", "mean_field": "mean-field guide"}
 
 
 @torch.no_grad()
@@ -104,20 +107,21 @@ def run(ctx: RunContext) -> StudyResult:
     ax_curve, ax_kl, ax_acc = axes[0]
     colors = dict(zip(METHODS, ("tab:gray", "tab:blue", "tab:orange")))
     for method in METHODS:
-        label = {"plain": "plain: cross-entropy", "dropout": "dropout guide",
-                 "mean_field": "mean-field guide"}[method]
+        label = LABELS[method]
         for i, curve in enumerate(curves[method]):
-            ax_curve.plot(range(1, len(curve) + 1), curve, color=colors[method], alpha=0.8,
-                          label=label if i == 0 else None)
+            ax_curve.plot(range(1, len(curve) + 1), curve, color=colors[method], alpha=0.8, marker="o",
+                          markersize=3, label=label if i == 0 else None)  # markers: one epoch is a point
         for i, curve in enumerate(kls.get(method, [])):
-            ax_kl.plot(range(1, len(curve) + 1), curve, color=colors[method], alpha=0.8,
-                       label=label if i == 0 else None)
+            ax_kl.plot(range(1, len(curve) + 1), curve, color=colors[method], alpha=0.8, marker="o",
+                       markersize=3, label=label if i == 0 else None)
     ax_curve.set_yscale("log")
     ax_curve.set_xlabel("epoch")
     ax_curve.set_ylabel("nats per training example")
     ax_curve.set_title("Expected negative log-likelihood")
     ax_curve.legend(fontsize="x-small")
     ax_kl.set_xlabel("epoch")
+    for ax in (ax_curve, ax_kl):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax_kl.set_ylabel("nats per training example")
     ax_kl.set_title("KL(q || prior) / N\n(dropout: -E log prior, incl. its constant)")
     ax_kl.legend(fontsize="x-small")
@@ -127,14 +131,14 @@ def run(ctx: RunContext) -> StudyResult:
         spread = [100 * results[m].get(f"{kind}_accuracy_std", 0.0) for m in METHODS]
         ax_acc.bar(positions + offset, errors, width=0.36, yerr=spread, color=color,
                    label="deterministic" if kind == "deterministic" else f"MC, T = {samples}")
-    ax_acc.set_xticks(positions, METHODS)
+    ax_acc.set_xticks(positions, [LABELS[m].replace(" ", "\n", 1) for m in METHODS], fontsize="small")
     ax_acc.set_ylabel("test error (%)")
     ax_acc.set_title(f"Test error, mean +- sd over {len(seeds)} seed(s)")
     ax_acc.legend(fontsize="x-small")
     figure = ctx.figure(fig, "guides.png")
 
     config = {"epochs": epochs, "seeds": seeds, "mc_samples": samples, "train_size": len(train),
-              "test_size": len(test), "optimizer": "Adam lr 1e-3, batch 128", "prior_scale": 1.0,
+              "test_size": len(test), "optimizer": "Adam, constant lr 1e-3, batch 128", "prior_scale": 1.0,
               "dropout_p": 0.5, "placement": "all"}
     report = _report(results, figure, samples, len(seeds), epochs, len(train))
     return StudyResult(config=config, results=results, report=report)
@@ -147,7 +151,7 @@ def _report(r, figure, samples, n_seeds, epochs, n_train) -> str:
         return f"{value:.2f}" + (f" +- {100 * std:.2f}" if std is not None else "")
 
     rows = "\n".join(
-        f"| {m} | {pct(m, 'deterministic_accuracy')} | {pct(m, 'mc_accuracy')} | "
+        f"| {LABELS[m]} | {pct(m, 'deterministic_accuracy')} | {pct(m, 'mc_accuracy')} | "
         f"{r[m]['mc_nll']:.4f} | {100 * r[m]['mc_ece']:.2f} | {r[m]['train_seconds'] / epochs:.1f} |"
         for m in METHODS)
     dropout_vs_plain = r["dropout"]["mc_accuracy"] - r["plain"]["deterministic_accuracy"]
@@ -161,9 +165,9 @@ def _report(r, figure, samples, n_seeds, epochs, n_train) -> str:
 |---|---|---|---|---|---|
 {rows}
 
-- Dropout guide, MC: {100 * r['dropout']['mc_accuracy']:.2f}% (target >= 99.0%); against plain
+- Dropout guide, MC: {100 * r['dropout']['mc_accuracy']:.2f}% (full-run target >= 99.0%); against plain
   PyTorch dropout evaluated as usual (deterministic): {100 * dropout_vs_plain:+.2f} points.
-- Mean-field guide, MC: {100 * r['mean_field']['mc_accuracy']:.2f}% (target >= 98.5%).
+- Mean-field guide, MC: {100 * r['mean_field']['mc_accuracy']:.2f}% (full-run target >= 98.5%).
 - Seconds per epoch include everything the method does per step (the ELBO's KL, checks); a
   run loaded from the cache shows 0.
 """
