@@ -276,12 +276,12 @@ def test_probit_predictive_is_the_integral_of_the_linearised_predictive():
     f = mean[:, None] + var.sqrt()[:, None] * torch.tensor(nodes)
     exact = (torch.sigmoid(f) * torch.tensor(quad_weights)).sum(1) / math.sqrt(2 * math.pi)
     assert float(var.max()) > 5  # the test reaches inputs where the variance matters
-    probit = la.predictive_probs(test, link="probit")
+    probit = la.predictive_probs(test, link_approx="probit")
     torch.testing.assert_close(probit[:, 1], exact, atol=0.02, rtol=0)
     torch.testing.assert_close(probit.sum(1), torch.ones(len(test), dtype=torch.float64))
     torch.manual_seed(0)
     n = 20000
-    mc = la.predictive_probs(test, link="mc", num_samples=n)[:, 1]
+    mc = la.predictive_probs(test, link_approx="mc", num_samples=n)[:, 1]
     assert bool(((mc - exact).abs() < 4.5 * (exact * (1 - exact) / n).sqrt() + 1e-9).all())
 
 
