@@ -225,7 +225,7 @@ def test_uci_quick_study_writes_each_split_and_resumes(tmp_path):
     assert set(results) == {"dropout", "mean_field", "laplace"}
     for r in results.values():
         assert r["splits"] == 2 and math.isfinite(r["log_likelihood"]) and 0 <= r["coverage_95"] <= 1
-    saved = sorted((out / "splits-quick" / "yacht").glob("*.json"))
+    saved = sorted(tmp_path.glob(".cache/uci-quick-*/yacht/*.json"))  # the study cache beside the run
     assert len(saved) == 6
     stamps = {p: p.stat().st_mtime_ns for p in saved}
     again = run_study("uci", out, quick=True, data_root=tmp_path / "data", dataset="yacht", progress=False)

@@ -30,6 +30,8 @@ rerun skips the finished ones, so an interrupted run resumes.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 import time
 from dataclasses import dataclass
@@ -46,6 +48,7 @@ from bayesdl.models import BNN, Dropout, Gaussian, NormalPrior, RegressionPredic
 
 from ..io import markdown_table, write_json
 from ..registry import RunContext, StudyResult
+from ..training import cache_folder
 from ..uci_data import UCI_DATASETS, UCIDataset, load_uci, uci_split
 
 #: Gal & Ghahramani 2016, Table 1, MC dropout: (RMSE, its SE, test LL, its SE).
@@ -376,6 +379,16 @@ def coverage_figure(summary: dict):
     return fig
 
 
+def split_folder(ctx: RunContext, settings: Settings) -> Path:
+    """Where the finished splits are kept: in the study cache (``--cache-dir``), keyed by the seed
+    and every setting that changes a split's result (not ``splits``, how many are run), so a
+    rerun -- or a longer run of the same recipe -- resumes from them. Not in the output folder,
+    which each run replaces as a whole."""
+    recipe = {k: v for k, v in settings.__dict__.items() if k != "splits"}
+    key = hashlib.sha256(json.dumps({"seed": ctx.seed, **recipe}, sort_keys=True).encode()).hexdigest()[:12]
+    return cache_folder(ctx) / f"uci-{'quick' if ctx.quick else 'full'}-{key}"
+
+
 def run(ctx: RunContext) -> StudyResult:
     datasets = UCI_DATASETS if ctx.dataset in (None, "all") else (ctx.dataset,)
     if ctx.dataset not in (None, "all") and ctx.dataset not in UCI_DATASETS:
@@ -383,7 +396,7 @@ def run(ctx: RunContext) -> StudyResult:
     if ctx.quick and ctx.dataset in (None, "all"):
         datasets = ("yacht",)
     settings = quick_settings() if ctx.quick else Settings()
-    folder = ctx.folder.final / ("splits-quick" if ctx.quick else "splits")
+    folder = split_folder(ctx, settings)
     bench = Benchmark(ctx.data_root, folder, settings, seed=ctx.seed,
                       log=print if ctx.progress else (lambda *_: None))
     start = time.perf_counter()
