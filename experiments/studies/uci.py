@@ -24,8 +24,9 @@ and Laplace (full GGN over all weights around a MAP, prior precision and noise s
 marginal likelihood, linearised predictive) get the same network without dropout and the same
 epochs. Every method is scored by the same functions of its ``RegressionPrediction``.
 
-Each (dataset, method, split) result is written to ``<out>/splits/`` as soon as it is done; a
-rerun skips the finished ones, so an interrupted run resumes.
+Each (dataset, method, split) result is written to the study cache (``--cache-dir``, default
+``.cache`` beside the output folder; see :func:`split_folder`) as soon as it is done; a rerun
+skips the finished ones, so an interrupted run resumes.
 """
 
 from __future__ import annotations
