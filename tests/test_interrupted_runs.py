@@ -172,7 +172,16 @@ def test_kill_9_at_any_point_leaves_the_old_or_the_new_result(tmp_path):
     assert old[0] == 0
 
     def staged(pattern=None):
-        return lambda: any(pattern is None or any(s.rglob(pattern)) for s in _staging(out))
+        def ready():
+            for folder in _staging(out):
+                try:
+                    if pattern is None or any(folder.rglob(pattern)):
+                        return True
+                except FileNotFoundError:  # swapped in or removed between the listing and the look
+                    continue
+            return False
+
+        return ready
 
     def after(fraction):
         begin = time.monotonic()
