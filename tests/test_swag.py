@@ -110,12 +110,16 @@ def test_swag_phase_resumes_from_its_checkpoint_with_the_moments(tmp_path):
     path = tmp_path / "swag.pt"
     first = fit_swag(map_posterior, (x, y), epochs=3, lr=0.01, batch_size=20, seed=0, progress=False,
                      checkpoint=path, rank=4)
-    assert int(first._approximation.num_collected) == 3  # once per epoch by default
-    again = load_checkpoint(path, map_posterior.model, SWAGGuide(map_posterior.model, rank=4))
+    guide = SWAGGuide(map_posterior.model, rank=4)
+    again = load_checkpoint(path, map_posterior.model, guide)
+    assert int(guide.num_collected) == 3  # once per epoch by default
     torch.testing.assert_close(again.point_estimate(), first.point_estimate())
     more = fit_swag(map_posterior, (x, y), epochs=5, lr=0.01, batch_size=20, seed=0, progress=False,
                     checkpoint=path, resume=True, rank=4)
-    assert int(more._approximation.num_collected) == 5
+    guide = SWAGGuide(map_posterior.model, rank=4)
+    torch.testing.assert_close(load_checkpoint(path, map_posterior.model, guide).point_estimate(),
+                               more.point_estimate())
+    assert int(guide.num_collected) == 5
 
 
 def test_swag_bad_input_says_what_to_do():
