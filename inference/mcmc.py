@@ -43,25 +43,31 @@ class MCMCSamples(Approximation):
     def __init__(self, model, samples: dict[str, torch.Tensor], diverging: np.ndarray,
                  seconds: float = 0.0):
         self.model = model
-        self.samples = samples
-        self.diverging = diverging
+        self.chains = Draws(samples, torch.as_tensor(diverging, dtype=torch.bool))
         self.seconds = seconds
 
     @property
+    def samples(self) -> dict[str, torch.Tensor]:
+        return self.chains.samples
+
+    @property
+    def diverging(self) -> np.ndarray:
+        return self.chains.diverging.numpy()
+
+    @property
     def num_chains(self) -> int:
-        return next(iter(self.samples.values())).shape[0]
+        return self.chains.num_chains
 
     @property
     def num_draws(self) -> int:
-        return next(iter(self.samples.values())).shape[1]
+        return self.chains.num_draws
 
     @property
     def fixed_draws(self) -> int:
         return self.num_chains * self.num_draws
 
     def _indices(self, num_samples: int) -> torch.Tensor:
-        total = self.num_chains * self.num_draws
-        return torch.linspace(0, total - 1, num_samples).round().long()
+        return torch.linspace(0, self.fixed_draws - 1, num_samples).round().long()
 
     def sample_parameters(self, num_samples: int) -> dict[str, torch.Tensor]:
         index = self._indices(num_samples)
@@ -71,7 +77,7 @@ class MCMCSamples(Approximation):
         return {name: value.mean((0, 1)) for name, value in self.samples.items()}
 
     def draws(self, num_samples):
-        return Draws(dict(self.samples), torch.as_tensor(self.diverging, dtype=torch.bool))
+        return self.chains
 
     def predictive_outputs(self, x, num_samples):
         bnn = _require_bnn(self.model)
