@@ -32,7 +32,13 @@ from bayesdl.inference.checkpoints import load_state, save_state, verify_checkpo
 from bayesdl.models import BNN, LeNet
 from bayesdl.progress import track
 
-__all__ = ["LeNetRecipe", "train_lenet", "train_plain", "cache_folder"]
+__all__ = ["LeNetRecipe", "train_lenet", "train_plain", "cache_folder", "config_digest"]
+
+
+def config_digest(config: dict, length: int = 12) -> str:
+    """A short hex digest of a JSON-able configuration, independent of key order: the name of
+    the cache entries that configuration determines."""
+    return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:length]
 
 
 @dataclass(frozen=True)
@@ -52,8 +58,7 @@ class LeNetRecipe:
     split_seed: int = 0
 
     def key(self) -> str:
-        text = json.dumps(asdict(self), sort_keys=True)
-        return f"lenet-{self.method}-{hashlib.sha256(text.encode()).hexdigest()[:12]}"
+        return f"lenet-{self.method}-{config_digest(asdict(self))}"
 
     def scheduler(self):
         if self.final_lr is None or self.epochs == 0:

@@ -27,8 +27,6 @@ after each step in the cache folder (``--cache-dir``), so an interrupted study r
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 import math
 import time
 from dataclasses import dataclass
@@ -44,7 +42,7 @@ from ..active_learning import ActiveLearning, ActiveLearningRecord, balanced_ini
 from ..data import MNIST_MEAN, MNIST_STD, load_images
 from ..io import markdown_table
 from ..registry import RunContext, StudyResult
-from ..training import cache_folder
+from ..training import cache_folder, config_digest
 
 FUNCTIONS = ("bald", "variation_ratios", "max_entropy", "mean_std", "random")
 LABELS = {"bald": "BALD", "variation_ratios": "Var Ratios", "max_entropy": "Max Entropy",
@@ -137,10 +135,9 @@ def _record_path(ctx, s: Settings, acquisition: str, seed: int):
     key = {"acquisition": acquisition, "seed": seed, **dataclasses.asdict(s)}
     for name in ("functions", "seeds", "batchbald", "time_budget", "max_labels"):
         key.pop(name)  # what does not change the steps of this run; max_labels only extends it
-    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
     folder = cache_folder(ctx) / "active-learning"
     folder.mkdir(parents=True, exist_ok=True)
-    return folder / f"{acquisition}-seed{seed}-{digest}.json"
+    return folder / f"{acquisition}-seed{seed}-{config_digest(key)}.json"
 
 
 def run(ctx: RunContext) -> StudyResult:

@@ -21,8 +21,6 @@ temperature scaling, ConfidNet's model selection and ODIN's tuning, never report
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 import time
 from dataclasses import dataclass, replace
@@ -55,7 +53,7 @@ from bayesdl.inference import METHODS, Posterior, approximate
 from ..data import MNIST_MEAN, MNIST_STD, load_images, mnist_splits
 from ..io import markdown_table
 from ..registry import RunContext, StudyResult
-from ..training import LeNetRecipe, cache_folder, train_confidnet, train_lenet
+from ..training import LeNetRecipe, cache_folder, config_digest, train_confidnet, train_lenet
 
 OOD_SETS = ("kmnist", "fashion_mnist")
 #: the rows of the calibration study: row name -> registered method
@@ -184,7 +182,7 @@ class Lab:
         loader = DataLoader(self.splits["train"], batch_size=recipe.batch_size, shuffle=True)
         swag = {"swag_epochs": self.s.swag_epochs, "swag_lr": SWAG_LR, "swag_momentum": 0.9, "rank": SWAG_RANK,
                 "collect_every": max(1, self.s.swag_epochs * len(loader) // SWAG_COLLECTIONS)}
-        digest = hashlib.sha256(json.dumps(swag, sort_keys=True).encode()).hexdigest()[:8]
+        digest = config_digest(swag, length=8)
         swag.update(seed=seed, device=self.ctx.device, progress=self.ctx.progress, resume=True,
                     swag_checkpoint=cache_folder(self.ctx) / f"{recipe.key()}-swag-{digest}.pt")
         table = {"laplace": (DataLoader(self.splits["train"], batch_size=512, shuffle=False),

@@ -31,7 +31,6 @@ skips the finished ones, so an interrupted run resumes.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import time
@@ -49,7 +48,7 @@ from bayesdl.models import BNN, Dropout, Gaussian, NormalPrior, RegressionPredic
 
 from ..io import markdown_table, write_json
 from ..registry import RunContext, StudyResult
-from ..training import cache_folder
+from ..training import cache_folder, config_digest
 from ..uci_data import UCI_DATASETS, UCIDataset, load_uci, uci_split
 
 #: Gal & Ghahramani 2016, Table 1, MC dropout: (RMSE, its SE, test LL, its SE).
@@ -206,8 +205,6 @@ class Benchmark:
 
     def _searched_scores(self, data: UCIDataset) -> dict[tuple[float, float], float]:
         """Mean validation LL of each pair over the saved grid splits (``grid_splits``)."""
-        import json
-
         runs = [json.loads(self.path(data.name, "dropout", j).read_text()) for j in range(self.s.grid_splits)]
         keys = runs[0]["validation_log_likelihood"]
         return {key: float(np.mean([r["validation_log_likelihood"][key] for r in runs])) for key in keys}
@@ -267,8 +264,6 @@ class Benchmark:
 
 # ------------------------------------------------------------------- summary
 def _load(folder: Path, dataset: str, method: str) -> list[dict]:
-    import json
-
     return [json.loads(p.read_text()) for p in sorted((folder / dataset).glob(f"{method}_*.json"))]
 
 
@@ -386,8 +381,7 @@ def split_folder(ctx: RunContext, settings: Settings) -> Path:
     rerun -- or a longer run of the same recipe -- resumes from them. Not in the output folder,
     which each run replaces as a whole."""
     recipe = {k: v for k, v in settings.__dict__.items() if k != "splits"}
-    key = hashlib.sha256(json.dumps({"seed": ctx.seed, **recipe}, sort_keys=True).encode()).hexdigest()[:12]
-    return cache_folder(ctx) / f"uci-{'quick' if ctx.quick else 'full'}-{key}"
+    return cache_folder(ctx) / f"uci-{'quick' if ctx.quick else 'full'}-{config_digest({'seed': ctx.seed, **recipe})}"
 
 
 def run(ctx: RunContext) -> StudyResult:
