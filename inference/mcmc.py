@@ -107,7 +107,7 @@ def _bnn_potential(bnn, x, y, dataset_size=None):
 def nuts(model, *args, num_samples: int = 500, warmup_steps: int = 500, num_chains: int = 4,
          seed: int = 0, progress: bool = True, target_accept_prob: float = 0.8,
          max_tree_depth: int = 10, jit_compile: bool = False, threads: int | None = 1,
-         **kwargs) -> Posterior:
+         initial=None, **kwargs) -> Posterior:
     """Sample the posterior of a Pyro ``model(*args, **kwargs)`` with NUTS; return a ``Posterior``.
 
     ``num_chains`` chains of ``warmup_steps`` adaptation steps (step size and a diagonal
@@ -132,8 +132,11 @@ def nuts(model, *args, num_samples: int = 500, warmup_steps: int = 500, num_chai
     gradient on 200 points: 0.23 ms on one thread, 0.33 ms on two). ``None`` keeps the setting.
 
     For a BNN the model arguments are ``(x, y)`` (and optionally ``dataset_size``); chains start
-    from weights drawn uniformly in [-2, 2] (Pyro's default initialisation). A learned noise
-    scale of a Gaussian likelihood stays at its current value: only the weights are sampled.
+    from weights drawn uniformly in [-2, 2] (Pyro's default initialisation), or from ``initial``:
+    one ``{site: tensor}`` (e.g. a MAP's ``point_estimate()``) for every chain, or a list of
+    ``num_chains`` of them, one per chain (e.g. the MAPs of different seeds, so the chains
+    start in different modes and R-hat can see it). A learned noise scale of a Gaussian
+    likelihood stays at its current value: only the weights are sampled.
     """
     num_samples = check_int(num_samples, "num_samples", minimum=1)
     warmup_steps = check_int(warmup_steps, "warmup_steps", minimum=0)
@@ -147,6 +150,7 @@ def nuts(model, *args, num_samples: int = 500, warmup_steps: int = 500, num_chai
     if bnn is not None and jit_compile:
         raise ValueError("jit_compile is not available for BNN models (functional_call cannot be traced)")
     potential = _bnn_potential(bnn, *args, **kwargs) if bnn is not None else None
+    starts = _initial_weights(bnn, initial, num_chains)
     previous_threads = torch.get_num_threads()
     if threads is not None:
         torch.set_num_threads(check_int(threads, "threads", minimum=1))
@@ -154,15 +158,39 @@ def nuts(model, *args, num_samples: int = 500, warmup_steps: int = 500, num_chai
         options = {"target_accept_prob": target_accept_prob, "max_tree_depth": max_tree_depth}
         chains, diverging, seconds = _run_chains(model, bnn, potential, args, kwargs, num_samples,
                                                  warmup_steps, num_chains, seed, progress, jit_compile,
-                                                 options)
+                                                 options, starts)
     finally:
         torch.set_num_threads(previous_threads)
     samples = {name: torch.stack([c[name] for c in chains]) for name in chains[0]}
     return Posterior(model, MCMCSamples(model, samples, np.stack(diverging), seconds))
 
 
+def _initial_weights(bnn, initial, num_chains: int) -> list[torch.Tensor | None]:
+    """The flat starting weights of each chain (None: Pyro's uniform initialisation)."""
+    if initial is None:
+        return [None] * num_chains
+    if bnn is None:
+        raise ValueError("initial is only available for bayesdl BNN models")
+    per_chain = list(initial) if isinstance(initial, (list, tuple)) else [initial] * num_chains
+    if len(per_chain) != num_chains:
+        raise ValueError(f"initial holds {len(per_chain)} starting points for {num_chains} chains; "
+                         "pass one dict for all chains or one per chain")
+    starts = []
+    for weights in per_chain:
+        sites = {s.name: s.shape for s in bnn.sites}
+        if (not isinstance(weights, dict) or set(weights) != set(sites)
+                or any(tuple(torch.as_tensor(v).shape) != tuple(sites[k]) for k, v in weights.items())):
+            raise ValueError("each starting point must be a {site: tensor} dict of the model's weights with "
+                             "their shapes, e.g. posterior.point_estimate() of a MAP fit of the same model")
+        flat = bnn.flatten({k: torch.as_tensor(v) for k, v in weights.items()}).detach()
+        if not torch.isfinite(flat).all():
+            raise ValueError("a starting point of NUTS holds a NaN or infinite weight")
+        starts.append(flat.to(bnn.prior_scales))
+    return starts
+
+
 def _run_chains(model, bnn, potential, args, kwargs, num_samples, warmup_steps, num_chains, seed, progress,
-                jit_compile, options):
+                jit_compile, options, starts):
     """Run the chains one after another; returns (draws per chain, divergence flags, seconds).
 
     On a terminal each chain shows Pyro's progress bar; elsewhere (a log file) one line per chain.
@@ -176,8 +204,11 @@ def _run_chains(model, bnn, potential, args, kwargs, num_samples, warmup_steps, 
         pyro.set_rng_seed(seed + chain)
         if potential is not None:
             kernel = NUTS(potential_fn=potential, **options)
-            initial = {"theta": torch.empty(bnn.num_latent, dtype=bnn.prior_scales.dtype,
-                                            device=bnn.prior_scales.device).uniform_(-2, 2)}
+            theta = starts[chain]
+            if theta is None:
+                theta = torch.empty(bnn.num_latent, dtype=bnn.prior_scales.dtype,
+                                    device=bnn.prior_scales.device).uniform_(-2, 2)
+            initial = {"theta": theta.clone()}
             mcmc = MCMC(kernel, num_samples=num_samples, warmup_steps=warmup_steps, num_chains=1,
                         initial_params=initial, disable_progbar=not pyro_bar)
             mcmc.run()

@@ -59,3 +59,25 @@ def test_nuts_draws_the_conjugate_posterior_with_a_prior_and_a_dataset_size_that
     torch.testing.assert_close(w.std(0), std, rtol=0.12, atol=0)
     correlation = blr.posterior_covariance_[0, 1] / (std[0] * std[1])
     assert float(torch.corrcoef(w.T)[0, 1]) == pytest.approx(float(correlation), abs=0.1)
+
+
+def test_nuts_starts_each_chain_where_it_is_told_and_refuses_bad_starts():
+    """``initial``: one starting point per chain. y = w2 w1 x has two modes, (+, +) and (-, -),
+    split by a barrier at w1 = 0; a chain started in each stays in its own mode (so R-hat of
+    such chains can see modes, the reason to start from different MAPs); bad starts are refused."""
+    torch.manual_seed(0)
+    x = torch.linspace(-1, 1, 30).unsqueeze(-1)
+    y = x.squeeze(-1) + 0.1 * torch.randn(30)
+    model = BNN(nn.Sequential(nn.Linear(1, 1, bias=False), nn.Linear(1, 1, bias=False)), prior_scale=2.0,
+                likelihood=Gaussian(scale=0.1))
+    starts = [{"0.weight": torch.ones(1, 1), "1.weight": torch.ones(1, 1)},
+              {"0.weight": -torch.ones(1, 1), "1.weight": -torch.ones(1, 1)}]
+    posterior = nuts(model, x, y, initial=starts, num_samples=20, warmup_steps=20, num_chains=2, progress=False)
+    first_layer = posterior.draws(40).samples["0.weight"].reshape(2, 20)
+    assert bool((first_layer[0] > 0).all()) and bool((first_layer[1] < 0).all())
+    with pytest.raises(ValueError, match="one per chain"):
+        nuts(model, x, y, initial=starts, num_chains=3, progress=False)
+    with pytest.raises(ValueError, match="weights with their shapes"):
+        nuts(model, x, y, initial={"0.weight": torch.ones(1, 1)}, progress=False)
+    with pytest.raises(ValueError, match="weights with their shapes"):
+        nuts(model, x, y, initial={"0.weight": torch.ones(2), "1.weight": torch.ones(1, 1)}, progress=False)

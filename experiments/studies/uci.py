@@ -24,6 +24,13 @@ and Laplace (full GGN over all weights around a MAP, prior precision and noise s
 marginal likelihood, linearised predictive) get the same network without dropout and the same
 epochs. Every method is scored by the same functions of its ``RegressionPrediction``.
 
+NUTS is the reference on the smallest set (:data:`NUTS_DATASETS`, the first ``nuts_splits``
+splits): the same network and prior as mean-field VI and Laplace, the noise fixed at the value
+Laplace's marginal likelihood picks (an empirical-Bayes reference: NUTS samples the weights
+only), ``nuts_chains`` chains each started at the MAP of its own seed, so that chains sitting in
+different modes show in the R-hat of the predictions (weight-space R-hat says nothing for a
+network, whose weights can be permuted).
+
 Each (dataset, method, split) result is written to the study cache (``--cache-dir``, default
 ``.cache`` beside the output folder; see :func:`split_folder`) as soon as it is done; a rerun
 skips the finished ones, so an interrupted run resumes.
@@ -64,8 +71,13 @@ PAPER = {
     "yacht": (1.11, 0.09, -1.55, 0.03),
 }
 
-METHODS = ("dropout", "mean_field", "laplace")
-LABELS = {"dropout": "MC dropout", "mean_field": "mean-field VI", "laplace": "Laplace (full GGN)"}
+METHODS = ("dropout", "mean_field", "laplace", "nuts")
+LABELS = {"dropout": "MC dropout", "mean_field": "mean-field VI", "laplace": "Laplace (full GGN)",
+          "nuts": "NUTS (reference)"}
+#: the method whose numbers the paper reports (its row gets the paper's column and verdicts)
+PAPER_METHOD = "dropout"
+#: the datasets NUTS runs on (the smallest: 308 rows, 6 inputs)
+NUTS_DATASETS = ("yacht",)
 #: Gal's prior length-scale in the paper's code.
 LENGTHSCALE = 1e-2
 #: Sample counts at which the test metrics of MC dropout are also computed (prefixes of the T passes).
@@ -88,11 +100,16 @@ class Settings:
     val_fraction: float = 0.2
     batch_size: int = 128
     lr: float = 1e-3
+    nuts_splits: int = 3               # NUTS on the first nuts_splits splits of NUTS_DATASETS
+    nuts_chains: int = 2
+    nuts_warmup: int = 200
+    nuts_draws: int = 200              # kept draws per chain
+    nuts_max_tree_depth: int = 8       # at most 255 leapfrog steps per draw
 
 
 def quick_settings() -> Settings:
     return Settings(splits=2, epochs=5, test_samples=200, val_samples=50, other_samples=100, grid=False,
-                    min_steps=0)
+                    min_steps=0, nuts_splits=1, nuts_warmup=10, nuts_draws=10)
 
 
 def dropout_prior_scale(p: float, y_std: float, lengthscale: float = LENGTHSCALE) -> float:
@@ -122,8 +139,12 @@ class Benchmark:
     def path(self, dataset: str, method: str, split: int) -> Path:
         return self.folder / dataset / f"{method}_{split:02d}.json"
 
-    def splits_of(self, data: UCIDataset) -> range:
+    def splits_of(self, data: UCIDataset, method: str | None = None) -> range:
+        """The split indices run for ``method``: the first ``splits`` (all by default); NUTS only
+        on :data:`NUTS_DATASETS`, the first ``nuts_splits`` of them."""
         count = data.num_splits if self.s.splits is None else min(self.s.splits, data.num_splits)
+        if method == "nuts":
+            count = min(count, self.s.nuts_splits) if data.name in NUTS_DATASETS else 0
         return range(count)
 
     def run(self, datasets, methods, splits: range | None = None) -> None:
@@ -131,7 +152,7 @@ class Benchmark:
         for name in datasets:
             data = load_uci(name, self.root)
             for method in methods:
-                for k in self.splits_of(data):
+                for k in self.splits_of(data, method):
                     if splits is not None and k not in splits:
                         continue
                     path = self.path(name, method, k)
@@ -261,6 +282,33 @@ class Benchmark:
         prediction, metrics = self._score(posterior, split, self.s.other_samples)
         return {**metrics, "noise_scale": float(prediction.noise.mean()), "samples": prediction.num_samples}
 
+    def _nuts(self, data: UCIDataset, k: int) -> dict:
+        import arviz as az
+
+        split = uci_split(data, k)
+        maps = []
+        for c in range(self.s.nuts_chains):
+            torch.manual_seed(self._seed(k, 9 + c))
+            maps.append(approximate("map", self._model(data, split), (split.x_train, split.y_train),
+                                    **self._fit_options(data, self._seed(k, 9 + c))))
+        laplace = approximate("laplace", maps[0].bnn, (split.x_train, split.y_train), map_posterior=maps[0],
+                              subset="all", structure="full", optimize_noise=True)
+        noise = float(laplace.predict(split.x_train[:1], num_samples=1).noise.mean())  # normalised units
+        model = BNN(_network(split.x_train.shape[1], data.n_hidden, 0.0), prior_scale=1.0,
+                    likelihood=Gaussian(scale=noise))
+        posterior = approximate("nuts", model, (split.x_train, split.y_train), num_samples=self.s.nuts_draws,
+                                warmup_steps=self.s.nuts_warmup, num_chains=self.s.nuts_chains,
+                                max_tree_depth=self.s.nuts_max_tree_depth, seed=self._seed(k, 20), progress=False,
+                                initial=[m.point_estimate() for m in maps])
+        prediction, metrics = self._score(posterior, split, posterior.fixed_draws)
+        by_chain = prediction.mean.reshape(self.s.nuts_chains, self.s.nuts_draws, -1).double().numpy()
+        functions = az.convert_to_dataset({"f": by_chain})
+        draws = posterior.draws(posterior.fixed_draws)
+        return {**metrics, "noise_scale": noise * split.y_std, "samples": prediction.num_samples,
+                "chains": self.s.nuts_chains, "max_r_hat_predictions": float(az.rhat(functions)["f"].max()),
+                "min_ess_bulk_predictions": float(az.ess(functions)["f"].min()),
+                "divergences": int(draws.diverging.sum())}
+
 
 # ------------------------------------------------------------------- summary
 def _load(folder: Path, dataset: str, method: str) -> list[dict]:
@@ -286,7 +334,11 @@ def summarise(folder: Path, datasets, methods) -> dict:
             for key in ("rmse", "log_likelihood", *[f"coverage_{round(100 * lv)}" for lv in COVERAGE_LEVELS],
                         "aleatoric", "epistemic"):
                 entry[key], entry[f"{key}_se"] = _mean_se([r[key] for r in runs])
-            if method == "dropout":
+            if method == "nuts":
+                entry["max_r_hat_predictions"] = max(r["max_r_hat_predictions"] for r in runs)
+                entry["min_ess_bulk_predictions"] = min(r["min_ess_bulk_predictions"] for r in runs)
+                entry["divergences"] = sum(r["divergences"] for r in runs)
+            if method == PAPER_METHOD:
                 entry["chosen"] = [f"p={r['p']:g},tau={r['tau']:g}" for r in runs]
                 fewer = {}
                 for t in T_CHECKS:
@@ -313,7 +365,7 @@ def _tables(summary: dict, methods) -> str:
         for method, r in by_method.items():
             fmt = ".3f" if paper[0] < 1 else ".2f"
             verdict = ""
-            if method == "dropout":
+            if method == PAPER_METHOD:
                 rmse_ok = r["rmse"] <= paper[0] + max(paper[1], np.nan_to_num(r["rmse_se"]))
                 ll_ok = r["log_likelihood"] >= paper[2] - max(paper[3], np.nan_to_num(r["log_likelihood_se"]))
                 cov_ok = abs(r["coverage_95"] - 0.95) <= 0.02
@@ -321,7 +373,8 @@ def _tables(summary: dict, methods) -> str:
                            f"95% coverage {'met' if cov_ok else 'missed'}")
             rows.append([name, LABELS[method], f"{r['splits']}", _pm(r["rmse"], r["rmse_se"], fmt),
                          _pm(r["log_likelihood"], r["log_likelihood_se"]),
-                         _pm(paper[0], paper[1], fmt) + " / " + _pm(paper[2], paper[3]) if method == "dropout" else "",
+                         _pm(paper[0], paper[1], fmt) + " / " + _pm(paper[2], paper[3])
+                         if method == PAPER_METHOD else "",
                          verdict])
     table = markdown_table(["dataset", "method", "splits", "test RMSE", "test LL", "paper (MC dropout) RMSE / LL",
                             "targets: within one SE (the larger of ours and the paper's) or better; "
@@ -337,7 +390,7 @@ def _tables(summary: dict, methods) -> str:
                               + ["aleatoric var", "epistemic var", "epistemic share"], cov_rows)
     fewer_rows = []
     for name, by_method in summary.items():
-        r = by_method.get("dropout")
+        r = by_method.get(PAPER_METHOD)
         if r and r["metrics_at_fewer_samples"]:
             fewer_at = {int(t): v for t, v in r["metrics_at_fewer_samples"].items()}
             cells = [f"{fewer_at[t]['log_likelihood']:.3f} (max change {fewer_at[t]['max_abs_ll_change']:.3f})"
@@ -348,6 +401,31 @@ def _tables(summary: dict, methods) -> str:
     return table, coverage, fewer
 
 
+def against_nuts(folder: Path, summary: dict) -> str:
+    """Every method on the splits NUTS ran on, beside NUTS: means over those splits only."""
+    rows = []
+    for name, by_method in summary.items():
+        reference = by_method.get("nuts")
+        if reference is None:
+            continue
+        splits = set(reference["split_indices"])
+        for method in by_method:
+            runs = [r for r in _load(folder, name, method) if int(r["split"]) in splits]
+            if len(runs) < len(splits):
+                continue
+            cells = [float(np.mean([r[key] for r in runs])) for key in ("rmse", "log_likelihood", "coverage_95",
+                                                                         "epistemic")]
+            rows.append([name, LABELS[method], f"{len(runs)}", f"{cells[0]:.3f}", f"{cells[1]:.3f}",
+                         f"{100 * cells[2]:.1f}", f"{cells[3]:.4g}"])
+        rows.append([name, "NUTS convergence", "", "", "", "",
+                     f"max R-hat of the predictions {reference['max_r_hat_predictions']:.3f}, min bulk ESS "
+                     f"{reference['min_ess_bulk_predictions']:.0f}, {reference['divergences']} divergences"])
+    if not rows:
+        return ""
+    return markdown_table(["dataset", "method", "splits", "test RMSE", "test LL", "95% coverage (%)",
+                           "epistemic var"], rows)
+
+
 def coverage_figure(summary: dict):
     """Observed against nominal coverage of the central predictive intervals, one panel per dataset."""
     names = list(summary)
@@ -355,7 +433,7 @@ def coverage_figure(summary: dict):
     rows = math.ceil(len(names) / cols)
     fig, axes = new_figure(ncols=cols, nrows=rows, size=(3.2, 2.9))
     levels = np.array(COVERAGE_LEVELS)
-    colors = {"dropout": "tab:blue", "mean_field": "tab:orange", "laplace": "tab:green"}
+    colors = {"dropout": "tab:blue", "mean_field": "tab:orange", "laplace": "tab:green", "nuts": "black"}
     for i, name in enumerate(names):
         ax = axes[i // cols, i % cols]
         ax.plot([0.4, 1.0], [0.4, 1.0], color="gray", lw=0.8, ls="--")
@@ -401,12 +479,13 @@ def run(ctx: RunContext) -> StudyResult:
     figure = ctx.figure(coverage_figure(summary), "coverage.png")
     config = {"datasets": list(datasets), "methods": list(METHODS), "settings": settings.__dict__,
               "lengthscale": LENGTHSCALE, "paper": PAPER}
-    return StudyResult(config, summary, render_report(summary, settings, figure, seconds))
+    return StudyResult(config, summary, render_report(summary, settings, figure, seconds, folder))
 
 
-def render_report(summary: dict, settings: Settings, figure: str, seconds: float) -> str:
+def render_report(summary: dict, settings: Settings, figure: str, seconds: float, folder: Path) -> str:
     """The Markdown report of a summary (:func:`summarise`) of the finished splits."""
     table, coverage, fewer = _tables(summary, METHODS)
+    reference = against_nuts(folder, summary)
     epochs = settings.epochs or "the dataset's n_epochs (40; protein 20)"
     return f"""# UCI regression benchmark (Gal & Ghahramani 2016, Table 1)
 
@@ -428,6 +507,15 @@ squared, mean over test points and splits).
 {coverage}
 
 ![coverage]({figure})
+
+## Against the exact posterior: NUTS on {', '.join(NUTS_DATASETS)}
+
+Every method on the splits NUTS ran on ({settings.nuts_chains} chains of {settings.nuts_warmup} warm-up and
+{settings.nuts_draws} kept draws, tree depth at most {settings.nuts_max_tree_depth}, each chain from the MAP of its own seed; same network and N(0, 1) prior
+as mean-field VI and Laplace, noise fixed at Laplace's marginal-likelihood value). R-hat and ESS are
+of the predictive means at the test points (weights are not identifiable).
+
+{reference or '(NUTS did not run on these datasets)'}
 
 ## Do fewer than 10,000 test passes matter? (MC dropout, test LL from prefixes of the same passes)
 
