@@ -23,11 +23,14 @@ class StudyInfo:
     reproduces: str
     entry: str
     needs_data: bool = False
-    #: whether the study takes ``--dataset`` (it then validates the name itself)
-    takes_dataset: bool = False
-    #: names of the study's options (``bdl run NAME --set KEY=VALUE``); see the study's docstring
+    #: names of the study's options (``bdl run NAME --set KEY=VALUE``); the study parses and checks
+    #: their values before any work (see its docstring)
     options: tuple[str, ...] = ()
 
+
+#: the options of the MNIST week-3 studies: a reduced run (every network trained ``epochs``
+#: epochs instead of 50, ``samples`` posterior samples per prediction instead of 100)
+REDUCED_RUN = ("epochs", "samples")
 
 _ALL = (
     StudyInfo("regression", "Bayesian linear regression: closed form, evidence, Pyro SVI and NUTS",
@@ -44,16 +47,16 @@ _ALL = (
               "mnist_guides:run", needs_data=True),
     StudyInfo("mnist-dropout", "LeNet with MC dropout on MNIST: accuracy, uncertainty measures, uncertain digits",
               "course week 3: MC dropout (p = 0.5, T = 50/100), variation ratio / entropy / MI, rotated digit",
-              "mnist:run_dropout", needs_data=True),
+              "mnist:run_dropout", needs_data=True, options=REDUCED_RUN),
     StudyInfo("calibration", "Calibration on MNIST: reliability diagrams, ECE, NLL, Brier; temperature scaling",
               "course week 3 (Guo et al. 2017): MAP, MC dropout, mean-field VI, Laplace, before/after temperature",
-              "mnist:run_calibration", needs_data=True),
+              "mnist:run_calibration", needs_data=True, options=REDUCED_RUN),
     StudyInfo("failure", "Failure prediction on MNIST: MCP, MC dropout, ConfidNet, TCP oracle (AUPR-error)",
               "course week 3 (Corbiere et al. 2019): which confidence separates errors from correct predictions",
-              "mnist:run_failure", needs_data=True),
+              "mnist:run_failure", needs_data=True, options=REDUCED_RUN),
     StudyInfo("ood", "OOD detection: MNIST against Kuzushiji-MNIST and Fashion-MNIST (MCP, MC dropout, ODIN, Laplace)",
               "course week 3 (Liang et al. 2018; Laplace Redux): AUROC, AUPR, FPR at 95% TPR per OOD set",
-              "mnist:run_ood", needs_data=True),
+              "mnist:run_ood", needs_data=True, options=REDUCED_RUN),
     StudyInfo("active-learning", "Deep Bayesian active learning on MNIST: BALD, variation ratios, max entropy, "
               "mean STD, random; BatchBALD",
               "course applications (Gal, Islam & Ghahramani 2017, Table 1; Kirsch et al. 2019): labels to reach "
@@ -61,9 +64,9 @@ _ALL = (
               "active_learning:run", needs_data=True,
               options=("functions", "seeds", "epochs", "max_labels", "candidates", "num_samples",
                        "batchbald", "num_configurations", "test_size", "time_budget")),
-    StudyInfo("uci", "UCI regression (9 sets, standard splits): MC dropout, mean-field VI, Laplace; --dataset NAME",
+    StudyInfo("uci", "UCI regression (9 sets, standard splits): MC dropout, mean-field VI, Laplace; NUTS on yacht",
               "Gal & Ghahramani 2016 Table 1: test RMSE and LL; aleatoric/epistemic split; interval coverage",
-              "uci:run", needs_data=True, takes_dataset=True),
+              "uci:run", needs_data=True, options=("dataset", "splits")),
 )
 
 #: name -> study, in the course's order (the order ``bdl list`` shows)

@@ -3,7 +3,7 @@
     bdl list
     bdl run regression --out runs/regression [--seed 0] [--quick] [--data-root DIR] [--device cpu]
     bdl run mnist-guides --device cuda --devices 4 [--num-nodes 2] [--strategy ddp] [--precision bf16-mixed]
-    bdl run uci --dataset yacht
+    bdl run uci --set dataset=yacht
     bdl run active-learning --set seeds=1 --set max_labels=300     (a study's own options)
     bdl diagnose runs/two-moons [--plots DIR]
 """
@@ -41,8 +41,6 @@ def _parser() -> argparse.ArgumentParser:
                      help="download missing datasets with torchvision (needs internet); off by default")
     run.add_argument("--cache-dir", default=None,
                      help="folder caching trained networks by config hash (default: <out>/../.cache)")
-    run.add_argument("--dataset", default=None,
-                     help="dataset of studies that take one (uci: a UCI set name or 'all', the default)")
     run.add_argument("--no-progress", action="store_true",
                      help="print no progress at all (by default: bars on a terminal, a few plain lines per "
                           "loop when stderr is a file or a pipe)")
@@ -61,13 +59,9 @@ def _parser() -> argparse.ArgumentParser:
                           choices=("32-true", "bf16-mixed", "64-true"),
                           help="Lightning precision (default 32-true; bf16-mixed on recent GPUs)")
     run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="options",
-                     help="a study option (repeatable), e.g. --set seeds=1; `bdl list` names each study's")
-    run.add_argument("--epochs", type=int, default=None,
-                     help="training epochs of every network of the MNIST week-3 studies (a reduced run; "
-                          "default: the study's own, 50)")
-    run.add_argument("--samples", type=int, default=None,
-                     help="posterior samples per prediction in the MNIST week-3 studies (a reduced run; "
-                          "default: the study's own, 100)")
+                     help="a study option (repeatable): e.g. --set dataset=yacht (uci), --set epochs=2 --set "
+                          "samples=20 (a reduced run of the MNIST week-3 studies), --set seeds=1 "
+                          "(active-learning); `bdl list` names each study's")
     diagnose = commands.add_parser("diagnose", help="show a saved run's ArviZ diagnostics again",
                                    description="Print the ArviZ diagnostics (R-hat, ESS, PSIS-LOO) of a run "
                                                "folder without refitting.")
@@ -129,8 +123,7 @@ def _main(argv):
                             progress=not args.no_progress, cache_dir=args.cache_dir,
                             download=args.download, devices=args.devices, num_nodes=args.num_nodes,
                             strategy=args.strategy, precision=args.precision,
-                            dataset=args.dataset, options=options, epochs=args.epochs,
-                            samples=args.samples)
+                            options=options)
     except (ValueError, OSError, ImportError) as err:  # a mistake in the inputs, the file system refusing
         return _error(err)
     except KeyboardInterrupt:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,13 +32,22 @@ class RunContext:
     progress: bool = True
     cache_dir: Path | None = None
     download: bool = False
-    dataset: str | None = None
     #: the study's options as given on the command line (``--set KEY=VALUE``), as strings
     options: dict[str, str] = field(default_factory=dict)
-    #: training epochs of the MNIST week-3 networks, overriding the study's (a reduced run)
-    epochs: int | None = None
-    #: posterior samples per prediction in the MNIST week-3 studies, overriding the study's
-    samples: int | None = None
+
+    def option(self, name: str, default=None, *, parse: Callable = int, minimum: int | None = 1):
+        """The study option ``name`` parsed with ``parse`` (and at least ``minimum``, for numbers),
+        or ``default`` when it was not given; a bad value raises ``ValueError`` naming it."""
+        if name not in self.options:
+            return default
+        text = self.options[name]
+        try:
+            value = parse(text)
+        except ValueError:
+            raise ValueError(f"option {name}={text!r} is not a valid {parse.__name__}") from None
+        if minimum is not None and value < minimum:
+            raise ValueError(f"option {name} must be >= {minimum}, got {text!r}")
+        return value
 
     def figure(self, fig, name: str) -> str:
         """Save ``fig`` as ``name`` in the run folder (rank 0 alone, in a data-parallel run);
@@ -74,9 +84,7 @@ def _with_quick_note(report: str, quick: bool) -> str:
 def run_study(name: str, out, *, seed: int = 0, quick: bool = False, data_root=None,
               device: str = "cpu", progress: bool = True, cache_dir=None, download: bool = False,
               devices: int = 1, num_nodes: int = 1, strategy: str = "ddp",
-              precision: str = "32-true", dataset: str | None = None,
-              options: dict[str, str] | None = None, epochs: int | None = None,
-              samples: int | None = None) -> dict:
+              precision: str = "32-true", options: dict[str, str] | None = None) -> dict:
     """Run study ``name`` into folder ``out``; returns the metrics written to ``metrics.json``.
 
     Every argument is checked before any work: a mistake raises ``ValueError`` (or
@@ -90,16 +98,13 @@ def run_study(name: str, out, *, seed: int = 0, quick: bool = False, data_root=N
     ``cuda``): its SVI training is data-parallel, its predictions sharded, and rank 0 alone
     writes the results, figures and cached networks.
 
-    ``dataset`` picks the dataset of studies that take one (``uci``). ``options`` are the
-    study's own settings (``{key: value}`` as strings; the keys it takes are listed in its
-    catalogue entry). ``epochs`` and ``samples`` override the training epochs and posterior
-    samples of the MNIST week-3 studies (a reduced run).
+    ``options`` are the study's own settings (``{key: value}`` as strings, ``--set KEY=VALUE`` on
+    the command line; the keys it takes are listed in its catalogue entry and by ``bdl list``):
+    e.g. ``dataset`` of ``uci``, ``epochs`` and ``samples`` of the MNIST week-3 studies (a
+    reduced run), ``seeds`` of ``active-learning``. The study checks their values first.
     """
     run = load_study(name)  # ValueError for an unknown name
     study = STUDIES[name]
-    if dataset is not None and not study.takes_dataset:
-        raise ValueError(f"study {name!r} takes no --dataset; the studies that do: "
-                         f"{[s.name for s in STUDIES.values() if s.takes_dataset]}")
     options = dict(options or {})
     unknown = sorted(set(options) - set(study.options))
     if unknown:
@@ -124,12 +129,9 @@ def run_study(name: str, out, *, seed: int = 0, quick: bool = False, data_root=N
     if study.needs_data and not Path(data_root).is_dir():
         raise ValueError(f"the data root {data_root} is not a folder; pass --data-root DIR or set "
                          "BAYESDL_DATA")
-    epochs = None if epochs is None else check_int(epochs, "epochs", minimum=1)
-    samples = None if samples is None else check_int(samples, "samples", minimum=1)
     launched = devices != 1 or num_nodes != 1 or precision != "32-true" or "TORCHELASTIC_RUN_ID" in os.environ
     settings = {"name": name, "run": run, "out": out, "seed": seed, "quick": quick, "data_root": data_root,
-                "progress": progress, "cache_dir": cache_dir, "download": download, "dataset": dataset,
-                "options": options, "epochs": epochs, "samples": samples}
+                "progress": progress, "cache_dir": cache_dir, "download": download, "options": options}
     if not launched:
         return _run(settings, device=device, writer=True, parallel={})
     if device.index is not None:
@@ -151,7 +153,7 @@ def _run_on_rank(launch: dict, settings: dict) -> dict:
 
 def _run(settings: dict, *, device, writer: bool, parallel: dict) -> dict:
     """Run the study in this process: ``settings`` are :func:`run_study`'s checked arguments."""
-    name, run, seed, quick, dataset = (settings[k] for k in ("name", "run", "seed", "quick", "dataset"))
+    name, run, seed, quick, options = (settings[k] for k in ("name", "run", "seed", "quick", "options"))
     data_root, cache_dir = settings["data_root"], settings["cache_dir"]
     if device.type == "cpu":
         retain_freed_memory()  # ~15% faster CPU training of convolutional networks; see bayesdl.runtime
@@ -160,12 +162,11 @@ def _run(settings: dict, *, device, writer: bool, parallel: dict) -> dict:
         ctx = RunContext(folder=folder, seed=seed, quick=quick,
                          data_root=Path(data_root) if data_root else None, device=device,
                          progress=settings["progress"], cache_dir=Path(cache_dir) if cache_dir else None,
-                         download=settings["download"], dataset=dataset, options=settings["options"],
-                         epochs=settings["epochs"], samples=settings["samples"])
+                         download=settings["download"], options=options)
         result = run(ctx)
         seconds = time.perf_counter() - start
         config = {"seed": seed, "quick": quick, "device": str(device), **parallel,
-                  **({"dataset": dataset} if dataset is not None else {}), **result.config,
+                  **({"options": options} if options else {}), **result.config,
                   "wall_time_seconds": round(seconds, 2)}
         report = _with_quick_note(result.report, quick)
         write_text(folder.file("report.md"),

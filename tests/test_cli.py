@@ -37,7 +37,7 @@ def test_list_shows_the_studies_in_the_course_order(capsys):
 def test_run_help_documents_the_options():
     result = subprocess.run([sys.executable, "-m", "bayesdl.experiments", "run", "--help"],
                             capture_output=True, text=True, check=True)
-    for option in ("--out", "--seed", "--quick", "--data-root", "--device", "--epochs", "--samples", "BAYESDL_DATA"):
+    for option in ("--out", "--seed", "--quick", "--data-root", "--device", "--set", "BAYESDL_DATA"):
         assert option in result.stdout
 
 
@@ -46,10 +46,22 @@ def test_unknown_study_is_a_clear_error(tmp_path, capsys):
     assert "unknown study 'nope'" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("option", ["--epochs", "--samples"])
+@pytest.mark.parametrize("option", ["epochs", "samples"])
 def test_a_reduced_run_needs_positive_counts(tmp_path, capsys, option):
-    assert main(["run", "regression", "--quick", "--out", str(tmp_path / "r"), option, "0", "--no-progress"]) == 2
-    assert f"{option[2:]} must be" in capsys.readouterr().err
+    data = tmp_path / "data"
+    data.mkdir()
+    out = tmp_path / "r"
+    args = ["run", "calibration", "--quick", "--out", str(out), "--data-root", str(data), "--no-progress"]
+    assert main([*args, "--set", f"{option}=0"]) == 2
+    assert f"option {option} must be >= 1" in capsys.readouterr().err
+    assert main([*args, "--set", f"{option}=two"]) == 2
+    assert f"option {option}='two' is not a valid int" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_an_option_a_study_does_not_take_is_refused(tmp_path, capsys):
+    assert main(["run", "regression", "--quick", "--out", str(tmp_path / "r"), "--set", "epochs=3"]) == 2
+    assert "study 'regression' has no option ['epochs']" in capsys.readouterr().err
     assert not (tmp_path / "r").exists()
 
 

@@ -221,7 +221,8 @@ def test_uci_errors_are_clear(tmp_path):
 def test_uci_quick_study_writes_each_split_and_resumes(tmp_path):
     _fake_uci(tmp_path / "data")
     out = tmp_path / "run"
-    metrics = run_study("uci", out, quick=True, data_root=tmp_path / "data", dataset="yacht", progress=False)
+    metrics = run_study("uci", out, quick=True, data_root=tmp_path / "data", options={"dataset": "yacht"},
+                        progress=False)
     results = metrics["results"]["yacht"]
     assert set(results) == {"dropout", "mean_field", "laplace", "nuts"}  # NUTS: the reference on yacht
     for method, r in results.items():
@@ -231,7 +232,8 @@ def test_uci_quick_study_writes_each_split_and_resumes(tmp_path):
     saved = sorted(tmp_path.glob(".cache/uci-quick-*/yacht/*.json"))  # the study cache beside the run
     assert len(saved) == 7
     stamps = {p: p.stat().st_mtime_ns for p in saved}
-    again = run_study("uci", out, quick=True, data_root=tmp_path / "data", dataset="yacht", progress=False)
+    again = run_study("uci", out, quick=True, data_root=tmp_path / "data", options={"dataset": "yacht"},
+                        progress=False)
     assert {p: p.stat().st_mtime_ns for p in saved} == stamps  # nothing recomputed
     saved_results = json.loads((out / "metrics.json").read_text())["results"]
     # (as written: the standard errors of the one NUTS split are NaN, which metrics.json holds as null)
@@ -242,9 +244,9 @@ def test_uci_quick_study_writes_each_split_and_resumes(tmp_path):
 
 def test_uci_dataset_option_is_checked(tmp_path):
     with pytest.raises(ValueError, match="unknown UCI dataset"):
-        run_study("uci", tmp_path / "a", quick=True, data_root=tmp_path, dataset="nope")
-    with pytest.raises(ValueError, match="takes no --dataset"):
-        run_study("regression", tmp_path / "b", quick=True, dataset="yacht")
+        run_study("uci", tmp_path / "a", quick=True, data_root=tmp_path, options={"dataset": "nope"})
+    with pytest.raises(ValueError, match="has no option"):
+        run_study("regression", tmp_path / "b", quick=True, options={"dataset": "yacht"})
 
 
 @pytest.mark.parametrize("shared_tau", [False, True])

@@ -108,10 +108,9 @@ def _settings(ctx: RunContext) -> Settings:
     else:
         settings = Settings(epochs=50, final_lr=1e-5, samples=100, val_size=5000, train_limit=None,
                             test_limit=None, ood_limit=None, ood_tuning=1000)
-    # a reduced run (--epochs, --samples): fewer epochs for every network alike, fewer draws
-    if ctx.epochs is not None:
-        settings = replace(settings, epochs=ctx.epochs)
-    return settings if ctx.samples is None else replace(settings, samples=ctx.samples)
+    # a reduced run (--set epochs=N --set samples=S): fewer epochs for every network alike, fewer draws
+    return replace(settings, epochs=ctx.option("epochs", settings.epochs),
+                   samples=ctx.option("samples", settings.samples))
 
 
 class Lab:

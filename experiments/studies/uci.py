@@ -41,7 +41,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -463,12 +463,14 @@ def split_folder(ctx: RunContext, settings: Settings) -> Path:
 
 
 def run(ctx: RunContext) -> StudyResult:
-    datasets = UCI_DATASETS if ctx.dataset in (None, "all") else (ctx.dataset,)
-    if ctx.dataset not in (None, "all") and ctx.dataset not in UCI_DATASETS:
-        raise ValueError(f"unknown UCI dataset {ctx.dataset!r}; choose one of {list(UCI_DATASETS)} or 'all'")
-    if ctx.quick and ctx.dataset in (None, "all"):
-        datasets = ("yacht",)
+    """Options: ``dataset`` (a name of :data:`UCI_DATASETS` or ``all``, the default; quick mode:
+    yacht), ``splits`` (the first ``splits`` splits of each set; default all)."""
+    dataset = ctx.option("dataset", "all", parse=str, minimum=None)
+    if dataset != "all" and dataset not in UCI_DATASETS:
+        raise ValueError(f"unknown UCI dataset {dataset!r}; choose one of {list(UCI_DATASETS)} or 'all'")
+    datasets = ("yacht",) if ctx.quick and dataset == "all" else UCI_DATASETS if dataset == "all" else (dataset,)
     settings = quick_settings() if ctx.quick else Settings()
+    settings = replace(settings, splits=ctx.option("splits", settings.splits))
     folder = split_folder(ctx, settings)
     bench = Benchmark(ctx.data_root, folder, settings, seed=ctx.seed,
                       log=print if ctx.progress else (lambda *_: None))
