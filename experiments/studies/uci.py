@@ -417,9 +417,12 @@ def against_nuts(folder: Path, summary: dict) -> str:
                                                                          "epistemic")]
             rows.append([name, LABELS[method], f"{len(runs)}", f"{cells[0]:.3f}", f"{cells[1]:.3f}",
                          f"{100 * cells[2]:.1f}", f"{cells[3]:.4g}"])
+        converged = reference["max_r_hat_predictions"] <= 1.01
         rows.append([name, "NUTS convergence", "", "", "", "",
                      f"max R-hat of the predictions {reference['max_r_hat_predictions']:.3f}, min bulk ESS "
-                     f"{reference['min_ess_bulk_predictions']:.0f}, {reference['divergences']} divergences"])
+                     f"{reference['min_ess_bulk_predictions']:.0f}, {reference['divergences']} divergences"
+                     + ("" if converged else " -- not converged: the chains stay in the modes they started in, "
+                        "so this is a mixture of local posteriors, not the exact one")])
     if not rows:
         return ""
     return markdown_table(["dataset", "method", "splits", "test RMSE", "test LL", "95% coverage (%)",
