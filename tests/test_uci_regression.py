@@ -240,6 +240,10 @@ def test_uci_quick_study_writes_each_split_and_resumes(tmp_path):
     assert to_jsonable(again["results"]) == saved_results
     report = (out / "report.md").read_text()
     assert (out / "coverage.png").is_file() and "Table 1" in report and "NUTS convergence" in report
+    fewer = run_study("uci", tmp_path / "one", quick=True, data_root=tmp_path / "data",
+                      options={"dataset": "yacht", "splits": "1"}, progress=False)
+    assert {r["splits"] for r in fewer["results"]["yacht"].values()} == {1}  # the cache holds 2; 1 asked for
+    assert {p: p.stat().st_mtime_ns for p in saved} == stamps
 
 
 def test_uci_dataset_option_is_checked(tmp_path):
