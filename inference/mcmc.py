@@ -175,9 +175,9 @@ def _initial_weights(bnn, initial, num_chains: int) -> list[torch.Tensor | None]
     if len(per_chain) != num_chains:
         raise ValueError(f"initial holds {len(per_chain)} starting points for {num_chains} chains; "
                          "pass one dict for all chains or one per chain")
+    sites = {s.name: s.shape for s in bnn.sites}
     starts = []
     for weights in per_chain:
-        sites = {s.name: s.shape for s in bnn.sites}
         if (not isinstance(weights, dict) or set(weights) != set(sites)
                 or any(tuple(torch.as_tensor(v).shape) != tuple(sites[k]) for k, v in weights.items())):
             raise ValueError("each starting point must be a {site: tensor} dict of the model's weights with "
