@@ -440,6 +440,8 @@ def coverage_figure(summary: dict):
     fig, axes = new_figure(ncols=cols, nrows=rows, size=(3.2, 2.9))
     levels = np.array(COVERAGE_LEVELS)
     colors = {"dropout": "tab:blue", "mean_field": "tab:orange", "laplace": "tab:green", "nuts": "black"}
+    lowest = min(r[f"coverage_{round(100 * lv)}"] for by_method in summary.values() for r in by_method.values()
+                 for lv in COVERAGE_LEVELS)
     for i, name in enumerate(names):
         ax = axes[i // cols, i % cols]
         ax.plot([0.4, 1.0], [0.4, 1.0], color="gray", lw=0.8, ls="--")
@@ -450,7 +452,7 @@ def coverage_figure(summary: dict):
                         color=colors.get(method), label=f"{LABELS[method]} ({r['splits']} splits)")
         ax.set_title(name, fontsize="small")
         ax.set_xlim(0.4, 1.0)
-        ax.set_ylim(0.0, 1.02)
+        ax.set_ylim(min(0.4, lowest - 0.05), 1.02)  # one scale for all panels, no empty band below
         ax.set_xlabel("nominal coverage", fontsize="x-small")
         ax.set_ylabel("observed coverage", fontsize="x-small")
         ax.legend(fontsize="xx-small", loc="lower right")
