@@ -11,18 +11,13 @@ from types import SimpleNamespace
 import pytest
 import torch
 from torch.utils.data import TensorDataset
+from toy_data import blobs
 
 from bayesdl.atomic import atomic_path, remove_stale_temporaries
 from bayesdl.experiments.training import LeNetRecipe, train_lenet, train_plain
 from bayesdl.inference import MeanFieldGuide, fit, load_checkpoint
 from bayesdl.inference.checkpoints import CHECKPOINT_FORMAT, save_state, state_digest
 from bayesdl.models import BNN, MLP
-
-
-def _blobs(n=40):
-    g = torch.Generator().manual_seed(0)
-    y = torch.randint(0, 3, (n,), generator=g)
-    return torch.tensor([[0.0, 2.0], [2.0, -1.0], [-2.0, -1.0]])[y] + 0.5 * torch.randn(n, 2, generator=g), y
 
 
 def _model():
@@ -32,7 +27,7 @@ def _model():
 
 @pytest.fixture
 def checkpoint(tmp_path):
-    x, y = _blobs()
+    x, y = blobs(40)
     model = _model()
     path = tmp_path / "fit.pt"
     fit(model, MeanFieldGuide(model), (x, y), epochs=2, batch_size=20, seed=0, checkpoint=path, progress=False)
@@ -63,7 +58,7 @@ def test_a_checkpoint_loads_and_carries_its_digest(checkpoint):
     assert state["format"] == CHECKPOINT_FORMAT
     stored = state.pop("sha256")
     assert stored == state_digest(state) and len(stored) == 64
-    assert torch.isfinite(_load_fresh(checkpoint).predict(_blobs()[0], num_samples=3).probs).all()
+    assert torch.isfinite(_load_fresh(checkpoint).predict(blobs(40)[0], num_samples=3).probs).all()
 
 
 def test_corrupted_tensor_bytes_fail_the_digest(checkpoint):
@@ -109,7 +104,7 @@ def test_an_edited_checkpoint_without_a_new_digest_is_refused(checkpoint):
 
 def test_resuming_from_a_tampered_checkpoint_is_a_clear_error(checkpoint):
     _tamper(checkpoint, lambda s: s.pop("optimizer_state"))
-    x, y = _blobs()
+    x, y = blobs(40)
     model = _model()
     with pytest.raises(ValueError, match=r"lacks the entries \['optimizer_state'\]"):
         fit(model, MeanFieldGuide(model), (x, y), epochs=3, checkpoint=checkpoint, resume=True, progress=False)
@@ -143,7 +138,7 @@ def test_a_truncated_checkpoint_is_a_clear_error(checkpoint):
 def test_checkpoints_respect_the_umask(tmp_path):
     old = os.umask(0o022)
     try:
-        x, y = _blobs()
+        x, y = blobs(40)
         model = _model()
         path = tmp_path / "fit.pt"
         fit(model, MeanFieldGuide(model), (x, y), epochs=1, checkpoint=path, progress=False)

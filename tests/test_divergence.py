@@ -4,16 +4,10 @@ and bad data found during training names its epoch and batch."""
 import pytest
 import torch
 from torch.utils.data import DataLoader, TensorDataset
+from toy_data import blobs
 
 from bayesdl.inference import DropoutGuide, MAPGuide, MeanFieldGuide, NonFiniteLossError, fit
 from bayesdl.models import BNN, MLP
-
-
-def _blobs(n=64, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    y = torch.randint(0, 3, (n,), generator=g)
-    centers = torch.tensor([[0.0, 2.0], [2.0, -1.0], [-2.0, -1.0]])
-    return centers[y] + 0.5 * torch.randn(n, 2, generator=g), y
 
 
 def _model():
@@ -24,7 +18,7 @@ def _model():
 @pytest.mark.parametrize("guide_cls, lr", [(MAPGuide, 1e30), (MAPGuide, 1e18), (MeanFieldGuide, 1e30),
                                            (DropoutGuide, 1e30), (DropoutGuide, 1e18)])
 def test_a_diverged_fit_keeps_the_last_finite_state(guide_cls, lr):
-    x, y = _blobs()
+    x, y = blobs(64)
     model = _model()
     with pytest.raises(NonFiniteLossError, match="NaN/Inf at epoch") as info:
         fit(model, guide_cls(model), (x, y), epochs=20, lr=lr, batch_size=16, seed=0, progress=False)
@@ -40,7 +34,7 @@ def test_a_diverged_fit_keeps_the_last_finite_state(guide_cls, lr):
 def test_the_kept_state_is_the_one_before_the_step_that_broke_it():
     """With the whole data in one batch, the state kept is the one whose (finite) loss was last
     recorded: the MAP network's log-likelihood there is that number."""
-    x, y = _blobs(16)
+    x, y = blobs(16)
     model = _model()
     with pytest.raises(NonFiniteLossError) as info:
         fit(model, MAPGuide(model), (x, y), epochs=50, lr=1e18, batch_size=16, seed=0, progress=False)
@@ -51,7 +45,7 @@ def test_the_kept_state_is_the_one_before_the_step_that_broke_it():
 
 
 def test_non_finite_inputs_mid_training_name_the_epoch_and_batch():
-    x, y = _blobs()
+    x, y = blobs(64)
     x = x.clone()
     x[40, 0] = float("inf")  # batch 3 of 16
     model = _model()
@@ -61,7 +55,7 @@ def test_non_finite_inputs_mid_training_name_the_epoch_and_batch():
 
 
 def test_bad_labels_mid_training_name_the_epoch_and_batch():
-    x, y = _blobs()
+    x, y = blobs(64)
     y = y.clone()
     y[20] = 3  # batch 2 of 16
     model = _model()

@@ -3,6 +3,7 @@ call of the Posterior seam is answered, members are independent, registry round 
 
 import pytest
 import torch
+from toy_data import blobs
 
 from bayesdl.inference import (
     METHODS,
@@ -17,13 +18,6 @@ from bayesdl.inference import (
 from bayesdl.models import BNN, MLP
 
 
-def _blobs(n=90, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    y = torch.randint(0, 3, (n,), generator=g)
-    centers = torch.tensor([[0.0, 2.0], [2.0, -1.0], [-2.0, -1.0]])
-    return centers[y] + 0.5 * torch.randn(n, 2, generator=g), y
-
-
 def _model(seed=0, hidden=8):
     torch.manual_seed(seed)
     return BNN(MLP(2, hidden, 3, dropout=0.2), prior_scale=1.0)
@@ -33,12 +27,12 @@ FIT = {"epochs": 3, "lr": 0.02, "batch_size": 30, "progress": False}
 
 
 def _members(method, count, **options):
-    x, y = _blobs()
+    x, y = blobs(90)
     return [approximate(method, _model(seed), (x, y), seed=seed, **FIT, **options) for seed in range(count)]
 
 
 def test_the_predictive_of_map_members_is_the_mean_of_their_predictives():
-    x, _ = _blobs()
+    x, _ = blobs(90)
     members = _members("map", 3)
     ensemble = Posterior(members[0].model, Ensemble(members))
     expected = torch.stack([m.predict(x, num_samples=1).predictive for m in members]).mean(0)
@@ -48,7 +42,7 @@ def test_the_predictive_of_map_members_is_the_mean_of_their_predictives():
 
 def test_sampled_members_give_their_own_draws_interleaved():
     """Draw s comes from member s mod K, and each member's draws are its own, in order."""
-    x, _ = _blobs()
+    x, _ = blobs(90)
     members = _members("dropout", 2)
     ensemble = Posterior(members[0].model, Ensemble(members))
     torch.manual_seed(5)
@@ -67,7 +61,7 @@ def test_sampled_members_give_their_own_draws_interleaved():
 def test_laplace_members_predict_through_their_own_linearisation():
     """A mixture of Laplace approximations: the log-likelihood at the ensemble's draws is each
     member's, through its own linearised network (outputs_at routes draw s to member s mod K)."""
-    x, y = _blobs()
+    x, y = blobs(90)
     members = _members("laplace", 2, subset="last_layer", structure="kron")
     ensemble = Posterior(members[0].model, Ensemble(members))
     torch.manual_seed(0)
@@ -80,7 +74,7 @@ def test_laplace_members_predict_through_their_own_linearisation():
 
 
 def test_an_ensemble_answers_every_call_of_the_seam():
-    x, y = _blobs()
+    x, y = blobs(90)
     posterior = approximate("deep_ensemble", _model(), (x, y), members=3, seed=0, **FIT)
     assert posterior.method == "deep_ensemble"
     estimate = posterior.point_estimate()
@@ -99,7 +93,7 @@ def test_an_ensemble_answers_every_call_of_the_seam():
 
 
 def test_members_are_trained_independently_and_deterministically_by_seed():
-    x, y = _blobs()
+    x, y = blobs(90)
     a = approximate("deep_ensemble", _model(), (x, y), members=2, seeds=[3, 4], **FIT)
     b = approximate("deep_ensemble", _model(), (x, y), members=2, seeds=[3, 4], **FIT)
     torch.testing.assert_close(a.predict(x, 2).probs, b.predict(x, 2).probs)
@@ -121,7 +115,7 @@ def test_reinitialised_draws_a_fresh_network_and_leaves_the_model_alone():
 
 @pytest.mark.parametrize("member", ["map", "dropout", "mean_field"])
 def test_the_generic_ensemble_takes_any_registered_method(member):
-    x, y = _blobs()
+    x, y = blobs(90)
     posterior = approximate("ensemble", _model(), (x, y), member=member, members=2,
                             member_options={**FIT, "seed": 0})
     assert posterior.method == "ensemble"
@@ -131,7 +125,7 @@ def test_the_generic_ensemble_takes_any_registered_method(member):
 
 
 def test_fit_member_serves_the_members_and_sees_their_seeds():
-    x, y = _blobs()
+    x, y = blobs(90)
     asked = []
 
     def fit_member(method, seed):
@@ -144,7 +138,7 @@ def test_fit_member_serves_the_members_and_sees_their_seeds():
 
 
 def test_multiswag_is_an_ensemble_of_swags():
-    x, y = _blobs()
+    x, y = blobs(90)
     posterior = approximate("multiswag", _model(), (x, y), members=2, seed=0, swag_epochs=3, collect_every=1,
                             rank=5, **FIT)
     assert posterior.method == "multiswag" and not posterior.is_point_mass
@@ -161,7 +155,7 @@ def test_the_registry_knows_the_new_methods():
 
 
 def test_bad_ensembles_get_clear_errors():
-    x, y = _blobs()
+    x, y = blobs(90)
     model = _model()
     for bad in (0, -1, 2.5, True, "5"):
         with pytest.raises(ValueError, match="members"):

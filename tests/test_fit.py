@@ -7,6 +7,7 @@ import pytest
 import torch
 import torch.nn as nn
 from torch.utils.data import DataLoader, TensorDataset
+from toy_data import blobs
 
 from bayesdl.inference import (
     DropoutGuide,
@@ -22,13 +23,6 @@ from bayesdl.inference import (
 from bayesdl.models import BNN, MLP, BayesianLinearRegression, Gaussian, PolynomialBasis
 
 
-def _blobs(n=200, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    y = torch.randint(0, 3, (n,), generator=g)
-    centers = torch.tensor([[0.0, 2.0], [2.0, -1.0], [-2.0, -1.0]])
-    return centers[y] + 0.5 * torch.randn(n, 2, generator=g), y
-
-
 def _make(guide_cls=DropoutGuide, init_seed=0, **kwargs):
     torch.manual_seed(init_seed)  # the network's initial weights
     model = BNN(MLP(2, 16, 3, dropout=0.2), prior_scale=1.0)
@@ -36,7 +30,7 @@ def _make(guide_cls=DropoutGuide, init_seed=0, **kwargs):
 
 
 def test_fit_learns_and_records_history():
-    x, y = _blobs()
+    x, y = blobs(200)
     model, guide = _make(MeanFieldGuide)
     posterior = fit(model, guide, (x, y), epochs=15, lr=0.02, batch_size=32, seed=0, progress=False)
     h = posterior.history
@@ -50,7 +44,7 @@ def test_fit_learns_and_records_history():
 
 
 def test_same_seed_same_result_and_different_seed_differs():
-    x, y = _blobs()
+    x, y = blobs(200)
     runs = []
     for seed in (3, 3, 4):
         model, guide = _make(DropoutGuide)
@@ -61,7 +55,7 @@ def test_same_seed_same_result_and_different_seed_differs():
 
 
 def test_nan_guard_keeps_the_last_finite_state():
-    x, y = _blobs()
+    x, y = blobs(200)
     model, guide = _make(MAPGuide)
     with pytest.raises(NonFiniteLossError, match="NaN/Inf") as info:
         fit(model, guide, (x, y), epochs=50, batch_size=8, seed=0, progress=False,
@@ -72,7 +66,7 @@ def test_nan_guard_keeps_the_last_finite_state():
 
 
 def test_checkpoint_resume_equals_an_uninterrupted_run(tmp_path):
-    x, y = _blobs()
+    x, y = blobs(200)
     path = tmp_path / "ckpt.pt"
     model, guide = _make(MeanFieldGuide)
     fit(model, guide, (x, y), epochs=2, batch_size=32, seed=1, progress=False, checkpoint=path)
@@ -91,7 +85,7 @@ def test_checkpoint_resume_equals_an_uninterrupted_run(tmp_path):
 
 
 def test_bad_checkpoints_give_clear_errors(tmp_path):
-    x, y = _blobs(40)
+    x, y = blobs(40)
     path = tmp_path / "ckpt.pt"
     fit(*_make(MAPGuide), (x, y), epochs=1, progress=False, checkpoint=path)
     with pytest.raises(ValueError, match="saved from a MAPGuide"):
@@ -171,7 +165,7 @@ def test_regression_prediction_and_batching():
 
 
 def test_bernoulli_model_predicts_two_classes():
-    x, y = _blobs(100)
+    x, y = blobs(100)
     y = (y == 0).long()
     model = BNN(nn.Linear(2, 1), likelihood="bernoulli")
     posterior = fit(model, MeanFieldGuide(model), (x, y), epochs=5, lr=0.05, progress=False)

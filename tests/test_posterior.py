@@ -4,6 +4,7 @@ chain, pointwise log-likelihoods, point masses, and methods by name."""
 import pytest
 import torch
 import torch.nn as nn
+from toy_data import blobs
 
 from bayesdl.inference import (
     METHODS,
@@ -21,13 +22,6 @@ from bayesdl.inference import (
 from bayesdl.models import BNN, MLP, Gaussian
 
 
-def _blobs(n=90, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    y = torch.randint(0, 3, (n,), generator=g)
-    centers = torch.tensor([[0.0, 2.0], [2.0, -1.0], [-2.0, -1.0]])
-    return centers[y] + 0.5 * torch.randn(n, 2, generator=g), y
-
-
 def _model(seed=0):
     torch.manual_seed(seed)
     return BNN(MLP(2, 8, 3, dropout=0.2), prior_scale=1.0)
@@ -37,7 +31,7 @@ FIT = {"epochs": 3, "lr": 0.02, "batch_size": 30, "seed": 0, "progress": False}
 
 
 def test_a_point_mass_runs_the_network_once_however_many_samples():
-    x, y = _blobs()
+    x, y = blobs(90)
     model = _model()
     posterior = approximate("map", model, (x, y), **FIT)
     assert posterior.is_point_mass and posterior.method == "map"
@@ -56,7 +50,7 @@ def test_a_point_mass_runs_the_network_once_however_many_samples():
 
 @pytest.mark.parametrize("method", ["dropout", "mean_field"])
 def test_sampled_posteriors_draw_afresh_and_are_not_point_masses(method):
-    x, y = _blobs()
+    x, y = blobs(90)
     posterior = approximate(method, _model(), (x, y), **FIT)
     assert not posterior.is_point_mass and posterior.fixed_draws is None
     probs = posterior.predict(x, num_samples=6).probs
@@ -66,7 +60,7 @@ def test_sampled_posteriors_draw_afresh_and_are_not_point_masses(method):
 
 
 def test_point_estimates_of_each_method():
-    x, y = _blobs()
+    x, y = blobs(90)
     model = _model()
     mean_field = approximate("mean_field", model, (x, y), **FIT)
     # the variational mean: the average of many draws
@@ -86,7 +80,7 @@ def test_point_estimates_of_each_method():
 
 
 def test_log_likelihood_is_that_of_the_network_at_each_draw():
-    x, y = _blobs()
+    x, y = blobs(90)
     posterior = approximate("mean_field", _model(), (x, y), **FIT)
     draws = posterior.draws(5)
     log_lik = posterior.log_likelihood(x, y, draws)
@@ -120,7 +114,7 @@ def test_regression_moments_are_those_of_the_mixture():
 
 
 def test_the_registry_gives_the_same_posterior_as_the_guide_by_hand():
-    x, y = _blobs()
+    x, y = blobs(90)
     by_name = approximate("dropout", _model(), (x, y), p=0.3, **FIT)
     model = _model()
     by_hand = fit(model, DropoutGuide(model, p=0.3), (x, y), **FIT)
@@ -130,7 +124,7 @@ def test_the_registry_gives_the_same_posterior_as_the_guide_by_hand():
 
 
 def test_laplace_by_name_around_a_given_map_or_its_own():
-    x, y = _blobs()
+    x, y = blobs(90)
     model = _model()
     map_posterior = approximate("map", model, (x, y), **FIT)
     given = approximate("laplace", model, (x, y), map_posterior=map_posterior, subset="last_layer",
@@ -155,7 +149,7 @@ def test_laplace_by_name_around_a_given_map_or_its_own():
 )
 def test_bad_method_calls(call, error, message):
     with pytest.raises(error, match=message):
-        call(_model(), _blobs())
+        call(_model(), blobs(90))
 
 
 def test_a_new_method_plugs_in_by_registering_it():
@@ -166,7 +160,7 @@ def test_a_new_method_plugs_in_by_registering_it():
         return fit(model, guide, data, epochs=epochs - epochs // 2, **fit_options)
 
     try:
-        x, y = _blobs()
+        x, y = blobs(90)
         posterior = approximate("map_twice", _model(), (x, y), epochs=4, lr=0.02, progress=False)
         assert posterior.method == "map_twice" and posterior.is_point_mass
         assert posterior.predict(x[:5], num_samples=2).probs.shape == (2, 5, 3)
@@ -175,7 +169,7 @@ def test_a_new_method_plugs_in_by_registering_it():
 
 
 def test_a_loaded_dropout_guide_can_draw_weights_at_once(tmp_path):
-    x, y = _blobs()
+    x, y = blobs(90)
     path = tmp_path / "dropout.pt"
     model = _model()
     approximate("dropout", model, (x, y), checkpoint=path, **FIT)
@@ -186,7 +180,7 @@ def test_a_loaded_dropout_guide_can_draw_weights_at_once(tmp_path):
 
 
 def test_mean_field_init_scale_reaches_the_guide():
-    x, y = _blobs()
+    x, y = blobs(90)
     posterior = approximate("mean_field", _model(), (x, y), init_scale=0.2, epochs=0, progress=False)
     draws = posterior.sample(3000)["head.weight"]
     assert float(draws.std(0).mean()) == pytest.approx(0.2, rel=0.05)

@@ -13,6 +13,7 @@ import pytest
 import torch
 import torch.nn as nn
 from torch.utils.data import DataLoader, IterableDataset, TensorDataset
+from toy_data import blobs
 
 from bayesdl.evaluation.diagnostics import convergence_verdict, summary, worst_components
 from bayesdl.evaluation.plotting import plot_precision_recall, plot_roc
@@ -29,11 +30,8 @@ from bayesdl.inference import (
 from bayesdl.models import BNN, MLP
 
 
-def _blobs(n=120, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    y = torch.randint(0, 3, (n,), generator=g)
-    centers = torch.tensor([[2.0, 0.0], [-2.0, 1.0], [0.0, -2.0]])
-    return centers[y] + 0.6 * torch.randn(n, 2, generator=g), y
+def _blobs(n: int):
+    return blobs(n, centers=((2.0, 0.0), (-2.0, 1.0), (0.0, -2.0)), noise=0.6)
 
 
 def _plain_network(x, y, steps=150):
@@ -50,7 +48,7 @@ def _plain_network(x, y, steps=150):
 
 # ----------------------------------------------------------------------------- data
 def test_fit_accepts_a_map_style_dataset_like_a_tuple():
-    x, y = _blobs()
+    x, y = _blobs(120)
     runs = []
     for data in (TensorDataset(x, y), (x, y)):
         torch.manual_seed(0)
@@ -73,7 +71,7 @@ def test_fit_refuses_an_iterable_dataset_with_a_way_out():
 
 # ----------------------------------------------------------------------------- Laplace
 def test_laplace_around_a_plain_pytorch_network():
-    x, y = _blobs()
+    x, y = _blobs(120)
     net = _plain_network(x, y)
     before = {k: v.clone() for k, v in net.state_dict().items()}
     posterior = fit_laplace(net, DataLoader(TensorDataset(x, y), batch_size=50), "last_layer", "kron",
@@ -104,7 +102,7 @@ def test_laplace_plain_network_errors(call, error, message):
 
 
 def test_probit_predictive_through_the_posterior():
-    x, y = _blobs()
+    x, y = _blobs(120)
     net = _plain_network(x, y)
     la = laplace(net, "all", "full", likelihood="categorical").fit((x, y)).optimize_prior_precision()
     posterior = Posterior(la.model, la)
@@ -122,7 +120,7 @@ def test_probit_predictive_through_the_posterior():
 
 def test_probit_matches_monte_carlo_for_a_binary_model():
     """For one logit, sigmoid(m / sqrt(1 + pi v / 8)) is within about 0.02 of E[sigmoid(f)]."""
-    x, y = _blobs()
+    x, y = _blobs(120)
     y = (y == 0).float()
     torch.manual_seed(0)
     net = nn.Sequential(nn.Linear(2, 8), nn.Tanh(), nn.Linear(8, 1))
