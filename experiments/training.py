@@ -11,8 +11,10 @@ is trained again), and temporaries of killed writers are cleaned up.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
+import math
 import sys
 import time
 import warnings
@@ -26,13 +28,13 @@ import torch.nn.functional as F
 from torch.utils.data import BatchSampler, DataLoader, RandomSampler, TensorDataset
 
 from bayesdl.atomic import atomic_path, file_lock, remove_stale_temporaries
-from bayesdl.checks import check_int
+from bayesdl.checks import check_int, check_positive
 from bayesdl.inference import METHODS, Posterior, approximate, distributed, exponential_decay
 from bayesdl.inference.checkpoints import load_state, save_state, verify_checkpoint
-from bayesdl.models import BNN, LeNet
+from bayesdl.models import BNN, LeNet, NormalPrior, SmallConvNet
 from bayesdl.progress import track
 
-__all__ = ["LeNetRecipe", "train_lenet", "train_plain", "cache_folder", "config_digest"]
+__all__ = ["NetworkRecipe", "train_network", "train_plain", "cache_folder", "config_digest"]
 
 
 def config_digest(config: dict, length: int = 12) -> str:
@@ -41,13 +43,30 @@ def config_digest(config: dict, length: int = 12) -> str:
     return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:length]
 
 
+#: The networks a recipe can name: the course's Caffe LeNet, and Corbiere et al.'s MNIST
+#: classifier (``SmallConvNet``, the network of their failure-prediction table).
+NETWORKS = ("lenet", "corbiere")
+OPTIMIZERS = ("adam", "sgd")
+#: Fields added after the first cache entries were written: they enter the cache key only when
+#: they differ from their defaults, so every entry of an earlier run keeps its name.
+_LATER_FIELDS = {"network": "lenet", "optimizer": "adam", "momentum": 0.0, "weight_decay": None}
+
+
 @dataclass(frozen=True)
-class LeNetRecipe:
-    """Everything that determines a trained LeNet."""
+class NetworkRecipe:
+    """Everything that determines a trained network of the MNIST studies.
+
+    ``network`` is ``"lenet"`` (dropout slots by ``placement``, rate ``p``) or ``"corbiere"``
+    (:class:`bayesdl.models.SmallConvNet`, its own rates 0.25 and 0.5: ``p`` must be None).
+    ``optimizer`` is ``"adam"`` or ``"sgd"`` (with ``momentum``), at rate ``lr`` on the mean
+    loss per example, as in plain PyTorch. ``weight_decay`` (optional) replaces ``prior_scale``:
+    the Gaussian prior whose term in the objective *is* that weight decay, site by site (see
+    :func:`weight_decay_prior`), so a recipe written for plain PyTorch trains the same way.
+    """
 
     method: str  # an SVI method of bayesdl.inference.METHODS (dropout, mean_field, map), or "plain" PyTorch
     placement: str = "all"
-    p: float = 0.5
+    p: float | None = 0.5
     prior_scale: float = 1.0
     epochs: int = 10
     lr: float = 1e-3
@@ -56,14 +75,78 @@ class LeNetRecipe:
     seed: int = 0
     train_size: int = 55000
     split_seed: int = 0
+    network: str = "lenet"
+    optimizer: str = "adam"
+    momentum: float = 0.0
+    weight_decay: float | None = None
+
+    def __post_init__(self):
+        if self.network not in NETWORKS:
+            raise ValueError(f"network must be one of {NETWORKS}, got {self.network!r}")
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
+        if self.network == "corbiere" and self.p is not None:
+            raise ValueError("the corbiere network has its own dropout rates (0.25, 0.5): pass p=None")
+        if self.network == "lenet" and self.p is None:
+            raise ValueError("a lenet recipe needs its dropout rate p")
+        if self.momentum and self.optimizer != "sgd":
+            raise ValueError(f"momentum is an option of sgd, not of {self.optimizer}")
 
     def key(self) -> str:
-        return f"lenet-{self.method}-{config_digest(asdict(self))}"
+        config = {k: v for k, v in asdict(self).items() if k not in _LATER_FIELDS or v != _LATER_FIELDS[k]}
+        return f"{self.network}-{self.method}-{config_digest(config)}"
+
+    def build(self) -> torch.nn.Module:
+        """The untrained network (seed the generator first for reproducible weights)."""
+        if self.network == "corbiere":
+            return SmallConvNet()
+        return LeNet(dropout=self.placement, p=self.p)
+
+    def model(self) -> BNN:
+        """The network as a Pyro model, with its prior (see :func:`weight_decay_prior`)."""
+        net = self.build()
+        if self.weight_decay is None:
+            return BNN(net, prior_scale=self.prior_scale)
+        return BNN(net, prior=weight_decay_prior(net, self.method, self.weight_decay, self.train_size))
+
+    def make_optimizer(self) -> Callable | None:
+        """``params -> optimizer`` for :func:`bayesdl.inference.fit` (None: its default Adam at
+        ``lr``). bayesdl's objective is summed over the training set, N times the mean loss per
+        example of plain PyTorch, so SGD takes the rate ``lr / N``: the steps are then those of
+        plain PyTorch at ``lr``, momentum included. (Adam is invariant to that scale.)"""
+        if self.optimizer == "adam":
+            return None
+        rate, momentum = self.lr / self.train_size, self.momentum
+        return lambda params: torch.optim.SGD(params, lr=rate, momentum=momentum)
 
     def scheduler(self):
         if self.final_lr is None or self.epochs == 0:
             return None
         return exponential_decay(self.lr, self.final_lr, self.epochs)
+
+
+def weight_decay_prior(net: torch.nn.Module, method: str, weight_decay: float,
+                       train_size: int) -> NormalPrior:
+    """The Gaussian prior under which ``method``'s objective on ``net`` carries exactly plain
+    PyTorch's ``weight_decay`` (``grad += weight_decay * w`` on every parameter).
+
+    Per example, a prior ``N(0, s^2)`` adds ``|w|^2 / (2 N s^2)`` to a MAP objective: weight
+    decay ``1 / (N s^2)``, so ``s = 1 / sqrt(weight_decay N)``. The dropout guide's prior term
+    of a weight whose inputs are dropped at rate ``p`` is ``1 / (1 - p)`` times that (see
+    :class:`bayesdl.inference.DropoutGuide`), so those weights take ``s / sqrt(1 - p)``. (For
+    mean-field VI the prior is the same ``s``; its KL is not a weight decay.)
+    """
+    from bayesdl.inference import DropoutGuide
+
+    weight_decay = check_positive(weight_decay, "weight_decay")
+    base = 1.0 / math.sqrt(weight_decay * check_int(train_size, "train_size", minimum=1))
+    rates = {}
+    if method == "dropout":  # which dropout rate acts on which site: the guide maps it on a pass
+        probe = DropoutGuide(BNN(copy.deepcopy(net)), p=None)
+        probe.setup(torch.zeros(2, 1, 28, 28))
+        rates = probe.site_rates
+    return NormalPrior(base, layer_scales={site: base / math.sqrt(1.0 - p)
+                                           for site, p in rates.items() if p > 0})
 
 
 def cache_folder(ctx) -> Path:
@@ -78,7 +161,7 @@ def cache_folder(ctx) -> Path:
 
 
 @contextmanager
-def cache_entry(ctx, recipe: LeNetRecipe, verify: Callable[[Path], object]) -> Iterator[Path]:
+def cache_entry(ctx, recipe: NetworkRecipe, verify: Callable[[Path], object]) -> Iterator[Path]:
     """The cache path of ``recipe``'s network, locked for the block: a second run that asks for
     the same network while the first trains it waits, then loads it instead of training it too.
     An entry whose checkpoint fails its verification (digest, content; see
@@ -105,30 +188,33 @@ def cache_entry(ctx, recipe: LeNetRecipe, verify: Callable[[Path], object]) -> I
         yield path
 
 
-def _loader(train: TensorDataset, recipe: LeNetRecipe) -> DataLoader:
+def _loader(train: TensorDataset, recipe: NetworkRecipe) -> DataLoader:
     return DataLoader(train, batch_size=recipe.batch_size, shuffle=True)
 
 
-def train_lenet(recipe: LeNetRecipe, train: TensorDataset, ctx) -> tuple[Posterior, float]:
-    """A LeNet posterior for ``recipe`` (an SVI method of the registry), trained or loaded from
-    the cache.
+def train_network(recipe: NetworkRecipe, train: TensorDataset, ctx) -> tuple[Posterior, float]:
+    """The posterior of ``recipe``'s network (an SVI method of the registry), trained or loaded
+    from the cache.
 
-    The network's dropout slots have rate ``recipe.p``, which the dropout guide keeps. A
-    finished checkpoint is resumed with nothing left to train: the posterior and the random
-    state are those the training left. Returns the posterior (with its training history) and
-    the seconds spent training here (0 when it came from the cache).
+    The network's dropout slots keep their rates (``recipe.p`` for LeNet). A finished
+    checkpoint is resumed with nothing left to train: the posterior and the random state are
+    those the training left. Returns the posterior (with its training history) and the seconds
+    spent training here (0 when it came from the cache).
     """
     if recipe.method not in METHODS:
         raise ValueError(f"unknown method {recipe.method!r}; choose one of {sorted(METHODS)}")
+    if len(train) != recipe.train_size:
+        raise ValueError(f"the recipe is for {recipe.train_size} training images, got {len(train)}")
     torch.manual_seed(recipe.seed)
-    model = BNN(LeNet(dropout=recipe.placement, p=recipe.p), prior_scale=recipe.prior_scale)
+    model = recipe.model()
     with cache_entry(ctx, recipe, verify_checkpoint) as path:
         done = path.with_suffix(".done")
         cached = done.exists()
         start = time.perf_counter()
         posterior = approximate(recipe.method, model, _loader(train, recipe), epochs=recipe.epochs,
-                                lr=recipe.lr, scheduler=recipe.scheduler(), seed=recipe.seed,
-                                device=ctx.device, checkpoint=path, resume=True, progress=ctx.progress)
+                                lr=recipe.lr, optimizer=recipe.make_optimizer(), scheduler=recipe.scheduler(),
+                                seed=recipe.seed, device=ctx.device, checkpoint=path, resume=True,
+                                progress=ctx.progress)
         seconds = 0.0 if cached else time.perf_counter() - start
         if distributed.is_writer():  # the checkpoint too is rank 0's alone
             with atomic_path(done) as tmp:
@@ -152,15 +238,16 @@ def _supervised_epoch(module, loader, opt, batch_loss, device) -> float:
     return total / count
 
 
-def train_plain(recipe: LeNetRecipe, train: TensorDataset, ctx) -> tuple[LeNet, dict]:
-    """The same LeNet trained with plain PyTorch dropout (Adam, cross-entropy), cached.
+def train_plain(recipe: NetworkRecipe, train: TensorDataset, ctx) -> tuple[torch.nn.Module, dict]:
+    """The recipe's network trained with plain PyTorch dropout (cross-entropy; the recipe's
+    optimizer, with ``weight_decay`` as torch's), cached.
 
     The baseline is plain PyTorch on purpose: in a data-parallel run every rank trains it whole.
 
     Returns the network (in eval mode) and ``{"seconds": ..., "epoch_loss": [...]}``.
     """
     torch.manual_seed(recipe.seed)
-    net = LeNet(dropout=recipe.placement, p=recipe.p).to(ctx.device)
+    net = recipe.build().to(ctx.device)
     with cache_entry(ctx, recipe, _verify_plain) as path:
         if path.exists():
             state = _verify_plain(path)
@@ -171,7 +258,11 @@ def train_plain(recipe: LeNetRecipe, train: TensorDataset, ctx) -> tuple[LeNet, 
             return net.eval(), {"seconds": 0.0, "epoch_loss": state["epoch_loss"]}
         torch.manual_seed(recipe.seed)
         loader = _loader(train, recipe)
-        opt = torch.optim.Adam(net.parameters(), lr=recipe.lr)
+        params, decay = net.parameters(), recipe.weight_decay or 0.0
+        if recipe.optimizer == "sgd":
+            opt = torch.optim.SGD(params, lr=recipe.lr, momentum=recipe.momentum, weight_decay=decay)
+        else:
+            opt = torch.optim.Adam(params, lr=recipe.lr, weight_decay=decay)
         sched = recipe.scheduler()(opt) if recipe.scheduler() else None
         losses = []
         start = time.perf_counter()
@@ -194,53 +285,88 @@ def _verify_plain(path) -> dict:
                       what="cached plain network")
 
 
-def train_confidnet(stochastic_pass, train: TensorDataset, val_features: torch.Tensor,
+_CONFIDNET_FORMAT = "bayesdl-confidnet-1"
+
+
+def train_confidnet(stochastic_passes, train: TensorDataset, val_features: torch.Tensor,
                     val_correct: torch.Tensor, ctx, epochs: int = 200, lr: float = 1e-4,
-                    batch_size: int = 128, seed: int = 0, passes: int = 10):
+                    batch_size: int = 128, seed: int = 0, passes: int = 10, checkpoint: Path | None = None,
+                    save_every: int = 10):
     """ConfidNet (Corbiere et al. 2019): a head regressing the true-class probability (TCP)
     from the frozen classifier's features, with an MSE loss.
 
-    ``stochastic_pass(x) -> (logits [B, C], features [B, H])`` runs the frozen classifier as it
-    runs in training -- for MC dropout, with its dropout masks on, as in the authors' code
-    (their learner keeps the network in train mode): the TCP target and the features of an
-    example come from the same stochastic pass, so the training set supplies low-TCP examples
-    even though the classifier fits it almost perfectly. The epoch kept is the one with the
-    best AUPR-error on the validation split, whose ``val_features`` come from the
+    ``stochastic_passes(x, P) -> (logits [P, B, C], features [P, B, H])`` runs the frozen
+    classifier ``P`` times as it runs in training -- for MC dropout, with its dropout masks on,
+    as in the authors' code (their learner keeps the network in train mode): the TCP target and
+    the features of an example come from the same stochastic pass, so the training set supplies
+    low-TCP examples even though the classifier fits it almost perfectly. The epoch kept is the
+    one with the best AUPR-error on the validation split, whose ``val_features`` come from the
     deterministic network used at test time.
 
     ConfidNet needs hundreds of epochs (the authors train up to 500; on MNIST its test
     AUPR-error was still rising after 100). Since the classifier is frozen, ``passes``
-    stochastic passes over the training set are drawn once, and epoch ``e`` trains on pass
-    ``e mod passes``: each epoch then costs the head alone, not a pass of the classifier.
-    (Memory: ``passes x N x H`` floats, 1.1 GB for 10 passes of LeNet's 500 features on 55,000
-    images.)
+    stochastic passes over the training set are drawn once (all ``P`` per batch, so a network
+    with a deterministic trunk computes it once), and epoch ``e`` trains on pass ``e mod
+    passes``: each epoch then costs the head alone, not a pass of the classifier. (Memory:
+    ``passes x N x H`` floats, 1.1 GB for 10 passes of LeNet's 500 features on 55,000 images.)
 
-    Returns ``(head in eval mode, {"val_aupr_error": [...], "train_mse": [...], "best_epoch"})``.
+    With ``checkpoint`` (a path), the head, its optimizer, the best head so far, the history and
+    the random state are saved atomically every ``save_every`` epochs and at the end; a rerun
+    resumes there (the passes are drawn again from ``seed``: the same ones), and a finished
+    checkpoint is loaded without training.
+
+    Returns ``(head in eval mode, {"val_aupr_error": [...], "train_mse": [...], "best_epoch",
+    "seconds"})``; ``seconds`` counts drawing the passes and training, over every run that
+    built this head.
     """
     from bayesdl.evaluation import aupr_error
     from bayesdl.models import ConfidNetHead
 
     check_int(passes, "passes", minimum=1)
+    check_int(epochs, "epochs", minimum=1)
     torch.manual_seed(seed)
-    bank = []
-    with torch.no_grad():
-        for _ in track(range(passes), desc="ConfidNet targets", unit="pass", enabled=ctx.progress):
-            features, tcp = [], []
-            for x, y in DataLoader(train, batch_size=1000, shuffle=False):
-                logits, feats = stochastic_pass(x.to(ctx.device))
-                features.append(feats)
-                tcp.append(torch.softmax(logits, -1).gather(1, y.to(ctx.device)[:, None])[:, 0])
-            bank.append(TensorDataset(torch.cat(features), torch.cat(tcp)))
     head = ConfidNetHead(val_features.shape[1]).to(ctx.device)
     opt = torch.optim.Adam(head.parameters(), lr=lr)
+    history = {"val_aupr_error": [], "train_mse": [], "seconds": 0.0}
+    best, best_state = -1.0, None
+    state = None
+    if checkpoint is not None and checkpoint.exists():
+        state = load_state(checkpoint, _CONFIDNET_FORMAT, {"head": dict, "best": dict, "optimizer": dict,
+                                                           "history": dict, "rng": torch.Tensor},
+                           what="ConfidNet checkpoint")
+        head.load_state_dict(state["head"])
+        opt.load_state_dict(state["optimizer"])
+        history, best_state = state["history"], state["best"]
+        best = max(history["val_aupr_error"])
+    start_epoch = len(history["val_aupr_error"])
+    if start_epoch > epochs:
+        raise ValueError(f"{checkpoint} holds {start_epoch} ConfidNet epochs, more than the {epochs} asked: "
+                         "pass the epochs it was trained for, or another checkpoint path")
+    clock = time.perf_counter()
+    if start_epoch < epochs:
+        bank = [([], []) for _ in range(passes)]
+        with torch.no_grad():
+            for x, y in track(DataLoader(train, batch_size=1000, shuffle=False), desc="ConfidNet targets",
+                              unit="batch", enabled=ctx.progress):
+                logits, feats = stochastic_passes(x.to(ctx.device), passes)
+                labels = y.to(ctx.device)[None, :, None].expand(passes, -1, 1)
+                tcp = torch.softmax(logits, -1).gather(2, labels)
+                for k in range(passes):
+                    bank[k][0].append(feats[k])
+                    bank[k][1].append(tcp[k, :, 0])
+        bank = [TensorDataset(torch.cat(f), torch.cat(t)) for f, t in bank]
+        if state is not None:
+            torch.set_rng_state(state["rng"])
     val_features = val_features.to(ctx.device)  # once, not at every epoch's validation
 
     def mse_to_tcp(feats, tcp):
         return F.mse_loss(head(feats), tcp)
 
-    history = {"val_aupr_error": [], "train_mse": []}
-    best, best_state = -1.0, None
-    for epoch in track(range(epochs), desc="ConfidNet", unit="epoch", enabled=ctx.progress):
+    def save():
+        save_state(checkpoint, {"head": head.state_dict(), "best": best_state, "optimizer": opt.state_dict(),
+                                "history": history, "rng": torch.get_rng_state()}, _CONFIDNET_FORMAT)
+
+    for epoch in track(range(start_epoch, epochs), desc="ConfidNet", unit="epoch", enabled=ctx.progress):
         data = bank[epoch % passes]
         # Whole minibatches indexed at once: far cheaper than collating examples one by one.
         loader = DataLoader(data, sampler=BatchSampler(RandomSampler(data), batch_size, drop_last=False),
@@ -253,6 +379,12 @@ def train_confidnet(stochastic_pass, train: TensorDataset, val_features: torch.T
         history["val_aupr_error"].append(score)
         if score > best:
             best, best_state = score, {k: v.detach().clone() for k, v in head.state_dict().items()}
+        if checkpoint is not None and ((epoch + 1) % save_every == 0 or epoch + 1 == epochs):
+            history["seconds"] += time.perf_counter() - clock
+            clock = time.perf_counter()
+            save()
+    if checkpoint is None:
+        history["seconds"] += time.perf_counter() - clock
     head.load_state_dict(best_state)
     history["best_epoch"] = int(max(range(epochs), key=lambda i: history["val_aupr_error"][i])) + 1
     return head.eval(), history

@@ -1,7 +1,8 @@
 """Models: what we believe before seeing data.
 
 - bases and conjugate Bayesian linear regression (closed form, evidence, a Pyro model);
-- plain torch networks (MLP, LeNet, the ConfidNet head) and a fast dropout layer;
+- plain torch networks (MLP, LeNet, the CNNs of active learning and of ConfidNet, the ConfidNet
+  head) and a fast dropout layer;
 - priors, likelihoods, and :class:`BNN`, which lifts any network into a Pyro model.
 """
 
@@ -25,7 +26,7 @@ from .likelihoods import (
     make_likelihood,
 )
 from .linear_regression import BayesianLinearRegression
-from .networks import DBALCNN, MLP, ConfidNetHead, Dropout, LeNet, dropout_modules
+from .networks import DBALCNN, MLP, ConfidNetHead, Dropout, LeNet, SmallConvNet, dropout_modules
 from .priors import NormalPrior
 
 __all__ = [
@@ -35,6 +36,7 @@ __all__ = [
     "MLP",
     "LeNet",
     "DBALCNN",
+    "SmallConvNet",
     "ConfidNetHead",
     "Dropout",
     "dropout_modules",

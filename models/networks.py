@@ -1,5 +1,5 @@
 """Plain torch networks: MLP, the Caffe LeNet of the Bayesian-CNN paper, the CNN of deep
-Bayesian active learning, and the dropout layer.
+Bayesian active learning, Corbiere et al.'s MNIST classifier, and the dropout layer.
 
 These are ordinary ``nn.Module`` s: train them with plain PyTorch, or lift them into a
 Pyro model with :class:`bayesdl.models.BNN`. Their :class:`Dropout` modules are the *slots* where a
@@ -8,8 +8,8 @@ Pyro model with :class:`bayesdl.models.BNN`. Their :class:`Dropout` modules are 
 **Trunk and head.** A network whose ``forward(x)`` is ``head(trunk(x))`` may expose those two
 methods. When no active dropout slot runs inside ``trunk``, MC prediction with the dropout
 guide computes the trunk once per batch and draws only the head ``T`` times (see
-:meth:`bayesdl.inference.DropoutGuide.predictive_outputs`). :class:`LeNet` (placement "last")
-and :class:`DBALCNN` have them.
+:meth:`bayesdl.inference.DropoutGuide.predictive_outputs`). :class:`LeNet` (placement "last"),
+:class:`DBALCNN` and :class:`SmallConvNet` have them.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from bayesdl.checks import check_int, check_probability
 from bayesdl.random import rand_like
 
-__all__ = ["Dropout", "MLP", "LeNet", "DBALCNN", "ConfidNetHead", "dropout_modules"]
+__all__ = ["Dropout", "MLP", "LeNet", "DBALCNN", "SmallConvNet", "ConfidNetHead", "dropout_modules"]
 
 
 class _InvertedDropout(torch.autograd.Function):
@@ -169,12 +169,11 @@ class LeNet(nn.Module):
         return self.head(self.trunk(x))
 
 
-class DBALCNN(nn.Module):
-    """The CNN of deep Bayesian active learning (Gal, Islam & Ghahramani 2017, sec. 5.1; the
-    Keras ``mnist_cnn`` example their code builds on), for 28x28 images::
-
-        conv 32@4x4 -> ReLU -> conv 32@4x4 -> ReLU -> max-pool 2 -> dropout p_conv
-        -> fc 128 -> ReLU -> dropout p_fc -> fc num_classes
+class _ConvPoolNet(nn.Module):
+    """conv ``c1``@kxk -> ReLU -> conv ``c2``@kxk -> ReLU -> max-pool 2 -> dropout p_conv -> fc 128
+    -> ReLU -> dropout p_fc -> fc num_classes, for 28x28 images: the shape of the small MNIST
+    CNNs of Keras's ``mnist_cnn`` example, which both :class:`DBALCNN` and :class:`SmallConvNet`
+    are.
 
     Both convolutions run before the first dropout slot, so ``trunk`` (the convolutions and the
     pooling) is deterministic and ``head`` holds every stochastic part: MC dropout computes the
@@ -182,24 +181,34 @@ class DBALCNN(nn.Module):
     ReLU, and is 4x cheaper.)
     """
 
+    kernel: int
+    channels: tuple[int, int]
+
     def __init__(self, p_conv: float = 0.25, p_fc: float = 0.5, in_channels: int = 1,
                  num_classes: int = 10):
         super().__init__()
-        self.conv1 = nn.Conv2d(check_int(in_channels, "in_channels", minimum=1), 32, 4)
-        self.conv2 = nn.Conv2d(32, 32, 4)
+        c1, c2 = self.channels
+        self.conv1 = nn.Conv2d(check_int(in_channels, "in_channels", minimum=1), c1, self.kernel)
+        self.conv2 = nn.Conv2d(c1, c2, self.kernel)
         self.drop_conv = Dropout(check_probability(p_conv, "p_conv"))
-        self.fc1 = nn.Linear(32 * 11 * 11, 128)
+        self.fc1 = nn.Linear(c2 * self._pooled ** 2, 128)
         self.drop_fc = Dropout(check_probability(p_fc, "p_fc"))
         self.fc2 = nn.Linear(128, check_int(num_classes, "num_classes", minimum=2))
 
+    @property
+    def _pooled(self) -> int:
+        """Side of the pooled feature maps."""
+        return (28 - 2 * (self.kernel - 1)) // 2
+
     def trunk(self, x: torch.Tensor) -> torch.Tensor:
-        """The deterministic convolutions: ``[N, C, 28, 28]`` -> feature maps ``[N, 32, 11, 11]``."""
+        """The deterministic convolutions: ``[N, C, 28, 28]`` -> pooled feature maps."""
         if x.dim() != 4 or x.shape[-2:] != (28, 28):
-            raise ValueError(f"DBALCNN expects images of shape [N, C, 28, 28], got {tuple(x.shape)}")
+            raise ValueError(f"{type(self).__name__} expects images of shape [N, C, 28, 28], "
+                             f"got {tuple(x.shape)}")
         return F.relu(F.max_pool2d(self.conv2(F.relu(self.conv1(x))), 2))
 
     def head(self, h: torch.Tensor) -> torch.Tensor:
-        """Dropout, fc 128, dropout, the output layer: ``[N, 32, 11, 11]`` -> logits ``[N, classes]``."""
+        """Dropout, fc 128, dropout, the output layer: pooled feature maps -> logits ``[N, classes]``."""
         return self.fc2(self.drop_fc(F.relu(self.fc1(self.drop_conv(h).flatten(1)))))
 
     @property
@@ -208,6 +217,32 @@ class DBALCNN(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.trunk(x))
+
+
+class DBALCNN(_ConvPoolNet):
+    """The CNN of deep Bayesian active learning (Gal, Islam & Ghahramani 2017, sec. 5.1; the
+    Keras ``mnist_cnn`` example their code builds on), for 28x28 images::
+
+        conv 32@4x4 -> ReLU -> conv 32@4x4 -> ReLU -> max-pool 2 -> dropout p_conv
+        -> fc 128 -> ReLU -> dropout p_fc -> fc num_classes
+
+    Its ``trunk`` (pooled maps ``[N, 32, 11, 11]``) is deterministic; see :class:`_ConvPoolNet`.
+    """
+
+    kernel, channels = 4, (32, 32)
+
+
+class SmallConvNet(_ConvPoolNet):
+    """The MNIST classifier of Corbiere et al. (2019, "Addressing failure prediction by learning
+    model confidence"; ``SmallConvNetMNIST`` in their code), for 28x28 images::
+
+        conv 32@3x3 -> ReLU -> conv 64@3x3 -> ReLU -> max-pool 2 -> dropout p_conv
+        -> fc 128 -> ReLU -> dropout p_fc -> fc num_classes
+
+    Its ``trunk`` (pooled maps ``[N, 64, 12, 12]``) is deterministic; see :class:`_ConvPoolNet`.
+    """
+
+    kernel, channels = 3, (32, 64)
 
 
 class ConfidNetHead(nn.Module):

@@ -14,7 +14,7 @@ from torch.utils.data import TensorDataset
 from toy_data import blobs
 
 from bayesdl.atomic import atomic_path, remove_stale_temporaries
-from bayesdl.experiments.training import LeNetRecipe, train_lenet, train_plain
+from bayesdl.experiments.training import NetworkRecipe, train_network, train_plain
 from bayesdl.inference import MeanFieldGuide, fit, load_checkpoint
 from bayesdl.inference.checkpoints import CHECKPOINT_FORMAT, save_state, state_digest
 from bayesdl.models import BNN, MLP
@@ -160,24 +160,24 @@ def _images(n=32):
 
 def test_a_damaged_cache_entry_is_trained_again(tmp_path):
     ctx, train = _ctx(tmp_path), _images()
-    recipe = LeNetRecipe(method="map", epochs=1, batch_size=16, train_size=len(train))
-    first, seconds = train_lenet(recipe, train, ctx)
+    recipe = NetworkRecipe(method="map", epochs=1, batch_size=16, train_size=len(train))
+    first, seconds = train_network(recipe, train, ctx)
     assert seconds > 0
     path = ctx.cache_dir / f"{recipe.key()}.pt"
     x = train.tensors[0][:8]
     expected = first.predict(x, num_samples=1).probs
-    _, seconds = train_lenet(recipe, train, ctx)
+    _, seconds = train_network(recipe, train, ctx)
     assert seconds == 0.0  # a sound entry is loaded
     _flip_a_tensor_byte(path)
     with pytest.warns(UserWarning, match="is damaged and is trained again: .*SHA-256 digest"):
-        again, seconds = train_lenet(recipe, train, ctx)
+        again, seconds = train_network(recipe, train, ctx)
     assert seconds > 0
     assert torch.allclose(again.predict(x, num_samples=1).probs, expected)  # the same network, retrained
 
 
 def test_the_plain_network_cache_uses_the_safe_loader(tmp_path):
     ctx, train = _ctx(tmp_path), _images()
-    recipe = LeNetRecipe(method="plain", epochs=1, batch_size=16, train_size=len(train))
+    recipe = NetworkRecipe(method="plain", epochs=1, batch_size=16, train_size=len(train))
     ctx.cache_dir.mkdir()
     path = ctx.cache_dir / f"{recipe.key()}.pt"
     torch.save({"net": _Payload(), "epoch_loss": []}, path)  # an untrusted file in the cache

@@ -20,12 +20,12 @@ def _problem(n, seed):
 
 
 def _classifier(calls):
-    def stochastic_pass(x):
-        calls.append(len(x))
-        features = x + 0.1 * torch.randn_like(x)  # a "dropout" perturbation of the features
-        logits = torch.stack([3 * features[:, 0], torch.zeros(len(x))], -1)
+    def stochastic_passes(x, count):
+        calls.append(count * len(x))
+        features = x + 0.1 * torch.randn(count, *x.shape)  # a "dropout" perturbation of the features
+        logits = torch.stack([3 * features[..., 0], torch.zeros(count, len(x))], -1)
         return logits, features
-    return stochastic_pass
+    return stochastic_passes
 
 
 @pytest.mark.slow
@@ -49,3 +49,29 @@ def test_confidnet_rejects_a_bank_of_no_passes():
     x, y = _problem(10, 0)
     with pytest.raises(ValueError, match="passes"):
         train_confidnet(_classifier([]), TensorDataset(x, y), x, x[:, 0] > 0, CTX, epochs=1, passes=0)
+
+
+def test_an_interrupted_confidnet_resumes_to_the_head_of_an_uninterrupted_run(tmp_path):
+    x, y = _problem(300, 0)
+    x_val, _ = _problem(100, 1)
+    val_correct = x_val[:, 0] > 0
+    data = TensorDataset(x, y)
+    whole, whole_history = train_confidnet(_classifier([]), data, x_val, val_correct, CTX, epochs=6, lr=1e-3,
+                                           passes=2, seed=0)
+    path = tmp_path / "confidnet.pt"
+    # killed after epoch 4: its last checkpoint is that of epoch 4 (saved every 2 epochs)
+    train_confidnet(_classifier([]), data, x_val, val_correct, CTX, epochs=4, lr=1e-3, passes=2, seed=0,
+                    checkpoint=path, save_every=2)
+    calls = []
+    resumed, history = train_confidnet(_classifier(calls), data, x_val, val_correct, CTX, epochs=6, lr=1e-3,
+                                       passes=2, seed=0, checkpoint=path, save_every=2)
+    assert sum(calls) == 2 * 300  # the passes are drawn again (the same ones: same seed)
+    assert history["val_aupr_error"] == whole_history["val_aupr_error"]
+    assert history["train_mse"] == pytest.approx(whole_history["train_mse"], rel=1e-6)
+    assert history["best_epoch"] == whole_history["best_epoch"]
+    assert torch.equal(resumed(x_val), whole(x_val))
+    calls.clear()
+    again, _ = train_confidnet(_classifier(calls), data, x_val, val_correct, CTX, epochs=6, lr=1e-3, passes=2,
+                               seed=0, checkpoint=path)
+    assert calls == []  # finished: loaded, nothing drawn or trained
+    assert torch.equal(again(x_val), whole(x_val))

@@ -216,14 +216,14 @@ def test_two_runs_sharing_a_cache_train_a_network_once(tmp_path):
         from types import SimpleNamespace
         import torch
         from torch.utils.data import TensorDataset
-        from bayesdl.experiments.training import LeNetRecipe, train_lenet
+        from bayesdl.experiments.training import NetworkRecipe, train_network
         g = torch.Generator().manual_seed(0)
         train = TensorDataset(torch.randn(256, 1, 28, 28, generator=g), torch.randint(0, 10, (256,), generator=g))
         ctx = SimpleNamespace(cache_dir={str(tmp_path / "cache")!r}, folder=None,
                               device=torch.device("cpu"), progress=False)
         from pathlib import Path
         ctx.cache_dir = Path(ctx.cache_dir)
-        posterior, seconds = train_lenet(LeNetRecipe(method="mean_field", epochs=5, batch_size=16,
+        posterior, seconds = train_network(NetworkRecipe(method="mean_field", epochs=5, batch_size=16,
                                                      train_size=256), train, ctx)
         print("trained" if seconds > 0 else "loaded")
     """)

@@ -18,6 +18,8 @@ def runs(tmp_path_factory, data_root):
         folder = base / study
         args = ["run", study, "--quick", "--out", str(folder), "--data-root", str(data_root),
                 "--cache-dir", str(cache), "--no-progress"]
+        if study == "failure":  # both networks, side by side
+            args += ["--set", "networks=lenet,corbiere"]
         assert main(args) == 0
         out[study] = json.loads((folder / "metrics.json").read_text()), folder
     return out
@@ -36,7 +38,7 @@ def test_mnist_dropout(runs):
 
 def test_networks_are_cached_across_studies(runs):
     assert runs["mnist-dropout"][0]["config"]["train_seconds"]["dropout"] > 0
-    assert runs["failure"][0]["config"]["train_seconds"]["dropout"] == 0  # loaded, not retrained
+    assert runs["failure"][0]["config"]["networks"]["lenet"]["train_seconds"]["dropout"] == 0  # loaded, not retrained
 
 
 def test_calibration(runs):
@@ -72,14 +74,23 @@ def test_a_run_from_the_cache_gives_the_numbers_of_the_run_that_trained(runs, tm
 
 
 def test_failure(runs):
-    r = runs["failure"][0]["results"]
-    assert set(r) == {"mcp", "mc_dropout", "confidnet", "tcp_oracle"}
-    # the oracle knows the true class: no learned confidence can rank errors better
-    assert all(r["tcp_oracle"]["aupr_error"] >= r[k]["aupr_error"] for k in ("mcp", "mc_dropout", "confidnet"))
-    for k in ("mcp", "mc_dropout"):
-        gap = r["confidnet"][f"aupr_error_minus_{k}"]
-        assert gap == pytest.approx(r["confidnet"]["aupr_error"] - r[k]["aupr_error"])
-        assert r["confidnet"][f"aupr_error_minus_{k}_ci_low"] <= r["confidnet"][f"aupr_error_minus_{k}_ci_high"]
+    metrics, folder = runs["failure"]
+    assert set(metrics["results"]) == {"lenet", "corbiere"}
+    assert "SmallConvNet" in metrics["config"]["networks"]["corbiere"]["architecture"]
+    assert metrics["config"]["networks"]["corbiere"]["train_seconds"]["dropout"] > 0  # its own network
+    assert any(p.name.startswith("corbiere-dropout-") for p in (folder.parent / "cache").iterdir())
+    for network in ("lenet", "corbiere"):
+        r = metrics["results"][network]["seed0"]
+        assert set(r) == {"mcp", "mc_dropout", "confidnet", "tcp_oracle"}
+        # the oracle knows the true class: no learned confidence can rank errors better
+        assert all(r["tcp_oracle"]["aupr_error"] >= r[k]["aupr_error"] for k in ("mcp", "mc_dropout", "confidnet"))
+        for k in ("mcp", "mc_dropout"):
+            gap = r["confidnet"][f"aupr_error_minus_{k}"]
+            assert gap == pytest.approx(r["confidnet"]["aupr_error"] - r[k]["aupr_error"])
+            assert r["confidnet"][f"aupr_error_minus_{k}_ci_low"] <= r["confidnet"][f"aupr_error_minus_{k}_ci_high"]
+        assert metrics["results"][network]["mean"]["mcp"]["aupr_error"] == r["mcp"]["aupr_error"]  # one seed
+    report = (folder / "report.md").read_text()
+    assert "## corbiere" in report and "45.89" in report  # the paper's ConfidNet, beside ours
 
 
 def test_ood(runs):

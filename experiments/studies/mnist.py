@@ -17,6 +17,10 @@ start from the cached MAP of their seed.
 
 A validation split (5,000 images) is carved from the training set by the seed; it serves
 temperature scaling, ConfidNet's model selection and ODIN's tuning, never reporting.
+
+The failure study can also run on Corbiere et al.'s own MNIST setup (``--set
+networks=corbiere``; :data:`CORBIERE`): their SmallConvNet trained by SGD as in their
+configuration, with 10% of the training images (6,000) for validation.
 """
 
 from __future__ import annotations
@@ -53,7 +57,7 @@ from bayesdl.inference import METHODS, Posterior, approximate
 from ..data import MNIST_MEAN, MNIST_STD, load_images, mnist_splits
 from ..io import markdown_table
 from ..registry import RunContext, StudyResult
-from ..training import LeNetRecipe, cache_folder, config_digest, train_confidnet, train_lenet
+from ..training import NetworkRecipe, cache_folder, config_digest, train_confidnet, train_network
 
 OOD_SETS = ("kmnist", "fashion_mnist")
 #: the rows of the calibration study: row name -> registered method
@@ -86,7 +90,7 @@ def _sci(value: float) -> str:
 @dataclass(frozen=True)
 class Settings:
     epochs: int
-    final_lr: float
+    final_lr: float | None
     samples: int
     val_size: int
     train_limit: int | None
@@ -94,6 +98,7 @@ class Settings:
     ood_limit: int | None
     ood_tuning: int
     members: int = 5  # networks in an ensemble
+    network: str = "lenet"  # a network of bayesdl.experiments.training.NETWORKS
 
     @property
     def swag_epochs(self) -> int:
@@ -101,24 +106,35 @@ class Settings:
         return max(1, self.epochs // 5)
 
 
-def _settings(ctx: RunContext) -> Settings:
+#: Corbiere et al.'s training of their MNIST classifier (their code's confs/exp_mnist.yaml):
+#: SGD at lr 1e-3, momentum 0.9, weight decay 1e-4, batch 128, 100 epochs, 10% of the
+#: training images for validation.
+CORBIERE = {"lr": 1e-3, "momentum": 0.9, "weight_decay": 1e-4, "epochs": 100, "val_fraction": 0.1}
+
+
+def _settings(ctx: RunContext, network: str = "lenet") -> Settings:
     if ctx.quick:
         settings = Settings(epochs=1, final_lr=1e-3, samples=10, val_size=500, train_limit=2000, test_limit=1000,
                             ood_limit=600, ood_tuning=200)
     else:
         settings = Settings(epochs=50, final_lr=1e-5, samples=100, val_size=5000, train_limit=None,
                             test_limit=None, ood_limit=None, ood_tuning=1000)
+    if network == "corbiere":
+        settings = replace(settings, network=network, final_lr=None,
+                           epochs=settings.epochs if ctx.quick else CORBIERE["epochs"],
+                           val_size=settings.val_size if ctx.quick else round(60000 * CORBIERE["val_fraction"]))
     # a reduced run (--set epochs=N --set samples=S): fewer epochs for every network alike, fewer draws
     return replace(settings, epochs=ctx.option("epochs", settings.epochs),
                    samples=ctx.option("samples", settings.samples))
 
 
 class Lab:
-    """Data, cached networks and predictions shared by a study."""
+    """Data, cached networks and predictions shared by a study, for one network architecture
+    (``"lenet"``, the course's, or ``"corbiere"``: see :data:`CORBIERE`)."""
 
-    def __init__(self, ctx: RunContext):
+    def __init__(self, ctx: RunContext, network: str = "lenet"):
         self.ctx = ctx
-        self.s = _settings(ctx)
+        self.s = _settings(ctx, network)
         self.splits = mnist_splits(ctx.data_root, seed=ctx.seed, val_size=self.s.val_size,
                                    train_limit=self.s.train_limit, test_limit=self.s.test_limit,
                                    download=ctx.download)
@@ -127,14 +143,17 @@ class Lab:
         self.cost: dict[tuple[str, int], float] = {}
         self._fitted: dict[tuple[str, int], Posterior] = {}
 
-    def recipe(self, method: str, seed: int | None = None) -> LeNetRecipe:
-        return LeNetRecipe(method=method, placement="all", p=0.5, epochs=self.s.epochs, lr=1e-3,
-                           final_lr=self.s.final_lr, seed=self.ctx.seed if seed is None else seed,
-                           train_size=len(self.splits["train"]), split_seed=self.ctx.seed)
+    def recipe(self, method: str, seed: int | None = None) -> NetworkRecipe:
+        common = dict(method=method, epochs=self.s.epochs, seed=self.ctx.seed if seed is None else seed,
+                      train_size=len(self.splits["train"]), split_seed=self.ctx.seed)
+        if self.s.network == "corbiere":
+            return NetworkRecipe(network="corbiere", p=None, lr=CORBIERE["lr"], optimizer="sgd",
+                                 momentum=CORBIERE["momentum"], weight_decay=CORBIERE["weight_decay"], **common)
+        return NetworkRecipe(placement="all", p=0.5, lr=1e-3, final_lr=self.s.final_lr, **common)
 
     def network(self, method: str, seed: int | None = None) -> Posterior:
         recipe = self.recipe(method, seed)
-        posterior, seconds = train_lenet(recipe, self.splits["train"], self.ctx)
+        posterior, seconds = train_network(recipe, self.splits["train"], self.ctx)
         name = method if recipe.seed == self.ctx.seed else f"{method}_seed{recipe.seed}"
         self.train_seconds[name] = round(seconds, 1)
         return posterior
@@ -215,14 +234,21 @@ class Lab:
         return prediction.probs.cpu()
 
     def config(self, **extra) -> dict:
-        lr, final = 1e-3, self.s.final_lr
-        schedule = (f"lr {_sci(lr)} decaying exponentially to {_sci(final)}" if final != lr
-                    else f"constant lr {_sci(lr)}")
-        return {"epochs": self.s.epochs, "optimizer": f"Adam, {schedule}, batch 128",
-                "ensemble_members": self.s.members,
+        if self.s.network == "corbiere":
+            network = {"optimizer": f"SGD, lr {_sci(CORBIERE['lr'])}, momentum {CORBIERE['momentum']}, "
+                                    f"weight decay {_sci(CORBIERE['weight_decay'])} (as the equivalent Gaussian "
+                                    "prior), batch 128",
+                       "architecture": "SmallConvNet (Corbiere et al.) conv 32@3x3 - conv 64@3x3 - max-pool - "
+                                       "dropout 0.25 - fc 128 - dropout 0.5 - fc 10"}
+        else:
+            lr, final = 1e-3, self.s.final_lr
+            schedule = (f"lr {_sci(lr)} decaying exponentially to {_sci(final)}" if final != lr
+                        else f"constant lr {_sci(lr)}")
+            network = {"optimizer": f"Adam, {schedule}, batch 128", "prior_scale": 1.0,
+                       "architecture": "LeNet (Caffe) 20-50-500, dropout 'all' p = 0.5"}
+        return {"epochs": self.s.epochs, **network, "ensemble_members": self.s.members,
                 "swag": {"epochs": self.s.swag_epochs, "lr": SWAG_LR, "momentum": 0.9, "rank": SWAG_RANK,
                          "collections": SWAG_COLLECTIONS},
-                "architecture": "LeNet (Caffe) 20-50-500, dropout 'all' p = 0.5", "prior_scale": 1.0,
                 "posterior_samples": self.s.samples, "train_size": len(self.splits["train"]),
                 "val_size": len(self.splits["val"]), "test_size": len(self.splits["test"]),
                 "train_seconds": self.train_seconds, **extra}
@@ -464,29 +490,50 @@ below 1 under-confident.
 
 
 # ----------------------------------------------------------------------- failure
-def run_failure(ctx: RunContext) -> StudyResult:
-    lab = Lab(ctx)
-    posterior = lab.network("dropout")
+#: ConfidNet's schedule on each network: (epochs, stochastic passes drawn). Corbiere et al.
+#: train it up to 500 epochs with Adam at 1e-4 (their confs/selfconfid-classif.yaml); the
+#: corbiere head takes 50 passes of its 128 features, about the memory of LeNet's 10 of 500.
+CONFIDNET = {"lenet": (200, 10), "corbiere": (500, 50)}
+#: Corbiere et al. (2019), Table 1, MNIST SmallConvNet: AUPR-error and FPR at 95% TPR (%)
+CORBIERE_TABLE_1 = {"mcp": (35.05, 5.56), "mc_dropout": (38.50, 5.26), "confidnet": (45.89, 3.33)}
+FAILURE_SCORES = ("mcp", "mc_dropout", "confidnet", "tcp_oracle")
+_LEARNED = ("mcp", "mc_dropout", "confidnet")
+_NETWORK_NAMES = {"lenet": "the course's LeNet", "corbiere": "Corbiere et al.'s SmallConvNet and training"}
+
+
+def _network_list(text: str) -> tuple[str, ...]:
+    names = tuple(n.strip() for n in text.split(",") if n.strip())
+    unknown = [n for n in names if n not in CONFIDNET]
+    if not names or unknown:
+        raise ValueError(f"networks must be a comma-separated list of {sorted(CONFIDNET)}, got {text!r}")
+    return names
+
+
+def _failure_seed(ctx: RunContext, lab: Lab, seed: int, confidnet_epochs: int, passes: int) -> dict:
+    """Failure prediction with the MC-dropout classifier of ``seed``: every confidence's metrics,
+    ConfidNet's history, the bootstrap gaps and the scores (for the figure)."""
+    posterior = lab.network("dropout", seed)
     x_val, y_val = lab.splits["val"].tensors
     x, y = lab.splits["test"].tensors
     logits, features = lab.deterministic(posterior, x)
     probs = torch.softmax(logits, -1)
-    pred = probs.argmax(-1)
-    correct = pred == y
+    correct = probs.argmax(-1) == y
     val_logits, val_features = lab.deterministic(posterior, x_val)
     val_correct = val_logits.argmax(-1) == y_val
     bnn = posterior.bnn
 
-    def stochastic_pass(inputs):
-        """One stochastic pass of the MC-dropout classifier (per-example dropout masks, as in
-        training) and the features it computed on the way."""
+    def stochastic_passes(inputs, count):
+        """``count`` stochastic passes of the MC-dropout classifier (per-example dropout masks,
+        as in training) and the features each computed on the way, ``[P, B, ...]``."""
         with bnn.capture_features() as captured:
-            logits = posterior.predictive_outputs(inputs, num_samples=1)[0]
-        return logits, captured[-1]
+            outputs = posterior.predictive_outputs(inputs, num_samples=count, batch_size=len(inputs))
+        return outputs, torch.stack(captured[-count:])
 
-    epochs, passes = (3, 2) if ctx.quick else (200, 10)
-    head, history = train_confidnet(stochastic_pass, lab.splits["train"], val_features, val_correct, ctx,
-                                    epochs=epochs, passes=passes, seed=ctx.seed)
+    recipe = lab.recipe("dropout", seed)
+    schedule = config_digest({"epochs": confidnet_epochs, "passes": passes, "lr": 1e-4, "batch": 128}, length=8)
+    head, history = train_confidnet(stochastic_passes, lab.splits["train"], val_features, val_correct, ctx,
+                                    epochs=confidnet_epochs, passes=passes, seed=seed,
+                                    checkpoint=cache_folder(ctx) / f"{recipe.key()}-confidnet-{schedule}.pt")
     with torch.no_grad():
         confidnet = head(features.to(ctx.device)).cpu()
     mc = lab.samples(posterior, x)
@@ -497,61 +544,136 @@ def run_failure(ctx: RunContext) -> StudyResult:
               "mc_dropout": (negative_entropy(mc), mc_correct),
               "confidnet": (confidnet, correct),
               "tcp_oracle": (probs.gather(1, y[:, None])[:, 0], correct)}
-    results = {}
-    for name, (confidence, ok) in scores.items():
-        results[name] = {**failure_metrics(confidence, ok), "errors": int((~ok).sum()), "accuracy": float(ok.double().mean())}
+    results = {name: {**failure_metrics(confidence, ok), "errors": int((~ok).sum()),
+                      "accuracy": float(ok.double().mean())} for name, (confidence, ok) in scores.items()}
     results["confidnet"]["best_epoch"] = history["best_epoch"]
+    results["confidnet"]["train_seconds"] = round(history["seconds"], 1)
     gaps = _aupr_error_gaps({k: (c.numpy(), ok.numpy()) for k, (c, ok) in scores.items()}, "confidnet",
-                            ("mcp", "mc_dropout"), n_resamples=200 if ctx.quick else 2000, seed=ctx.seed)
+                            ("mcp", "mc_dropout"), n_resamples=200 if ctx.quick else 2000, seed=seed)
     for name, (value, low, high) in gaps.items():
         results["confidnet"].update({f"aupr_error_minus_{name}": value, f"aupr_error_minus_{name}_ci_low": low,
                                      f"aupr_error_minus_{name}_ci_high": high})
-    gap_lines = "\n".join(
-        f"- ConfidNet minus {_label(name)}: {100 * value:+.2f} points (95% interval {100 * low:+.2f} to {100 * high:+.2f}; "
-        + ("the interval excludes 0" if low > 0 or high < 0 else "the interval includes 0: not a significant difference")
-        + ")" for name, (value, low, high) in gaps.items())
-    fig, axes = new_figure(ncols=2, size=(4.6, 3.8))
-    plot_precision_recall({_label(k): (-c, ~ok) for k, (c, ok) in scores.items()}, ax=axes[0, 0],
-                          title="Failure prediction: errors as positives,\nranked by low confidence", positive="errors")
-    axes[0, 1].plot(range(1, epochs + 1), history["val_aupr_error"], marker="o")
-    axes[0, 1].axvline(history["best_epoch"], color="gray", linestyle=":")
-    axes[0, 1].set_xlabel("ConfidNet epoch (dotted: the one kept)")
-    axes[0, 1].xaxis.set_major_locator(MaxNLocator(integer=True))
-    axes[0, 1].set_ylabel("validation AUPR-error")
-    axes[0, 1].set_title("ConfidNet model selection")
-    curves = ctx.figure(fig, "failure_pr_curves.png")
-    rows = [[_label(k), 100 * r["aupr_error"], 100 * r["aupr_success"], 100 * r["auroc"], 100 * r["fpr_at_95_tpr"], r["errors"]]
-            for k, r in results.items()]
-    learned = ("mcp", "mc_dropout", "confidnet")
-    ranking = sorted(learned, key=lambda k: results[k]["aupr_error"], reverse=True)
-    agrees = ranking == ["confidnet", "mcp", "mc_dropout"]
-    report = f"""# Failure prediction on MNIST
+    return {"results": results, "history": history, "gaps": gaps, "scores": scores}
 
-The classifier is the MC-dropout LeNet; each confidence is judged on the errors of its own
-predictions (deterministic network for MCP, ConfidNet and the TCP oracle; MC average of
-{lab.s.samples} passes for MC dropout, whose confidence is minus the predictive entropy, as in
-Corbiere et al.'s code). ConfidNet regresses the true-class probability from the frozen
-penultimate features (MSE); as in the authors' code, it trains on the classifier's stochastic
-passes (dropout masks on, so the training set yields low-TCP examples; {passes} passes drawn once
-and cycled over {epochs} epochs), and the epoch is chosen by validation AUPR-error on the
-deterministic features used at test time.
 
-{markdown_table(["confidence", "AUPR-error (%)", "AUPR-success (%)", "AUROC (%)", "FPR @ 95% TPR (%)", "errors"], rows, ".2f")}
+def run_failure(ctx: RunContext) -> StudyResult:
+    networks = ctx.option("networks", ("lenet",), parse=_network_list, minimum=None)
+    seeds = [ctx.seed + k for k in range(ctx.option("seeds", 1))]
+    results, configs, runs = {}, {}, {}
+    for network in networks:
+        lab = Lab(ctx, network)
+        epochs, passes = (3, 2) if ctx.quick else CONFIDNET[network]
+        epochs = ctx.option("confidnet_epochs", epochs)
+        runs[network] = {seed: _failure_seed(ctx, lab, seed, epochs, passes) for seed in seeds}
+        per_seed = {f"seed{seed}": run["results"] for seed, run in runs[network].items()}
+        summary = {stat: {name: {metric: float(fn([r[name][metric] for r in per_seed.values()]))
+                                 for metric in ("aupr_error", "aupr_success", "auroc", "fpr_at_95_tpr", "errors")}
+                          for name in FAILURE_SCORES}
+                   for stat, fn in (("mean", np.mean), ("sd", lambda v: np.std(v, ddof=1) if len(v) > 1 else 0.0))}
+        results[network] = {**per_seed, **summary}
+        configs[network] = lab.config(confidnet_epochs=epochs, confidnet_passes=passes, seeds=seeds,
+                                      test_errors={f"seed{s}": r["results"]["mcp"]["errors"]
+                                                   for s, r in runs[network].items()})
+    figure = _failure_figure(ctx, runs)
+    report = _failure_report(ctx, networks, seeds, results, runs, configs, figure)
+    return StudyResult(config={"networks": configs, "seeds": seeds}, results=results, report=report)
 
-Ranking by AUPR-error: {' > '.join(_label(k) for k in ranking)}. The course report (and Corbiere et al.: MCP 35.05,
-MC dropout 38.50, ConfidNet 45.89 on their MNIST network) has ConfidNet > MCP > MC dropout;
-here the order {'agrees' if agrees else 'differs'}{'' if agrees else ' -- reported as measured'}.
-The TCP oracle, which knows the label, is the upper bound.
 
-AUPR-error differences with a paired bootstrap over the test images ({len(y)} images,
-{int((~correct).sum())} errors of the deterministic network):
+def _failure_figure(ctx: RunContext, runs: dict) -> str:
+    """Per network: the precision-recall curves of the first seed, ConfidNet's validation curves."""
+    fig, axes = new_figure(nrows=len(runs), ncols=2, size=(4.6, 3.8))
+    for row, (network, by_seed) in enumerate(runs.items()):
+        first = next(iter(by_seed))
+        scores = by_seed[first]["scores"]
+        plot_precision_recall({_label(k): (-c, ~ok) for k, (c, ok) in scores.items()}, ax=axes[row, 0],
+                              title=f"{network}, seed {first}: errors as positives,\nranked by low confidence",
+                              positive="errors")
+        for seed, run in by_seed.items():
+            history = run["history"]
+            line, = axes[row, 1].plot(range(1, len(history["val_aupr_error"]) + 1), history["val_aupr_error"],
+                                      label=f"seed {seed}")
+            axes[row, 1].axvline(history["best_epoch"], color=line.get_color(), linestyle=":")
+        axes[row, 1].set_xlabel("ConfidNet epoch (dotted: the one kept)")
+        axes[row, 1].xaxis.set_major_locator(MaxNLocator(integer=True))
+        axes[row, 1].set_ylabel("validation AUPR-error")
+        axes[row, 1].set_title(f"{network}: ConfidNet model selection")
+        axes[row, 1].legend(fontsize="small")
+    return ctx.figure(fig, "failure_pr_curves.png")
+
+
+def _failure_report(ctx, networks, seeds, results, runs, configs, figure) -> str:
+    many = len(seeds) > 1
+
+    def cell(network, name, metric):
+        mean = 100 * results[network]["mean"][name][metric]
+        return f"{mean:.2f} +- {100 * results[network]['sd'][name][metric]:.2f}" if many else f"{mean:.2f}"
+
+    sections = []
+    for network in networks:
+        config = configs[network]
+        rows = [[_label(k), cell(network, k, "aupr_error"), cell(network, k, "aupr_success"),
+                 cell(network, k, "auroc"), cell(network, k, "fpr_at_95_tpr"),
+                 f"{results[network]['mean'][k]['errors']:.1f}"] for k in FAILURE_SCORES]
+        ranking = sorted(_LEARNED, key=lambda k: results[network]["mean"][k]["aupr_error"], reverse=True)
+        per_seed = [[f"seed {s}"] + [100 * results[network][f"seed{s}"][k]["aupr_error"] for k in _LEARNED]
+                    + [results[network][f"seed{s}"]["mcp"]["errors"],
+                       results[network][f"seed{s}"]["confidnet"]["best_epoch"],
+                       results[network][f"seed{s}"]["confidnet"]["train_seconds"]] for s in seeds]
+        gap_lines = "\n".join(
+            f"- seed {s}, ConfidNet minus {_label(name)}: {100 * value:+.2f} points (95% interval "
+            f"{100 * low:+.2f} to {100 * high:+.2f}; "
+            + ("the interval excludes 0" if low > 0 or high < 0 else "the interval includes 0") + ")"
+            for s, run in runs[network].items() for name, (value, low, high) in run["gaps"].items())
+        sections.append(f"""## {network}: {_NETWORK_NAMES[network]}
+
+{config['architecture']}; {config['optimizer']}; epochs: {config['epochs']}; {config['train_size']} training and
+{config['val_size']} validation images. ConfidNet: {config['confidnet_epochs']} epochs (Adam, lr 1e-4, batch 128) on
+{config['confidnet_passes']} stochastic passes of the classifier drawn once and cycled. Mean
+{'+- standard deviation over the seeds ' + ', '.join(map(str, seeds)) if many else 'of seed ' + str(seeds[0])} (%):
+
+{markdown_table(["confidence", "AUPR-error", "AUPR-success", "AUROC", "FPR @ 95% TPR", "errors"], rows)}
+
+Ranking by mean AUPR-error: {' > '.join(_label(k) for k in ranking)}.
+
+{markdown_table(["seed"] + [f"AUPR-error {_label(k)}" for k in _LEARNED]
+                + ["errors", "ConfidNet epoch kept", "ConfidNet seconds"], per_seed, ".2f")}
+
+AUPR-error differences, paired bootstrap over the test images:
 
 {gap_lines}
 
-![]({curves})
+""")
+    paper = "\n".join(f"| {_label(k)} | {a:.2f} | {f:.2f} | "
+                       + " | ".join(cell(n, k, "aupr_error") + " / " + cell(n, k, "fpr_at_95_tpr") for n in networks)
+                       + " |" for k, (a, f) in CORBIERE_TABLE_1.items())
+    side = f"""| confidence | paper AUPR-error | paper FPR @ 95% | {' | '.join(f'{n}: AUPR-error / FPR @ 95%' for n in networks)} |
+|---|---|---|{'---|' * len(networks)}
+{paper}"""
+    target = ""
+    if "corbiere" in networks:
+        mean = results["corbiere"]["mean"]
+        met = mean["confidnet"]["aupr_error"] > max(mean["mcp"]["aupr_error"], mean["mc_dropout"]["aupr_error"])
+        target = (f"\n\nOn the authors' setup ConfidNet's mean AUPR-error is {100 * mean['confidnet']['aupr_error']:.2f}, "
+                  f"against MCP {100 * mean['mcp']['aupr_error']:.2f} and MC dropout "
+                  f"{100 * mean['mc_dropout']['aupr_error']:.2f}: the paper's ordering (ConfidNet above both) is "
+                  + ("reproduced." if met else "**not** reproduced -- reported as measured."))
+    return f"""# Failure prediction on MNIST
+
+Each confidence is judged on the errors of its own predictions (the deterministic network for
+MCP, ConfidNet and the TCP oracle; the MC average of {configs[networks[0]]['posterior_samples']} passes for MC dropout,
+whose confidence is minus the predictive entropy, as in Corbiere et al.'s code). ConfidNet
+regresses the true-class probability from the frozen classifier's features at the input of its
+last layer (MSE); as in the authors' code it trains on the classifier's stochastic passes
+(dropout on), and the epoch is chosen by validation AUPR-error on the deterministic features
+used at test time. The TCP oracle, which knows the label, is the upper bound.
+
+Against Corbiere et al. (2019, Table 1, MNIST SmallConvNet):
+
+{side}{target}
+
+{''.join(sections)}
+![]({figure})
 """
-    return StudyResult(config=lab.config(confidnet_epochs=epochs, confidnet_passes=passes), results=results,
-                       report=report)
 
 
 def _aupr_error_gaps(scores: dict, reference: str, others, n_resamples: int, seed: int) -> dict:

@@ -27,7 +27,7 @@ from bayesdl.evaluation.plotting import new_figure
 
 from ..data import mnist_splits
 from ..registry import RunContext, StudyResult
-from ..training import LeNetRecipe, train_lenet, train_plain
+from ..training import NetworkRecipe, train_network, train_plain
 
 BASELINE = "plain"
 GUIDES = ("dropout", "mean_field")  # methods of bayesdl.inference.METHODS
@@ -76,12 +76,12 @@ def run(ctx: RunContext) -> StudyResult:
         curves[method].append(curve)
 
     for seed in seeds:
-        recipe = LeNetRecipe(method=BASELINE, epochs=epochs, seed=seed, train_size=len(train))
+        recipe = NetworkRecipe(method=BASELINE, epochs=epochs, seed=seed, train_size=len(train))
         net, info = train_plain(recipe, train, ctx)
         record(BASELINE, *_plain_probs(net, x_test, samples, ctx.device), info["seconds"], info["epoch_loss"])
         for method in GUIDES:
-            recipe = LeNetRecipe(method=method, epochs=epochs, seed=seed, train_size=len(train))
-            posterior, seconds = train_lenet(recipe, train, ctx)
+            recipe = NetworkRecipe(method=method, epochs=epochs, seed=seed, train_size=len(train))
+            posterior, seconds = train_network(recipe, train, ctx)
             bnn, weights = posterior.bnn, posterior.point_estimate()
             with torch.no_grad():
                 det = torch.cat([torch.softmax(bnn.network(c.to(ctx.device), weights), -1) for c in x_test.split(1000)])
