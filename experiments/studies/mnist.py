@@ -548,6 +548,7 @@ def _failure_seed(ctx: RunContext, lab: Lab, seed: int, confidnet_epochs: int, p
                       "accuracy": float(ok.double().mean())} for name, (confidence, ok) in scores.items()}
     results["confidnet"]["best_epoch"] = history["best_epoch"]
     results["confidnet"]["train_seconds"] = round(history["seconds"], 1)
+    results["mc_dropout"]["classifier_train_seconds"] = round(posterior.history.seconds, 1)
     gaps = _aupr_error_gaps({k: (c.numpy(), ok.numpy()) for k, (c, ok) in scores.items()}, "confidnet",
                             ("mcp", "mc_dropout"), n_resamples=200 if ctx.quick else 2000, seed=seed)
     for name, (value, low, high) in gaps.items():
@@ -618,6 +619,7 @@ def _failure_report(ctx, networks, seeds, results, runs, configs, figure) -> str
         per_seed = [[f"seed {s}"] + [100 * results[network][f"seed{s}"][k]["aupr_error"] for k in _LEARNED]
                     + [results[network][f"seed{s}"]["mcp"]["errors"],
                        results[network][f"seed{s}"]["confidnet"]["best_epoch"],
+                       results[network][f"seed{s}"]["mc_dropout"]["classifier_train_seconds"],
                        results[network][f"seed{s}"]["confidnet"]["train_seconds"]] for s in seeds]
         gap_lines = "\n".join(
             f"- seed {s}, ConfidNet minus {_label(name)}: {100 * value:+.2f} points (95% interval "
@@ -636,7 +638,7 @@ def _failure_report(ctx, networks, seeds, results, runs, configs, figure) -> str
 Ranking by mean AUPR-error: {' > '.join(_label(k) for k in ranking)}.
 
 {markdown_table(["seed"] + [f"AUPR-error {_label(k)}" for k in _LEARNED]
-                + ["errors", "ConfidNet epoch kept", "ConfidNet seconds"], per_seed, ".2f")}
+                + ["errors", "ConfidNet epoch kept", "classifier training (s)", "ConfidNet (s)"], per_seed, ".2f")}
 
 AUPR-error differences, paired bootstrap over the test images:
 
