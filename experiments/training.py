@@ -29,7 +29,7 @@ from torch.utils.data import BatchSampler, DataLoader, RandomSampler, TensorData
 
 from bayesdl.atomic import atomic_path, file_lock, remove_stale_temporaries
 from bayesdl.checks import check_int, check_positive
-from bayesdl.inference import METHODS, Posterior, approximate, distributed, exponential_decay
+from bayesdl.inference import METHODS, DropoutGuide, Posterior, approximate, distributed, exponential_decay
 from bayesdl.inference.checkpoints import load_state, save_state, verify_checkpoint
 from bayesdl.models import BNN, LeNet, NormalPrior, SmallConvNet
 from bayesdl.progress import track
@@ -136,8 +136,6 @@ def weight_decay_prior(net: torch.nn.Module, method: str, weight_decay: float,
     :class:`bayesdl.inference.DropoutGuide`), so those weights take ``s / sqrt(1 - p)``. (For
     mean-field VI the prior is the same ``s``; its KL is not a weight decay.)
     """
-    from bayesdl.inference import DropoutGuide
-
     weight_decay = check_positive(weight_decay, "weight_decay")
     base = 1.0 / math.sqrt(weight_decay * check_int(train_size, "train_size", minimum=1))
     rates = {}
