@@ -471,7 +471,7 @@ class FullLaplace(_AllWeightsLaplace):
                 self._h += torch.func.hessian(nll)(self.map_weights).double()
             return model.network(x, self.map_weights)
         output, jac = self._jacobians(x)
-        lam = self.model.likelihood.output_hessian(output)
+        lam = self.model.likelihood.output_hessian(output.double())
         self._h += torch.einsum("nkp,nkl,nlq->pq", jac.double(), lam.double(), jac.double())
         return output
 
@@ -514,7 +514,7 @@ class DiagLaplace(_AllWeightsLaplace):
 
     def _accumulate(self, x, y):
         output, jac = self._jacobians(x)
-        lam = self.model.likelihood.output_hessian(output)
+        lam = self.model.likelihood.output_hessian(output.double())
         self._h += torch.einsum("nkp,nkl,nlp->p", jac.double(), lam.double(), jac.double())
         return output
 
@@ -584,7 +584,7 @@ class LastLayerLaplace(BaseLaplace):
 
     def _accumulate(self, x, y):
         output, phi = self._features(x)
-        self._add_curvature(phi, self.model.likelihood.output_hessian(output).double())
+        self._add_curvature(phi, self.model.likelihood.output_hessian(output.double()))
         return output
 
     def _add_curvature(self, phi: torch.Tensor, lam: torch.Tensor) -> None:
