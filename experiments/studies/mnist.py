@@ -74,7 +74,9 @@ LABELS = {"map": "MAP", "mc_dropout": "MC dropout", "dropout": "MC dropout", "me
           "laplace": "Laplace (last layer, KFAC)", "mcp": "MCP (max softmax)", "entropy": "MC dropout: -entropy",
           "mutual_information": "MC dropout: -MI", "odin": "ODIN", "confidnet": "ConfidNet",
           "tcp_oracle": "TCP oracle (knows the label)", "kmnist": "Kuzushiji-MNIST",
-          "fashion_mnist": "Fashion-MNIST"}
+          "fashion_mnist": "Fashion-MNIST", "deep_ensemble": "deep ensemble (5 MAP)", "multiswag": "MultiSWAG",
+          "deep_ensemble_entropy": "deep ensemble: -entropy", "deep_ensemble_mi": "deep ensemble: -MI",
+          "multiswag_entropy": "MultiSWAG: -entropy", "multiswag_mi": "MultiSWAG: -MI"}
 
 
 def _label(name: str) -> str:
