@@ -111,23 +111,34 @@ def plot_precision_recall(curves: Mapping[str, tuple], ax=None, title: str | Non
     return fig
 
 
-def plot_roc(curves: Mapping[str, tuple], ax=None, title: str | None = None, positive: str | None = None):
+def plot_roc(curves: Mapping[str, tuple], ax=None, title: str | None = None, positive: str | None = None,
+             log_fpr: bool = False):
     """ROC curves, one per entry ``name -> (scores, positive)``; the legend shows the AUROC.
 
     The ``positive`` argument of the function names the positive class, which the axis labels
     then spell out (the AUROC does not depend on the choice, but the curve is mirrored by it).
+    ``log_fpr`` puts the false-positive rate on a log scale from one negative (``1 / n``) to 1:
+    detectors whose AUROCs all exceed 97% differ in the low-FPR corner a linear axis squeezes.
     """
     from sklearn.metrics import roc_auc_score
 
     fig, ax = _axes(ax)
+    negatives = 1
     for name, (scores, is_positive) in curves.items():
         scores = np.asarray(scores, dtype=float)
         is_positive = np.asarray(is_positive, dtype=bool)
         fpr, tpr, _ = roc_curve(is_positive, scores)
         auc = roc_auc_score(is_positive, scores)
         ax.plot(fpr, tpr, label=f"{name} (AUROC {100 * auc:.1f}%)")
-    ax.plot([0, 1], [0, 1], "k:", linewidth=1, label="chance")
-    ax.set_xlabel(f"false-positive rate (others taken for {positive})" if positive else "false-positive rate")
+        negatives = max(negatives, int((~is_positive).sum()))
+    chance = np.logspace(-np.log10(negatives), 0, 200) if log_fpr else np.array([0.0, 1.0])
+    ax.plot(chance, chance, "k:", linewidth=1, label="chance")
+    xlabel = f"false-positive rate (others taken for {positive})" if positive else "false-positive rate"
+    if log_fpr:
+        ax.set_xscale("log")
+        ax.set_xlim(1.0 / negatives, 1.0)
+        xlabel += ", log scale"
+    ax.set_xlabel(xlabel)
     ax.set_ylabel(f"true-positive rate ({positive} found)" if positive else "true-positive rate")
     if title:
         ax.set_title(title, fontsize="medium")

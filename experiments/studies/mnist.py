@@ -764,7 +764,7 @@ def run_ood(ctx: RunContext) -> StudyResult:
         curves = {_label(m): (torch.cat([score_in[m], score_out[name][m]]).numpy(),
                               np.r_[np.ones(len(score_in[m]), bool), np.zeros(len(score_out[name][m]), bool)])
                   for m in score_in}
-        plot_roc(curves, ax=axes[0, col], positive="MNIST",
+        plot_roc(curves, ax=axes[0, col], positive="MNIST", log_fpr=True,
                  title=f"MNIST vs {_label(name)}: ROC,\nin-distribution (MNIST) as positives")
         plot_precision_recall({m: (-sc, ~p) for m, (sc, p) in curves.items()}, ax=axes[1, col], positive="OOD",
                               title=f"MNIST vs {_label(name)}: precision-recall,\n{_label(name)} (OOD) as positives")
