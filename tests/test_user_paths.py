@@ -204,7 +204,7 @@ def test_curves_name_the_positive_class_and_show_chance():
     assert len(chance) == 1 and math.isclose(chance[0].get_ydata()[0], 0.25)
     log = plot_roc({"score": (scores, positive)}, positive="MNIST", log_fpr=True).axes[0]
     assert log.get_xscale() == "log" and log.get_xlim() == pytest.approx((0.1, 1.0))  # from one negative in 10
-    diagonal = [line for line in log.get_lines() if line.get_label() == "chance"][0]
+    diagonal = next(line for line in log.get_lines() if line.get_label() == "chance")
     assert np.allclose(diagonal.get_xdata(), diagonal.get_ydata()) and diagonal.get_xdata()[0] == pytest.approx(0.1)
 
 
