@@ -637,7 +637,8 @@ def _failure_report(ctx, networks, seeds, results, runs, configs, figure) -> str
 
 {markdown_table(["confidence", "AUPR-error", "AUPR-success", "AUROC", "FPR @ 95% TPR", "errors"], rows)}
 
-Ranking by mean AUPR-error: {' > '.join(_label(k) for k in ranking)}.
+Ranking by mean AUPR-error: {' > '.join(_label(k) for k in ranking)} (the course report: ConfidNet > MCP > MC
+dropout; Corbiere et al.'s table: ConfidNet > MC dropout > MCP).
 
 {markdown_table(["seed"] + [f"AUPR-error {_label(k)}" for k in _LEARNED]
                 + ["errors", "ConfidNet epoch kept", "classifier training (s)", "ConfidNet (s)"], per_seed, ".2f")}
