@@ -60,8 +60,9 @@ def _parser() -> argparse.ArgumentParser:
                           help="Lightning precision (default 32-true; bf16-mixed on recent GPUs)")
     run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="options",
                      help="a study option (repeatable): e.g. --set dataset=yacht (uci), --set epochs=2 --set "
-                          "samples=20 (a reduced run of the MNIST week-3 studies), --set networks=lenet,corbiere "
-                          "(failure), --set seeds=1 (active-learning); `bdl list` names each study's")
+                          "samples=20 (a reduced run of the MNIST week-3 studies), --set "
+                          "networks=lenet,corbiere (failure), --set seeds=1 (active-learning); `bdl list` "
+                          "names each study's")
     diagnose = commands.add_parser("diagnose", help="show a saved run's ArviZ diagnostics again",
                                    description="Print the ArviZ diagnostics (R-hat, ESS, PSIS-LOO) of a run "
                                                "folder without refitting.")
