@@ -6,12 +6,10 @@ import pickle
 import stat
 import warnings
 import zipfile
-from types import SimpleNamespace
 
 import pytest
 import torch
-from torch.utils.data import TensorDataset
-from toy_data import blobs
+from toy_data import blobs, cache_ctx, images
 
 from bayesdl.atomic import atomic_path, remove_stale_temporaries
 from bayesdl.experiments.training import NetworkRecipe, train_network, train_plain
@@ -148,18 +146,8 @@ def test_checkpoints_respect_the_umask(tmp_path):
 
 
 # ------------------------------------------------------------------ the study cache
-def _ctx(tmp_path):
-    return SimpleNamespace(cache_dir=tmp_path / "cache", folder=SimpleNamespace(final=tmp_path / "out"),
-                           device=torch.device("cpu"), progress=False)
-
-
-def _images(n=32):
-    g = torch.Generator().manual_seed(0)
-    return TensorDataset(torch.randn(n, 1, 28, 28, generator=g), torch.randint(0, 10, (n,), generator=g))
-
-
 def test_a_damaged_cache_entry_is_trained_again(tmp_path):
-    ctx, train = _ctx(tmp_path), _images()
+    ctx, train = cache_ctx(tmp_path), images()
     recipe = NetworkRecipe(method="map", epochs=1, batch_size=16, train_size=len(train))
     first, seconds = train_network(recipe, train, ctx)
     assert seconds > 0
@@ -176,7 +164,7 @@ def test_a_damaged_cache_entry_is_trained_again(tmp_path):
 
 
 def test_the_plain_network_cache_uses_the_safe_loader(tmp_path):
-    ctx, train = _ctx(tmp_path), _images()
+    ctx, train = cache_ctx(tmp_path), images()
     recipe = NetworkRecipe(method="plain", epochs=1, batch_size=16, train_size=len(train))
     ctx.cache_dir.mkdir()
     path = ctx.cache_dir / f"{recipe.key()}.pt"

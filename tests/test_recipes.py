@@ -1,24 +1,12 @@
 """The recipes of the MNIST studies' networks: cache keys that outlive new fields, and a
 plain-PyTorch recipe (SGD, momentum, weight decay) trained by bayesdl exactly as PyTorch trains it."""
 
-from types import SimpleNamespace
-
 import pytest
 import torch
-from torch.utils.data import TensorDataset
+from toy_data import cache_ctx, images
 
 from bayesdl.experiments.training import NetworkRecipe, train_network, train_plain
 from bayesdl.inference import DropoutGuide
-
-
-def _ctx(tmp_path):
-    return SimpleNamespace(cache_dir=tmp_path / "cache", folder=SimpleNamespace(final=tmp_path / "out"),
-                           device=torch.device("cpu"), progress=False)
-
-
-def _images(n=32):
-    g = torch.Generator().manual_seed(0)
-    return TensorDataset(torch.randn(n, 1, 28, 28, generator=g), torch.randint(0, 10, (n,), generator=g))
 
 
 def test_fields_added_later_keep_the_cache_keys_of_earlier_runs():
@@ -49,7 +37,7 @@ def test_inconsistent_recipes_are_refused(fields, message):
 def test_sgd_with_weight_decay_steps_exactly_as_plain_pytorch(tmp_path):
     # A deterministic network and full batches: bayesdl's MAP fit (objective summed over the
     # data, prior from the weight decay, SGD at lr / N) must take plain PyTorch's steps.
-    ctx, train = _ctx(tmp_path), _images(32)
+    ctx, train = cache_ctx(tmp_path), images(32)
     recipe = dict(placement=None, epochs=3, lr=0.05, batch_size=32, train_size=32, optimizer="sgd", momentum=0.9,
                   weight_decay=0.1, seed=3)
     posterior, _ = train_network(NetworkRecipe(method="map", **recipe), train, ctx)
