@@ -13,6 +13,9 @@ def test_unknown_or_malformed_study_options_are_refused(tmp_path, capsys):
     assert main(["run", "active-learning", "--quick", "--out", str(tmp_path), "--set", "seeds"]) == 2
     assert "KEY=VALUE" in capsys.readouterr().err
     assert main(["run", "regression", "--quick", "--out", str(tmp_path), "--set", "seeds=1"]) == 2
+    capsys.readouterr()
+    assert main(["run", "active-learning", "--quick", "--out", str(tmp_path), "--set", "time_budget=-1"]) == 2
+    assert "time_budget must be positive or 0" in capsys.readouterr().err
 
 
 @pytest.mark.data
@@ -39,3 +42,10 @@ def test_quick_run_writes_the_table_curves_and_images_and_resumes(tmp_path, data
     assert main([*args, "--out", str(tmp_path / "again")]) == 0
     again = json.loads((tmp_path / "again" / "metrics.json").read_text())["results"]
     assert again == results
+
+    # time_budget=0 reports the saved records of a longer protocol without running a step (the
+    # step at 40 labels, finished without acquiring, is reopened to acquire and so not shown).
+    assert main([*args[:-1], "max_labels=60", "--set", "time_budget=0", "--out", str(tmp_path / "report")]) == 0
+    saved = json.loads((tmp_path / "report" / "metrics.json").read_text())["results"]
+    assert {k: row["labels"] for k, row in saved.items()} == {k: [[20, 30]] for k in saved}
+    assert "no step run" in (tmp_path / "report" / "report.md").read_text()

@@ -19,7 +19,7 @@ Options (``--set KEY=VALUE``) shrink it: ``functions`` (comma-separated), ``seed
 ``max_labels``, ``candidates`` (``none``: the whole pool), ``num_samples``, ``batchbald``
 (true/false), ``num_configurations`` (BatchBALD's), ``test_size`` (``none``: all 10,000;
 else a fixed random subset), ``time_budget`` (seconds: stop starting steps after it and report
-what finished). The runs advance in rounds, one step of every (function, seed) per round, so
+what finished; ``0`` reports the saved records without running a step). The runs advance in rounds, one step of every (function, seed) per round, so
 curves stopped by the budget reach the same number of labels. Every run's record is saved
 after each step in the cache folder (``--cache-dir``), so an interrupted study resumes.
 """
@@ -92,8 +92,10 @@ def _parse(field: dataclasses.Field, text: str):
         value = float(text) if field.name == "time_budget" else int(text)
     except ValueError:
         raise ValueError(f"option {field.name}={text!r} is not a valid value") from None
-    if value <= 0:
-        raise ValueError(f"option {field.name} must be positive, got {text!r}")
+    if value < 0 or (value == 0 and field.name != "time_budget"):
+        raise ValueError(f"option {field.name} must be positive" + (" or 0 (report the saved records only)"
+                                                                    if field.name == "time_budget" else "")
+                         + f", got {text!r}")
     return value
 
 
@@ -187,6 +189,7 @@ def _report(ctx, s: Settings, seeds, acquisitions, records, train, stopped_by_bu
     results = {}
     for a in acquisitions:
         runs = [records[(a, seed)] for seed in seeds]
+        common = min(len(r.labels) for r in runs)
         reached = {f"acquired_to_{int(e * 100)}pct": [_acquired_to_reach(r, e) for r in runs] for e in (0.10, 0.05)}
         results[a] = {
             **{k: _mean_or_none(v) for k, v in reached.items()},
@@ -195,9 +198,9 @@ def _report(ctx, s: Settings, seeds, acquisitions, records, train, stopped_by_bu
             "test_error": [r.test_error for r in runs],
             "val_error": [r.val_error for r in runs],
             "first_acquired": [r.acquired[0] if r.acquired else [] for r in runs],
+            # where every seed got to, and the mean error there (seeds stopped apart compare at the same step)
             "final_labels": min((r.labels[-1] if r.labels else 0) for r in runs),
-            "final_test_error_mean": float(np.mean([r.test_error[-1] for r in runs])) if all(r.labels for r in runs)
-            else None,
+            "final_test_error_mean": float(np.mean([r.test_error[common - 1] for r in runs])) if common else None,
             "train_seconds": float(sum(sec["train"] for r in runs for sec in r.seconds)),
             "acquire_seconds": float(sum(sec.get("acquire", 0.0) for r in runs for sec in r.seconds)),
             "test_seconds": float(sum(sec["test"] for r in runs for sec in r.seconds)),
@@ -228,15 +231,21 @@ def _report(ctx, s: Settings, seeds, acquisitions, records, train, stopped_by_bu
                 f"with T = {s.num_samples}; test on "
                 f"{'all 10,000' if s.test_size is None else f'a fixed random {s.test_size}'} test images"
                 + (f"; quick mode on the first {s.train_limit} training images" if s.train_limit else ""))
-    budget = (f"\n\n**Stopped by the time budget ({s.time_budget:.0f} s)** before every run reached "
-              f"{s.max_labels} labels: the table and curves show what finished." if stopped_by_budget else "")
+    budget = ""
+    if stopped_by_budget:
+        budget = ("\n\n**Reported from the saved records (time_budget=0), no step run**" if s.time_budget == 0
+                  else f"\n\n**Stopped by the time budget ({s.time_budget:.0f} s)**")
+        budget += (f"; not every run has reached {s.max_labels} labels: the table and curves show what finished "
+                   "(the last column: where every seed of a function got to). A rerun without the budget resumes "
+                   "the runs from their records.")
     batch_note = ""
     if "batchbald" in results and "bald" in results:
         b, d = results["batchbald"], results["bald"]
         batch_note = ("\n\n## BatchBALD vs BALD (acquisition size 10)\n\n" + markdown_table(
             ["function", "acquired to 90% accuracy", "acquired to 95% accuracy"],
-            [[LABELS[k], cell(results[k]["acquired_to_10pct"], results[k]["final_labels"] - 20),
-              cell(results[k]["acquired_to_5pct"], results[k]["final_labels"] - 20)] for k in ("bald", "batchbald")])
+            [[LABELS[k], cell(results[k]["acquired_to_10pct"], results[k]["final_labels"] - INITIAL_PER_CLASS * 10),
+              cell(results[k]["acquired_to_5pct"], results[k]["final_labels"] - INITIAL_PER_CLASS * 10)]
+             for k in ("bald", "batchbald")])
             + f"\n\nBALD takes the top 10 BALD scores of each step; BatchBALD picks the 10 greedily by the "
             f"joint mutual information (exact joint entropies up to {s.num_configurations} label "
             f"configurations, then {s.num_configurations} sampled ones). "
