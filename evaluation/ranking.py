@@ -41,7 +41,7 @@ def fpr_at_tpr(positive, scores, tpr: float = 0.95) -> float:
     tpr = check_probability(tpr, "tpr", upper_inclusive=True, lower_inclusive=False)
     scores = check_scores(scores, "scores")
     positive = check_binary(positive, "positive", scores.shape[0]).numpy()
-    _both_classes(positive, "false-positive rates at a TPR", "at least one positive and one negative "
+    _both_classes(positive, "the false-positive rate at a TPR", "at least one positive and one negative "
                   f"example is needed, got {int(positive.sum())} positive out of {len(positive)}")
     fpr_curve, tpr_curve, _ = roc_curve(positive, scores.double().numpy(), drop_intermediate=False)
     index = int(np.searchsorted(tpr_curve, tpr - 1e-12, side="left"))
@@ -50,7 +50,7 @@ def fpr_at_tpr(positive, scores, tpr: float = 0.95) -> float:
 
 def _both_classes(positive: np.ndarray, what: str, hint: str) -> None:
     if positive.all() or not positive.any():
-        raise ValueError(f"{what} are undefined: {hint}")
+        raise ValueError(f"cannot compute {what}: {hint}")
 
 
 def failure_metrics(confidence, correct) -> dict[str, float]:
