@@ -36,6 +36,7 @@ def test_quick_run_writes_the_table_curves_and_images_and_resumes(tmp_path, data
         assert (tmp_path / "first" / name).stat().st_size > 0
     report = (tmp_path / "first" / "report.md").read_text()
     assert "| BALD |" in report and "145" in report  # beside the paper's Table 1
+    assert "## Cost" in report and "| BALD | 3 |" in report  # 3 steps of the one seed
 
     # A second run finds every step recorded: nothing is retrained, the numbers are the same.
     capsys.readouterr()

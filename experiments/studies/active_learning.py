@@ -251,6 +251,12 @@ def _report(ctx, s: Settings, seeds, acquisitions, records, train, stopped_by_bu
             f"configurations, then {s.num_configurations} sampled ones). "
             f"Mean test error over the steps both finished: BALD "
             f"{100 * _common_mean(d, b)[0]:.2f}%, BatchBALD {100 * _common_mean(d, b)[1]:.2f}%.")
+    cost = markdown_table(
+        ["function", "steps run (all seeds)", "training (h)", "scoring and acquiring (h)", "testing (h)"],
+        [[LABELS[a], sum(len(r) for r in results[a]["labels"])]
+         + [results[a][f"{part}_seconds"] / 3600 for part in ("train", "acquire", "test")] for a in acquisitions],
+        ".2f")
+    total = sum(results[a][f"{part}_seconds"] for a in acquisitions for part in ("train", "acquire", "test"))
     report = (
         "# Deep Bayesian active learning on MNIST\n\n"
         f"Protocol: {protocol}.{budget}\n\n"
@@ -258,6 +264,8 @@ def _report(ctx, s: Settings, seeds, acquisitions, records, train, stopped_by_bu
         "Acquired images are the labels beyond the 20 initial ones (the 100 validation images are not "
         "counted); ours is the mean over the seeds, 'not reached' when a seed did not get there.\n\n"
         f"{table}{batch_note}\n\n"
+        "## Cost\n\nThe time each part took, summed over the steps in the records (whatever invocation ran "
+        f"them; one process per core): {total / 3600:.2f} hours in all.\n\n{cost}\n\n"
         + "\n".join(f"![{name}]({name})" for name in figures) + "\n"
     )
     config = {**dataclasses.asdict(s), "seeds_used": seeds, "acquisition_size": ACQUISITION_SIZE,
