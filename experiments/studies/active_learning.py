@@ -296,7 +296,8 @@ def _curves(ctx, s, seeds, acquisitions, records, name, title) -> str:
         acquired = np.array(runs[0].labels[:steps]) - len(runs[0].initial)
         errors = np.array([r.test_error[:steps] for r in runs]) * 100
         top = max(top, float(errors.max()))
-        line, = ax.plot(acquired, errors.mean(0), label=LABELS[a])
+        short = runs[0].labels[steps - 1] < s.max_labels  # stopped early: say where the curve ends
+        line, = ax.plot(acquired, errors.mean(0), label=LABELS[a] + (f" (to {acquired[-1]})" if short else ""))
         if len(runs) > 1:
             ax.fill_between(acquired, errors.min(0), errors.max(0), color=line.get_color(), alpha=0.2)
     for level in (10, 5):
