@@ -43,8 +43,10 @@ class RunContext:
         text = self.options[name]
         try:
             value = parse(text)
-        except ValueError:
-            raise ValueError(f"option {name}={text!r} is not a valid {parse.__name__}") from None
+        except ValueError as error:
+            if parse in (int, float):
+                raise ValueError(f"option {name}={text!r} is not a valid {parse.__name__}") from None
+            raise ValueError(f"option {name}={text!r}: {error}") from None  # the study's parser says why
         if minimum is not None and value < minimum:
             raise ValueError(f"option {name} must be >= {minimum}, got {text!r}")
         return value

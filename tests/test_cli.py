@@ -59,6 +59,15 @@ def test_a_reduced_run_needs_positive_counts(tmp_path, capsys, option):
     assert not out.exists()
 
 
+def test_a_malformed_list_option_says_what_it_takes(tmp_path, capsys):
+    out = tmp_path / "f"
+    assert main(["run", "failure", "--quick", "--out", str(out), "--data-root", str(tmp_path), "--no-progress",
+                 "--set", "networks=lenet,resnet"]) == 2
+    assert "networks must be a comma-separated list of ['corbiere', 'lenet'], got 'lenet,resnet'" in \
+        capsys.readouterr().err
+    assert not out.exists()
+
+
 def test_an_option_a_study_does_not_take_is_refused(tmp_path, capsys):
     assert main(["run", "regression", "--quick", "--out", str(tmp_path / "r"), "--set", "epochs=3"]) == 2
     assert "study 'regression' has no option ['epochs']" in capsys.readouterr().err
