@@ -19,8 +19,9 @@ Options (``--set KEY=VALUE``) shrink it: ``functions`` (comma-separated), ``seed
 ``max_labels``, ``candidates`` (``none``: the whole pool), ``num_samples``, ``batchbald``
 (true/false), ``num_configurations`` (BatchBALD's), ``test_size`` (``none``: all 10,000;
 else a fixed random subset), ``time_budget`` (seconds: stop starting steps after it and report
-what finished; ``0`` reports the saved records without running a step). The runs advance in rounds, one step of every (function, seed) per round, so
-curves stopped by the budget reach the same number of labels. Every run's record is saved
+what finished; ``0`` reports the saved records without running a step). The runs advance in
+rounds, one step of every (function, seed) per round, so curves stopped by the budget reach the
+same number of labels. Every run's record is saved
 after each step in the cache folder (``--cache-dir``), so an interrupted study resumes.
 """
 
@@ -264,8 +265,8 @@ def _report(ctx, s: Settings, seeds, acquisitions, records, train, stopped_by_bu
         "Acquired images are the labels beyond the 20 initial ones (the 100 validation images are not "
         "counted); ours is the mean over the seeds, 'not reached' when a seed did not get there.\n\n"
         f"{table}{batch_note}\n\n"
-        "## Cost\n\nThe time each part took, summed over the steps in the records (whatever invocation ran "
-        f"them; one process per core): {total / 3600:.2f} hours in all.\n\n{cost}\n\n"
+        "## Cost\n\nThe time each part took, summed over the steps in the records (whatever invocations ran "
+        f"them): {total / 3600:.2f} hours in all.\n\n{cost}\n\n"
         + "\n".join(f"![{name}]({name})" for name in figures) + "\n"
     )
     config = {**dataclasses.asdict(s), "seeds_used": seeds, "acquisition_size": ACQUISITION_SIZE,
