@@ -7,7 +7,7 @@ import torch
 import torch.nn as nn
 from pyro.infer import Trace_ELBO
 
-from bayesdl.inference import BNNElbo, DropoutGuide, MAPGuide, MeanFieldGuide, Posterior
+from bayesdl.inference import BNNElbo, DropoutGuide, MAPGuide, MeanFieldGuide, Posterior, approximate
 from bayesdl.models import BNN, MLP, Gaussian, LeNet
 
 
@@ -195,3 +195,12 @@ def test_guides_need_a_bnn_and_dropout_slots():
         MeanFieldGuide(MLP(2, 3, 2))
     with pytest.raises(ValueError, match="no dropout modules"):
         DropoutGuide(BNN(LeNet(dropout=None)))
+
+
+def test_a_dropout_guide_that_would_drop_nothing_is_refused():
+    # MLP's default dropout is 0: without p the masks keep every unit, a point mass in disguise.
+    with pytest.raises(ValueError, match="every dropout module of the network has rate 0"):
+        approximate("dropout", BNN(MLP(2, 3, 2)), (torch.randn(8, 2), torch.randint(0, 2, (8,))), epochs=1)
+    with pytest.raises(ValueError, match="p=0, so the masks would drop nothing"):
+        DropoutGuide(BNN(MLP(2, 3, 2, dropout=0.2)), p=0.0)
+    assert DropoutGuide(BNN(MLP(2, 3, 2)), p=0.2).rates  # a rate given for the inactive slots: fine
