@@ -78,7 +78,7 @@ class MLP(nn.Module):
         Width of the hidden layer, or a sequence of widths (empty: a linear model).
     dropout:
         Dropout rate after every hidden activation (0 keeps the slots inactive; a
-        :class:`bayesdl.inference.DropoutGuide` can still use them).
+        :class:`bayesdl.inference.DropoutGuide` given its own rate ``p`` can still use them).
     """
 
     def __init__(self, in_features: int, hidden: int | Sequence[int], out_features: int,
