@@ -292,7 +292,8 @@ class DropoutGuide(_PointGuide):
                 "MLP(..., dropout=0.5)) or use MeanFieldGuide / MAPGuide"
             )
         self.p = None if p is None else check_probability(p, "p")
-        if all((self.p if self.p is not None else float(m.p)) == 0 for m in slots):
+        self._slots = slots
+        if not any(self.rates.values()):
             why = ("p=0" if self.p is not None
                    else "p is not given and every dropout module of the network has rate 0")
             raise ValueError(
@@ -300,7 +301,6 @@ class DropoutGuide(_PointGuide):
                 "rate (e.g. approximate('dropout', model, data, p=0.5)), build the network with dropout > 0, "
                 "or use the 'map' method for a point estimate"
             )
-        self._slots = slots
         self._site_rate: dict[str, float] | None = None
         self._trunk_cacheable: bool | None = None  # decided on the first prediction
 
