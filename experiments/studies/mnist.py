@@ -632,8 +632,8 @@ def _failure_report(ctx, networks, seeds, results, runs, configs, figure) -> str
 
 {config['architecture']}; {config['optimizer']}; epochs: {config['epochs']}; {config['train_size']} training and
 {config['val_size']} validation images. ConfidNet: {config['confidnet_epochs']} epochs (Adam, lr 1e-4, batch 128) on
-{config['confidnet_passes']} stochastic passes of the classifier drawn once and cycled. Mean
-{'+- standard deviation over the seeds ' + ', '.join(map(str, seeds)) if many else 'of seed ' + str(seeds[0])} (%):
+{config['confidnet_passes']} stochastic passes of the classifier drawn once and cycled.
+{'Mean +- standard deviation over the seeds ' + ', '.join(map(str, seeds)) if many else 'Seed ' + str(seeds[0])} (%):
 
 {markdown_table(["confidence", "AUPR-error", "AUPR-success", "AUROC", "FPR @ 95% TPR", "errors"], rows)}
 
