@@ -663,8 +663,8 @@ AUPR-error differences, paired bootstrap over the test images:
             "SGD at lr / N on the summed objective -- plain PyTorch's steps exactly (tests/test_recipes.py); "
             f"(2) ConfidNet trains on {configs['corbiere']['confidnet_passes']} stochastic passes drawn once and cycled, "
             "not fresh masks every epoch; (3) the validation split is a random 10% drawn by the run's seed "
-            "(one split for all the seeds of a run); (4) their second phase (fine-tuning a cloned encoder with dropout off) is not run: their published ConfidNet "
-            "configuration is the first phase only.")
+            "(one split for all the seeds of a run); (4) their second phase (fine-tuning a cloned encoder with "
+            "dropout off) is not run: their published ConfidNet configuration is the first phase only.")
         mean = results["corbiere"]["mean"]
         met = mean["confidnet"]["aupr_error"] > max(mean["mcp"]["aupr_error"], mean["mc_dropout"]["aupr_error"])
         target += (f"\n\nOn the authors' setup ConfidNet's mean AUPR-error is {100 * mean['confidnet']['aupr_error']:.2f}, "
