@@ -670,7 +670,8 @@ AUPR-error differences, paired bootstrap over the test images:
         target += (f"\n\nOn the authors' setup ConfidNet's mean AUPR-error is {100 * mean['confidnet']['aupr_error']:.2f}, "
                   f"against MCP {100 * mean['mcp']['aupr_error']:.2f} and MC dropout "
                   f"{100 * mean['mc_dropout']['aupr_error']:.2f}: the paper's ordering (ConfidNet above both) is "
-                  + ("reproduced." if met else "**not** reproduced -- reported as measured."))
+                  + ("reproduced on the mean (whether a seed's gap exceeds the test set's noise: the bootstrap intervals "
+                     "below)." if met else "**not** reproduced -- reported as measured."))
     return f"""# Failure prediction on MNIST
 
 Each confidence is judged on the errors of its own predictions (the deterministic network for
