@@ -54,7 +54,7 @@ _ALL = (
     StudyInfo("failure", "Failure prediction on MNIST: MCP, MC dropout, ConfidNet, TCP oracle (AUPR-error)",
               "course week 3 (Corbiere et al. 2019): which confidence separates errors from correct predictions",
               "mnist:run_failure", needs_data=True,
-              options=(*REDUCED_RUN, "networks", "seeds", "confidnet_epochs")),
+              options=(*REDUCED_RUN, "networks", "seeds", "confidnet_epochs", "confidnet_passes")),
     StudyInfo("ood", "OOD detection: MNIST against Kuzushiji-MNIST and Fashion-MNIST (MCP, MC dropout, ODIN, Laplace)",
               "course week 3 (Liang et al. 2018; Laplace Redux): AUROC, AUPR, FPR at 95% TPR per OOD set",
               "mnist:run_ood", needs_data=True, options=REDUCED_RUN),

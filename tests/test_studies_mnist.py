@@ -18,8 +18,8 @@ def runs(tmp_path_factory, data_root):
         folder = base / study
         args = ["run", study, "--quick", "--out", str(folder), "--data-root", str(data_root),
                 "--cache-dir", str(cache), "--no-progress"]
-        if study == "failure":  # both networks, side by side
-            args += ["--set", "networks=lenet,corbiere"]
+        if study == "failure":  # both networks, side by side; ConfidNet on 3 passes instead of the quick 2
+            args += ["--set", "networks=lenet,corbiere", "--set", "confidnet_passes=3"]
         assert main(args) == 0
         out[study] = json.loads((folder / "metrics.json").read_text()), folder
     return out
@@ -80,6 +80,7 @@ def test_failure(runs):
     assert metrics["config"]["networks"]["corbiere"]["train_seconds"]["dropout"] > 0  # its own network
     assert any(p.name.startswith("corbiere-dropout-") for p in (folder.parent / "cache").iterdir())
     for network in ("lenet", "corbiere"):
+        assert metrics["config"]["networks"][network]["confidnet_passes"] == 3  # the option reached the head
         r = metrics["results"][network]["seed0"]
         assert set(r) == {"mcp", "mc_dropout", "confidnet", "tcp_oracle"}
         # the oracle knows the true class: no learned confidence can rank errors better

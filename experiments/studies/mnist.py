@@ -567,6 +567,7 @@ def run_failure(ctx: RunContext) -> StudyResult:
         lab = Lab(ctx, network)
         epochs, passes = (3, 2) if ctx.quick else CONFIDNET[network]
         epochs = ctx.option("confidnet_epochs", epochs)
+        passes = ctx.option("confidnet_passes", passes)
         runs[network] = {seed: _failure_seed(ctx, lab, seed, epochs, passes) for seed in seeds}
         per_seed = {f"seed{seed}": run["results"] for seed, run in runs[network].items()}
         summary = {stat: {name: {metric: float(fn([r[name][metric] for r in per_seed.values()]))
