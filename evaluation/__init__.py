@@ -3,7 +3,13 @@
 No training happens here. Inputs are tensors (numpy arrays are accepted), samples first:
 ``probs`` is ``[S, N, C]`` for the uncertainty summaries and ``[N, C]`` (the predictive
 mean) for calibration. Entropies and mutual information are in nats. Confidence scores
-are "higher = more confident / more in-distribution" everywhere.
+are "higher = more confident / more in-distribution" everywhere. The regression metrics take
+a typed :class:`~bayesdl.predictions.RegressionPrediction`; the typed predictions live in
+:mod:`bayesdl.predictions` and are re-exported here. :func:`paired_bootstrap_difference` puts
+an interval on the difference of a metric between two scorers on the same test examples.
+
+Nothing here imports :mod:`bayesdl.models`, :mod:`bayesdl.inference` or
+:mod:`bayesdl.experiments` (tests/test_structure.py checks it).
 """
 
 if __name__ != "bayesdl.evaluation":  # e.g. `import evaluation` with the repository root on sys.path
@@ -11,6 +17,8 @@ if __name__ != "bayesdl.evaluation":  # e.g. `import evaluation` with the reposi
         f"this folder is the package bayesdl.evaluation: import it as `bayesdl.evaluation`, not `{__name__}` "
         "(one file must never be importable under two names)"
     )
+
+from bayesdl.predictions import ClassPrediction, Prediction, RegressionPrediction
 
 from .acquisition import (
     ACQUISITION_FUNCTIONS,
@@ -38,6 +46,7 @@ from .ood import max_probability, negative_entropy, negative_mutual_information,
 from .plotting import new_figure, plot_precision_recall, plot_reliability_diagram, plot_roc
 from .ranking import aupr_error, failure_metrics, fpr_at_tpr, ood_metrics
 from .regression import interval_coverage, regression_metrics, rmse
+from .statistics import BootstrapDifference, paired_bootstrap_difference
 from .uncertainty import expected_entropy, mutual_information, predictive_entropy, variation_ratio
 
 __all__ = [
@@ -75,6 +84,11 @@ __all__ = [
     "rmse",
     "interval_coverage",
     "regression_metrics",
+    "paired_bootstrap_difference",
+    "BootstrapDifference",
+    "Prediction",
+    "ClassPrediction",
+    "RegressionPrediction",
     "new_figure",
     "plot_reliability_diagram",
     "plot_precision_recall",

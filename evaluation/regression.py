@@ -1,6 +1,6 @@
 """Regression metrics of a posterior predictive: RMSE, test log-likelihood, interval coverage.
 
-All take a :class:`~bayesdl.models.RegressionPrediction` (samples first, ``mean``/``noise``
+All take a :class:`~bayesdl.predictions.RegressionPrediction` (samples first, ``mean``/``noise``
 ``[S, N]``) and targets ``y`` ``[N]`` in the same units.
 """
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 
 from bayesdl.checks import check_probability
-from bayesdl.models.likelihoods import RegressionPrediction
+from bayesdl.predictions import RegressionPrediction
 
 __all__ = ["rmse", "interval_coverage", "regression_metrics", "COVERAGE_LEVELS"]
 

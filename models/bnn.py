@@ -98,6 +98,8 @@ class BNN(nn.Module):
         >>> model = BNN(nn.Linear(2, 1), prior_scale=1.0, likelihood="bernoulli")
         >>> [s.name for s in model.sites]
         ['weight', 'bias']
+        >>> model.site_sizes, model.num_latent
+        ([2, 1], 3)
     """
 
     def __init__(self, net: nn.Module, prior_scale: float = 1.0,
@@ -147,9 +149,16 @@ class BNN(nn.Module):
 
     # ------------------------------------------------------------ flat weights
     @property
+    def site_sizes(self) -> list[int]:
+        """The number of weights of each site, in :attr:`sites` order: how a flat weight vector
+        ``[..., D]`` splits into sites (``flat.split(model.site_sizes, dim=-1)``). A new list
+        each time (read-only); it sums to :attr:`num_latent`."""
+        return list(self._sizes)
+
+    @property
     def num_latent(self) -> int:
         """Total number of latent weights ``D``."""
-        return sum(self._sizes)
+        return sum(self.site_sizes)
 
     def initial_values(self) -> torch.Tensor:
         """The network's initial latent weights as one flat vector ``[D]``."""
@@ -160,7 +169,7 @@ class BNN(nn.Module):
         """Views of a flat weight vector ``[..., D]`` as ``{site: [..., *shape]}``."""
         lead = flat.shape[:-1]
         return {s.name: chunk.view(*lead, *s.shape)
-                for s, chunk in zip(self.sites, flat.split(self._sizes, dim=-1))}
+                for s, chunk in zip(self.sites, flat.split(self.site_sizes, dim=-1))}
 
     def flatten(self, weights: Mapping[str, torch.Tensor]) -> torch.Tensor:
         """Inverse of :meth:`unflatten`: ``{site: [..., *shape]}`` -> ``[..., D]``."""
