@@ -22,12 +22,12 @@ if __name__ != "bayesdl.inference":  # e.g. `import inference` with the reposito
         "(one file must never be importable under two names)"
     )
 
-from bayesdl.models.likelihoods import ClassPrediction, Prediction, RegressionPrediction
+from bayesdl.predictions import ClassPrediction, Prediction, RegressionPrediction
 
 from . import distributed
 from .checkpoints import load_checkpoint
 from .elbo import BNNElbo
-from .ensemble import Ensemble, fit_ensemble, reinitialised
+from .ensemble import Ensemble, reinitialised
 from .guides import BNNGuide, DropoutGuide, MAPGuide, MeanFieldGuide
 from .history import TrainingHistory
 from .idata import to_inference_data
@@ -45,9 +45,9 @@ from .laplace import (
     laplace,
 )
 from .mcmc import MCMCSamples, nuts
-from .methods import METHODS, MethodInfo, approximate, register_method
+from .methods import METHODS, MethodInfo, approximate, fit_ensemble, register_method
 from .posterior import Approximation, Draws, Posterior, PyroGuideApproximation
-from .svi import NonFiniteLossError, exponential_decay, fit
+from .svi import FitConfig, NonFiniteLossError, exponential_decay, fit
 from .swag import SWAGGuide, fit_swag
 
 __all__ = [
@@ -70,6 +70,7 @@ __all__ = [
     "MAPGuide",
     "BNNElbo",
     "fit",
+    "FitConfig",
     "exponential_decay",
     "load_checkpoint",
     "TrainingHistory",

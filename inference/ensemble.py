@@ -19,16 +19,15 @@ may predict through its own linearisation (Laplace).
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import torch
 
-from bayesdl.checks import check_int
 from bayesdl.models.bnn import bnn_of
 
 from .posterior import Approximation, Posterior
 
-__all__ = ["Ensemble", "fit_ensemble", "reinitialised"]
+__all__ = ["Ensemble", "reinitialised"]
 
 
 class Ensemble(Approximation):
@@ -128,39 +127,3 @@ def reinitialised(model, seed: int):
             if callable(reset):
                 reset()
     return member
-
-
-def fit_ensemble(model, data, method: str = "map", members: int = 5, seeds: Sequence[int] | None = None,
-                 fit_member: Callable[[str, int], Posterior] | None = None, **member_options) -> Posterior:
-    """Fit ``members`` posteriors of the registered ``method`` independently and return their
-    mixture (an :class:`Ensemble` inside a :class:`Posterior`).
-
-    Member ``k`` has seed ``seeds[k]`` (default ``seed + k``, with ``seed`` from
-    ``member_options`` or 0). By default it is ``approximate(method, reinitialised(model,
-    seed_k), data, seed=seed_k, **member_options)``; ``fit_member(method, seed_k)`` replaces
-    that (a study serving members from its cache; ``model`` and ``data`` are then unused).
-    """
-    from .methods import METHODS, approximate
-
-    if method not in METHODS:
-        raise ValueError(f"unknown member method {method!r}; choose one of {sorted(METHODS)}")
-    if isinstance(members, bool) or not isinstance(members, int) or members < 1:
-        raise ValueError(f"members (K) must be a whole number >= 1, got {members!r}")
-    base = check_int(member_options.pop("seed", 0), "seed", minimum=0)
-    if seeds is None:
-        seeds = [base + k for k in range(members)]
-    seeds = [check_int(s, "seed", minimum=0) for s in seeds]
-    if len(seeds) != members:
-        raise ValueError(f"{members} members need {members} seeds, got {len(seeds)}")
-    if len(set(seeds)) != len(seeds):
-        raise ValueError(f"members need distinct seeds (equal seeds give equal members), got {seeds}")
-    if fit_member is None:
-        takes_seed = "seed" in METHODS[method].options
-
-        def fit_member(name, seed):
-            extra = {"seed": seed} if takes_seed else {}
-            return approximate(name, reinitialised(model, seed), data, **extra, **member_options)
-    elif member_options:
-        raise TypeError(f"options {sorted(member_options)} fit the members, but fit_member was given")
-    fitted = [fit_member(method, seed) for seed in seeds]
-    return Posterior(fitted[0].model, Ensemble(fitted), method=f"ensemble of {method}")

@@ -64,6 +64,15 @@ class BNNGuide(nn.Module, Approximation):
         self._log_normaliser = float(0.5 * torch.log(2 * math.pi * prior_var).sum())
 
     # The interface every guide implements -----------------------------------
+
+    @classmethod
+    def prior_rates(cls, model: BNN, x: torch.Tensor) -> dict[str, float]:
+        """``{site: p}``: the sites whose prior term this guide's objective carries divided by
+        ``1 - p`` (a weight behind dropout of rate ``p``; see :class:`DropoutGuide`), for a network
+        taking inputs like ``x``. Empty for guides whose prior term is the prior's own (the
+        default). Lets a recipe written as a weight decay pick the equivalent prior per site
+        without knowing which guide it trains."""
+        return {}
     def network_output(self, x: torch.Tensor) -> torch.Tensor:
         """One stochastic pass for training, independent noise per example, ``[N, ...]``."""
         raise NotImplementedError
@@ -309,6 +318,14 @@ class DropoutGuide(_PointGuide):
         """Dropout rate of every slot."""
         return {m: (self.p if self.p is not None else float(m.p)) for m in self._slots}
 
+    @classmethod
+    def prior_rates(cls, model: BNN, x: torch.Tensor) -> dict[str, float]:
+        """Each site's dropout rate (nonzero ones), as a guide of the network's own rates maps
+        them on a pass of ``x`` (see :meth:`BNNGuide.prior_rates`)."""
+        probe = cls(model, p=None)
+        probe.setup(x)
+        return {site: p for site, p in probe.site_rates.items() if p > 0}
+
     @property
     def site_rates(self) -> dict[str, float]:
         """Dropout rate acting on every latent site (0 for sites with no slot before them)."""
@@ -343,7 +360,7 @@ class DropoutGuide(_PointGuide):
                         site_rate[site.name] = rates[pending] if feeds else 0.0
                 pending = None
         coefficient = self.inv_two_prior_var.clone()
-        for site, chunk in zip(model.sites, coefficient.split(model._sizes)):
+        for site, chunk in zip(model.sites, coefficient.split(model.site_sizes)):
             chunk /= 1.0 - site_rate.get(site.name, 0.0)
         self.kl_coefficient = coefficient
         self._site_rate = site_rate
@@ -406,7 +423,7 @@ class DropoutGuide(_PointGuide):
     def sample_flat(self, num_samples):
         self._require_setup()
         draws = self.weights.detach().expand(num_samples, -1).clone()
-        for site, chunk in zip(self.model.sites, draws.split(self.model._sizes, dim=-1)):
+        for site, chunk in zip(self.model.sites, draws.split(self.model.site_sizes, dim=-1)):
             p = self._site_rate.get(site.name, 0.0)
             if p > 0:
                 view = chunk.view(num_samples, *site.shape)

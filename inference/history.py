@@ -27,7 +27,10 @@ class TrainingHistory:
     def as_dict(self) -> dict:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
 
-    def _end_epoch(self, start: int) -> None:
+    def end_epoch(self, start: int) -> None:
+        """Close an epoch whose steps are those from index ``start`` on: append the mean of its
+        per-step ``elbo`` (and ``log_likelihood``, ``kl`` when recorded) to the ``epoch_*`` lists.
+        :func:`~bayesdl.inference.fit` calls it after every epoch."""
         for name in ("elbo", "log_likelihood", "kl"):
             steps = getattr(self, name)[start:]
             if steps:

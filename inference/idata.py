@@ -112,7 +112,7 @@ def to_inference_data(posterior: Posterior, x=None, y=None, num_samples: int | N
         generator = torch.Generator().manual_seed(seed)
         log_lik = torch.empty(draws.num_chains, draws.num_draws, x.shape[0])
         replicated = torch.empty(draws.num_chains, draws.num_draws, x.shape[0])
-        passes = track(posterior._outputs_by_draw(x, draws), desc="to_inference_data", unit="draw",
+        passes = track(posterior.outputs_by_draw(x, draws), desc="to_inference_data", unit="draw",
                        total=draws.num_chains * draws.num_draws, enabled=progress)
         for c, d, output in passes:  # one pass serves both groups
             log_lik[c, d] = bnn.likelihood.log_prob(output, y).cpu()

@@ -11,26 +11,34 @@ command line pick methods by name here, so adding a method (an ensemble, SWAG) t
 method names can use it.
 
 ========== =============================================================================
-name       what it fits; its own options (the SVI methods also take every option of ``fit``)
+name       what it fits; its own options (the SVI methods also take every option of ``fit``:
+           flat, or as one ``config=FitConfig(...)``)
 ========== =============================================================================
 map        ``MAPGuide`` by ``fit``: a point mass at the MAP
 mean_field ``MeanFieldGuide`` by ``fit``; ``init_scale``
 dropout    ``DropoutGuide`` by ``fit`` (MC dropout as VI); ``p`` (default: each slot's own rate)
-laplace    ``fit_laplace`` around ``map_posterior`` (fitted with ``fit``'s options if not
-           given), or around a network trained with plain PyTorch passed as ``model``
-           (with ``likelihood``, ``prior_scale``); ``subset``, ``structure``, ``hessian``,
-           ``optimize_prior``, ``curvature_batch_size``, ``optimize_noise`` (Gaussian regression)
+laplace    ``fit_laplace`` around ``map_posterior``, or around a MAP trained by ``fit`` as
+           ``map_training=FitConfig(...)`` says (or the same options flat), or around a
+           network trained with plain PyTorch passed as ``model`` (with ``likelihood``,
+           ``prior_scale``); ``subset``, ``structure``, ``hessian``, ``optimize_prior``,
+           ``curvature_batch_size``, ``optimize_noise`` (Gaussian regression)
 nuts       ``nuts`` on ``data = (x, y)``; every option of ``nuts``
-swag       ``fit_swag`` (SWAG, Maddox et al. 2019) from ``map_posterior`` (fitted with
-           ``fit``'s options if not given); ``swag_epochs``, ``swag_lr``, ``swag_momentum``,
-           ``rank``, ``collect_every``, ``burn_in``, ``swag_checkpoint``
+swag       ``fit_swag`` (SWAG, Maddox et al. 2019) from ``map_posterior``, or from a MAP
+           trained as ``map_training`` (or the flat ``fit`` options) says;
+           ``swag_epochs``, ``swag_lr``, ``swag_momentum``, ``rank``, ``collect_every``,
+           ``burn_in``, ``swag_checkpoint``. The run options (``seed``, ``device``,
+           ``progress``, ``batch_size``, ``dataset_size``, ``shuffle``, ``resume``) of the
+           MAP's training are the SWAG phase's too; with ``map_posterior`` they are given flat
 ensemble   ``fit_ensemble``: ``members`` posteriors of the method ``member``, fitted
            independently (``seeds``; ``member_options``; or ``fit_member(method, seed)``)
 deep_      ``members`` MAP networks (Lakshminarayanan et al. 2017); ``seeds``,
-ensemble   ``fit_member``, and every option of ``fit`` for each member
+ensemble   ``fit_member``, and every option of ``fit`` (or ``config``) for each member
 multiswag  ``members`` SWAGs (Wilson & Izmailov 2020); ``seeds``, ``fit_member``, and every
            option of ``swag`` but ``map_posterior``
 ========== =============================================================================
+
+A ``FitConfig``'s ``seed`` (in ``config`` or ``map_training``) is where the seeds start, as
+the flat ``seed``: for an ensemble member ``k`` gets ``seed + k``.
 
 Under a launched Fabric (:mod:`bayesdl.inference.distributed`) the SVI methods train
 data-parallel; ``laplace`` (its curvature pass) and ``nuts`` are single-process: every rank
@@ -40,40 +48,76 @@ computes them whole, and :func:`approximate` warns once.
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
 
+from bayesdl.checks import check_int
 from bayesdl.models.bnn import bnn_of
 
 from . import distributed
-from .ensemble import fit_ensemble
+from .ensemble import Ensemble, reinitialised
 from .guides import DropoutGuide, MAPGuide, MeanFieldGuide
 from .laplace import fit_laplace
 from .mcmc import nuts
 from .posterior import Posterior
-from .svi import fit
+from .svi import FitConfig, _gather, _options_of, fit
 from .swag import SHARED_FIT_OPTIONS, fit_swag
 
-__all__ = ["approximate", "register_method", "METHODS", "MethodInfo"]
+__all__ = ["approximate", "register_method", "METHODS", "MethodInfo", "fit_ensemble"]
 
 
 @dataclass(frozen=True)
 class MethodInfo:
     """A registered method: its factory ``(model, data, **options) -> Posterior``, a one-line
     description, the options it accepts, and -- for a method that does not train data-parallel
-    under a launched Fabric -- why it runs whole in every process."""
+    under a launched Fabric -- why it runs whole in every process.
+
+    How the method composes is declared here, so that no caller infers it from option names:
+    ``around_map`` -- it is fitted around a MAP posterior (``map_posterior``; Laplace, SWAG);
+    ``member`` -- it is an ensemble whose members are posteriors of that registered method
+    (``fit_member(method, seed)`` may serve them; see :meth:`member_of`); ``guide`` -- the guide
+    class an SVI method trains by ``fit`` (None for the others); ``checkpoint_option`` -- the
+    option through which it saves and resumes a training phase of its own (``checkpoint`` for
+    the SVI methods, ``swag_checkpoint`` for SWAG; None for a method without one); ``label`` --
+    its name on figures and in reports.
+    """
 
     name: str
     factory: Callable[..., Posterior]
     description: str
     options: frozenset[str]
     single_process: str | None = None
+    label: str = ""
+    around_map: bool = False
+    member: str | None = None
+    guide: type | None = None
+    checkpoint_option: str | None = None
+
+    @property
+    def is_ensemble(self) -> bool:
+        return self.member is not None
+
+    @property
+    def run_options(self) -> frozenset[str]:
+        """Which options of a run (:data:`RUN_OPTIONS`: ``seed``, ``device``, ``progress``) the
+        method takes when it fits from the data alone (no ``map_posterior``, no ``fit_member``):
+        what a loop that fits any method (active learning, bandits) may hand it."""
+        return self.options & RUN_OPTIONS
+
+    def member_of(self, options: dict | None = None) -> str | None:
+        """The registered method of the members, given the options the method is called with
+        (``ensemble`` takes it as its ``member`` option); None for a method that is no ensemble."""
+        if self.member is None:
+            return None
+        return (options or {}).get("member", self.member)
 
 
 #: name -> method, in registration order
 METHODS: dict[str, MethodInfo] = {}
+#: the options of a run that a loop fitting any method hands on (see :attr:`MethodInfo.run_options`)
+RUN_OPTIONS = frozenset({"seed", "device", "progress"})
 
 
 def _keywords(function) -> set[str]:
@@ -83,23 +127,36 @@ def _keywords(function) -> set[str]:
 
 def register_method(name: str, description: str, *,
                     passes_to: Callable | tuple[Callable, ...] | None = None,
-                    single_process: str | None = None):
+                    single_process: str | None = None, label: str | None = None,
+                    around_map: bool = False, member: str | None = None, guide: type | None = None,
+                    checkpoint_option: str | None = None):
     """Decorator registering ``factory(model, data, **options) -> Posterior`` under ``name``.
 
     The options it accepts are its own keyword parameters, plus those of ``passes_to`` (e.g.
     ``fit``, or a tuple of functions) when it forwards ``**options`` there; :func:`approximate`
     refuses any other. ``single_process`` says why the method is not data-parallel, if it is not
-    (methods built on ``fit`` are).
+    (methods built on ``fit`` are). ``label`` (default: the name), ``around_map``, ``member``,
+    ``guide`` and ``checkpoint_option`` declare how the method composes (see
+    :class:`MethodInfo`): a method fitted around a MAP takes ``map_posterior``, an ensemble
+    ``fit_member``. A method passing its options to ``fit`` resumes through ``checkpoint``.
     """
     if not isinstance(name, str) or not name:
         raise ValueError("a method needs a non-empty name")
+    if member is not None and member not in METHODS:
+        raise ValueError(f"the members of {name!r} must be a registered method, got {member!r}")
 
     def decorate(factory):
         options = _keywords(factory) - {"model", "data"}
         targets = () if passes_to is None else passes_to if isinstance(passes_to, tuple) else (passes_to,)
         for target in targets:
             options |= _keywords(target) - {"model", "guide", "data"}
-        METHODS[name] = MethodInfo(name, factory, description, frozenset(options), single_process)
+        resumes = checkpoint_option or ("checkpoint" if fit in targets and guide is not None else None)
+        missing = [option for option, declared in (("map_posterior", around_map), ("fit_member", member),
+                                                   (resumes, resumes)) if declared and option not in options]
+        if missing:
+            raise TypeError(f"method {name!r} is declared as composed but takes no {missing}")
+        METHODS[name] = MethodInfo(name, factory, description, frozenset(options), single_process,
+                                   label or name, around_map, member, guide, resumes)
         return factory
 
     return decorate
@@ -125,45 +182,82 @@ def approximate(method: str, model, data, **options) -> Posterior:
     return posterior
 
 
-@register_method("map", "MAP estimate: a point mass (MAPGuide by SVI)", passes_to=fit)
+def _map_training(method: str, map_posterior, map_training, fit_options: dict, shared=frozenset(),
+                  hint: str = "") -> tuple[FitConfig, object]:
+    """How a method fitted around a MAP trains that MAP: ``map_training``, or its flat ``fit``
+    options gathered into one :class:`FitConfig`, and the ``fabric`` to train on. With
+    ``map_posterior`` only the ``shared`` options (those of the method's own run) may be given.
+    Contradicting combinations are a ``TypeError`` that says what to pass."""
+    options = dict(fit_options)
+    if "config" in options:
+        raise TypeError(f"{method} is told how to train its MAP by map_training=FitConfig(...), not config=")
+    if map_posterior is not None:
+        if map_training is not None:
+            raise TypeError("map_training says how to train the MAP, but map_posterior was given: pass "
+                            "map_posterior to start from a trained MAP, or map_training to train one")
+        training = sorted(set(options) - shared)
+        if training:
+            raise TypeError(f"options {training} train the MAP, but map_posterior was given{hint}")
+    fabric = options.pop("fabric", None)  # where to train, not how: no FitConfig field
+    return _gather(map_training, options, method, "map_training"), fabric  # both at once: a TypeError
+
+
+def _spread(options: dict, name: str, method: str, fit_member) -> dict:
+    """``options`` with the FitConfig ``options[name]`` spread into the flat ``fit`` options it
+    sets: an ensemble passes each member its own ``seed`` (the config's plus ``k``) flat, so the
+    members see exactly the flat call. Unchanged when ``fit_member`` serves the members (then
+    :func:`fit_ensemble` refuses every option, naming it)."""
+    config = options.get(name)
+    if config is None or fit_member is not None:
+        return options
+    rest = {key: value for key, value in options.items() if key != name}
+    flat = {key: value for key, value in rest.items() if key in FitConfig.__dataclass_fields__}
+    _gather(config, flat, method, name)  # a FitConfig and no flat fit option besides, else a TypeError
+    return {**rest, **_options_of(config)}
+
+
+@register_method("map", "MAP estimate: a point mass (MAPGuide by SVI)", passes_to=fit, label="MAP",
+                 guide=MAPGuide)
 def _map(model, data, **fit_options) -> Posterior:
     return fit(model, MAPGuide(model), data, **fit_options)
 
 
-@register_method("mean_field", "mean-field Gaussian VI with local reparameterization", passes_to=fit)
+@register_method("mean_field", "mean-field Gaussian VI with local reparameterization", passes_to=fit,
+                 label="mean-field VI", guide=MeanFieldGuide)
 def _mean_field(model, data, *, init_scale: float = 1e-3, **fit_options) -> Posterior:
     return fit(model, MeanFieldGuide(model, init_scale=init_scale), data, **fit_options)
 
 
-@register_method("dropout", "MC dropout as variational inference (Bernoulli masks)", passes_to=fit)
+@register_method("dropout", "MC dropout as variational inference (Bernoulli masks)", passes_to=fit,
+                 label="MC dropout", guide=DropoutGuide)
 def _dropout(model, data, *, p: float | None = None, **fit_options) -> Posterior:
     return fit(model, DropoutGuide(model, p=p), data, **fit_options)
 
 
-@register_method("laplace", "Laplace approximation around the MAP", passes_to=fit,
+@register_method("laplace", "Laplace approximation around the MAP", passes_to=fit, label="Laplace",
+                 around_map=True,
                  single_process="its curvature pass runs over the whole training set in one process")
-def _laplace(model, data, *, map_posterior: Posterior | None = None, subset: str = "all",
-             structure: str = "full", hessian: str = "ggn", optimize_prior: bool = True,
+def _laplace(model, data, *, map_posterior: Posterior | None = None, map_training: FitConfig | None = None,
+             subset: str = "all", structure: str = "full", hessian: str = "ggn", optimize_prior: bool = True,
              curvature_batch_size: int = 256, optimize_noise: bool = False, likelihood=None,
              prior_scale: float = 1.0, **fit_options) -> Posterior:
     if bnn_of(model) is None and isinstance(model, torch.nn.Module):
         # A network trained with plain PyTorch: its weights are the MAP (laplace-torch's main use).
-        if map_posterior is not None or fit_options:
+        if map_posterior is not None or map_training is not None or fit_options:
             raise TypeError("a plain network is its own MAP: pass neither map_posterior nor training options")
         return fit_laplace(model, data, subset, structure, hessian=hessian, optimize_prior=optimize_prior,
                            batch_size=curvature_batch_size, optimize_noise=optimize_noise,
                            likelihood=likelihood, prior_scale=prior_scale)
     if likelihood is not None:
         raise TypeError("likelihood is for a plain network; a BNN model already has its likelihood")
+    config, fabric = _map_training("laplace", map_posterior, map_training, fit_options)
     if map_posterior is None:
-        map_posterior = fit(model, MAPGuide(model), data, **fit_options)
-    elif fit_options:
-        raise TypeError(f"options {sorted(fit_options)} train the MAP, but map_posterior was given")
+        map_posterior = fit(model, MAPGuide(model), data, config, fabric=fabric)
     return fit_laplace(map_posterior, data, subset, structure, hessian=hessian, optimize_prior=optimize_prior,
                        batch_size=curvature_batch_size, optimize_noise=optimize_noise)
 
 
-@register_method("nuts", "NUTS (exact reference for small models)", passes_to=nuts,
+@register_method("nuts", "NUTS (exact reference for small models)", passes_to=nuts, label="NUTS",
                  single_process="Markov chains are sequential, and NUTS runs on the full data")
 def _nuts(model, data, **nuts_options) -> Posterior:
     if not (isinstance(data, tuple) and len(data) == 2):
@@ -173,37 +267,75 @@ def _nuts(model, data, **nuts_options) -> Posterior:
 
 
 @register_method("swag", "SWAG: a Gaussian from the moments of SGD iterates (Maddox et al. 2019)",
-                 passes_to=fit)
-def _swag(model, data, *, map_posterior: Posterior | None = None, swag_epochs: int = 10,
-          swag_lr: float = 0.01, swag_momentum: float = 0.9, rank: int = 20,
+                 passes_to=fit, label="SWAG", around_map=True, checkpoint_option="swag_checkpoint")
+def _swag(model, data, *, map_posterior: Posterior | None = None, map_training: FitConfig | None = None,
+          swag_epochs: int = 10, swag_lr: float = 0.01, swag_momentum: float = 0.9, rank: int = 20,
           collect_every: int | None = None, burn_in: int = 0, swag_checkpoint=None,
           **fit_options) -> Posterior:
-    shared = {k: v for k, v in fit_options.items() if k in SHARED_FIT_OPTIONS}
+    config, fabric = _map_training(
+        "swag", map_posterior, map_training, fit_options, shared=SHARED_FIT_OPTIONS,
+        hint="; the SWAG phase takes swag_epochs, swag_lr, swag_momentum, swag_checkpoint")
     if map_posterior is None:
-        map_posterior = fit(model, MAPGuide(model), data, **fit_options)
-    elif set(fit_options) - SHARED_FIT_OPTIONS:
-        raise TypeError(f"options {sorted(set(fit_options) - SHARED_FIT_OPTIONS)} train the MAP, but "
-                        "map_posterior was given; the SWAG phase takes swag_epochs, swag_lr, swag_momentum, "
-                        "swag_checkpoint")
+        map_posterior = fit(model, MAPGuide(model), data, config, fabric=fabric)
+    # The run options (seed, device, batch_size, ...) are the SWAG phase's too; given or not,
+    # each is passed with its value, a default being fit_swag's own.
+    shared = {name: getattr(config, name) for name in sorted(SHARED_FIT_OPTIONS)}
     return fit_swag(map_posterior, data, epochs=swag_epochs, lr=swag_lr, momentum=swag_momentum, rank=rank,
                     collect_every=collect_every, burn_in=burn_in, checkpoint=swag_checkpoint, **shared)
 
 
-@register_method("ensemble", "independently fitted members of any registered method, as one mixture")
+def fit_ensemble(model, data, method: str = "map", members: int = 5, seeds: Sequence[int] | None = None,
+                 fit_member: Callable[[str, int], Posterior] | None = None, **member_options) -> Posterior:
+    """Fit ``members`` posteriors of the registered ``method`` independently and return their
+    mixture (an :class:`Ensemble` inside a :class:`Posterior`).
+
+    Member ``k`` has seed ``seeds[k]`` (default ``seed + k``, with ``seed`` from
+    ``member_options`` or 0). By default it is ``approximate(method, reinitialised(model,
+    seed_k), data, seed=seed_k, **member_options)``; ``fit_member(method, seed_k)`` replaces
+    that (a study serving members from its cache; ``model`` and ``data`` are then unused).
+    """
+    if method not in METHODS:
+        raise ValueError(f"unknown member method {method!r}; choose one of {sorted(METHODS)}")
+    if isinstance(members, bool) or not isinstance(members, int) or members < 1:
+        raise ValueError(f"members (K) must be a whole number >= 1, got {members!r}")
+    base = check_int(member_options.pop("seed", 0), "seed", minimum=0)
+    if seeds is None:
+        seeds = [base + k for k in range(members)]
+    seeds = [check_int(s, "seed", minimum=0) for s in seeds]
+    if len(seeds) != members:
+        raise ValueError(f"{members} members need {members} seeds, got {len(seeds)}")
+    if len(set(seeds)) != len(seeds):
+        raise ValueError(f"members need distinct seeds (equal seeds give equal members), got {seeds}")
+    if fit_member is None:
+        takes_seed = "seed" in METHODS[method].options
+
+        def fit_member(name, seed):
+            extra = {"seed": seed} if takes_seed else {}
+            return approximate(name, reinitialised(model, seed), data, **extra, **member_options)
+    elif member_options:
+        raise TypeError(f"options {sorted(member_options)} fit the members, but fit_member was given")
+    fitted = [fit_member(method, seed) for seed in seeds]
+    return Posterior(fitted[0].model, Ensemble(fitted), method=f"ensemble of {method}")
+
+
+@register_method("ensemble", "independently fitted members of any registered method, as one mixture",
+                 label="ensemble", member="map")
 def _ensemble(model, data, *, member: str = "map", members: int = 5, seeds=None, fit_member=None,
               member_options: dict | None = None) -> Posterior:
     return fit_ensemble(model, data, member, members, seeds, fit_member, **(member_options or {}))
 
 
 @register_method("deep_ensemble", "deep ensemble: K MAP networks from independent initialisations",
-                 passes_to=fit)
+                 passes_to=fit, label="deep ensemble", member="map")
 def _deep_ensemble(model, data, *, members: int = 5, seeds=None, fit_member=None, **fit_options) -> Posterior:
+    fit_options = _spread(fit_options, "config", "deep_ensemble", fit_member)
     return fit_ensemble(model, data, "map", members, seeds, fit_member, **fit_options)
 
 
 @register_method("multiswag", "MultiSWAG: an ensemble of K SWAGs (Wilson & Izmailov 2020)",
-                 passes_to=(_swag, fit))
+                 passes_to=(_swag, fit), label="MultiSWAG", member="swag")
 def _multiswag(model, data, *, members: int = 5, seeds=None, fit_member=None, **swag_options) -> Posterior:
     if "map_posterior" in swag_options:
         raise TypeError("multiswag fits one MAP per member; it takes no map_posterior (use swag for one)")
+    swag_options = _spread(swag_options, "map_training", "multiswag", fit_member)
     return fit_ensemble(model, data, "swag", members, seeds, fit_member, **swag_options)

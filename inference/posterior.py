@@ -6,12 +6,13 @@ and nothing outside :mod:`bayesdl.inference` needs to know which method is behin
 
 - ``predictive_probs(x, link_approx="mc" | "probit")``: the mean predictive probabilities
   ``[N, C]``, by Monte Carlo or (Laplace) by the probit approximation of the GLM predictive;
-- ``predict(x, S)``: posterior-predictive samples as a typed :class:`~bayesdl.models.Prediction`,
-  :class:`~bayesdl.models.ClassPrediction` (``probs`` ``[S, N, C]``) or
-  :class:`~bayesdl.models.RegressionPrediction` (``mean``, ``noise`` ``[S, N]``);
+- ``predict(x, S)``: posterior-predictive samples as a typed :class:`~bayesdl.predictions.Prediction`,
+  :class:`~bayesdl.predictions.ClassPrediction` (``probs`` ``[S, N, C]``) or
+  :class:`~bayesdl.predictions.RegressionPrediction` (``mean``, ``noise`` ``[S, N]``);
   ``predictive_outputs(x, S)``: the network outputs behind it ``[S, N, ...]`` (logits, means);
 - ``point_estimate()``: representative weights ``{site: tensor}`` (the MAP, the variational
-  mean, the dropout network's weights, the mean of MCMC draws);
+  mean, the dropout network's weights, the mean of MCMC draws); ``point_outputs(x)`` and
+  ``point_features(x)``: the network there (dropout off), its outputs and penultimate features;
 - ``sample(S)``: weight draws ``{site: [S, *shape]}``; ``draws(S)``: the same kept by chain,
   ``[chains, draws, *shape]``, with divergences where the method has them (:class:`Draws`);
 - ``log_likelihood(x, y)``: ``ln p(y_n | x_n, theta)`` at every draw ``[chains, draws, N]``,
@@ -34,7 +35,7 @@ from pyro import poutine
 
 from bayesdl.checks import check_int
 from bayesdl.models.bnn import BNN, bnn_of
-from bayesdl.models.likelihoods import Prediction
+from bayesdl.predictions import Prediction
 from bayesdl.progress import track
 
 from . import distributed
@@ -117,6 +118,13 @@ class Approximation:
         count = next(iter(weights.values())).shape[0]
         return torch.stack([bnn.network(x, {k: v[s].to(x.device) for k, v in weights.items()})
                             for s in range(count)])
+
+
+def _batches(x: torch.Tensor, batch_size: int | None):
+    """``x`` split into batches of ``batch_size`` (None: one batch)."""
+    if batch_size is None:
+        return (x,)
+    return x.split(check_int(batch_size, "batch_size", minimum=1))
 
 
 def _require_bnn(model) -> BNN:
@@ -244,13 +252,32 @@ class Posterior:
         outputs = distributed.shard_map(outputs_of, x, dim=1)
         return outputs.expand(num_samples, *outputs.shape[1:]) if passes != num_samples else outputs
 
+    def point_outputs(self, x, batch_size: int | None = None) -> torch.Tensor:
+        """Network outputs ``[N, ...]`` (logits, means) at :meth:`point_estimate`, dropout off:
+        the deterministic network of MC dropout, the MAP of Laplace, the first member of an
+        ensemble. On the model's device; differentiable in ``x`` (ODIN and attacks take input
+        gradients), so wrap it in ``torch.no_grad()`` when none is needed. ``batch_size`` inputs
+        at a time (default: all at once)."""
+        bnn, x, weights = self.bnn, self.bnn.check_inputs(x), self.point_estimate()
+        return torch.cat([bnn.network(chunk, weights) for chunk in _batches(x, batch_size)])
+
+    @torch.no_grad()
+    def point_features(self, x, batch_size: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(outputs [N, ...], features [N, H])`` at :meth:`point_estimate`, dropout off: the
+        outputs of :meth:`point_outputs` and the input of the output layer (the penultimate
+        features a ConfidNet head or a NeuralLinear model reads). On the model's device,
+        ``batch_size`` inputs at a time (default: all at once)."""
+        bnn, x, weights = self.bnn, self.bnn.check_inputs(x), self.point_estimate()
+        pairs = [bnn.features(chunk, weights) for chunk in _batches(x, batch_size)]
+        return torch.cat([o for o, _ in pairs]), torch.cat([f for _, f in pairs])
+
     def predict(self, x, num_samples: int = 100, batch_size: int = 1024,
                 progress: bool = False) -> Prediction:
         """Posterior-predictive samples at inputs ``x`` ``[N, ...]``.
 
-        Returns a :class:`~bayesdl.models.ClassPrediction` (``probs`` ``[S, N, C]``; binary
+        Returns a :class:`~bayesdl.predictions.ClassPrediction` (``probs`` ``[S, N, C]``; binary
         models give ``C = 2``) for classification, or a
-        :class:`~bayesdl.models.RegressionPrediction` (``mean``, ``noise`` ``[S, N]``) for
+        :class:`~bayesdl.predictions.RegressionPrediction` (``mean``, ``noise`` ``[S, N]``) for
         regression. Inputs are processed ``batch_size`` at a time, so ``N`` can be large;
         ``progress`` shows a progress bar over the batches.
         """
@@ -327,12 +354,15 @@ class Posterior:
         x, y = self.bnn.check_data(x, y)
         draws = self.draws(num_samples) if draws is None else draws
         log_lik = torch.empty(draws.num_chains, draws.num_draws, x.shape[0])
-        for c, d, output in self._outputs_by_draw(x, draws):
+        for c, d, output in self.outputs_by_draw(x, draws):
             log_lik[c, d] = self.bnn.likelihood.log_prob(output, y).cpu()
         return log_lik
 
-    def _outputs_by_draw(self, x: torch.Tensor, draws: Draws):
-        """``(chain, draw, outputs [N, ...])`` for every draw, one chain at a time (checked ``x``)."""
+    def outputs_by_draw(self, x, draws: Draws):
+        """``(chain, draw, outputs [N, ...])`` for every draw of ``draws``, one chain at a time,
+        as this posterior predicts (see :meth:`outputs_at`): a generator, so a caller turning each
+        pass into several quantities (log-likelihood, replicated targets) runs the network once."""
+        x = self.bnn.check_inputs(x)
         for c in range(draws.num_chains):
             outputs = self._approximation.outputs_at(x, {k: v[c] for k, v in draws.samples.items()})
             for d, output in enumerate(outputs):

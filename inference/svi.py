@@ -4,6 +4,8 @@ One loop for every guide: a :class:`bayesdl.inference.guides.BNNGuide` trained w
 :class:`bayesdl.inference.BNNElbo` (the default), or any Pyro model and guide (``AutoNormal``, a
 hand-written guide) with any Pyro ELBO. It keeps the ELBO history and its parts, stops
 cleanly on a non-finite loss, saves and resumes checkpoints, and is deterministic by seed.
+Its loop options (epochs, learning rate, checkpoint, ...) are given flat, as keywords, or as
+one :class:`FitConfig`; both run the same code and give the same numbers.
 
 Pyro's own ``SVI`` keeps one torch optimizer per parameter tensor (``pyro.optim``); here a
 single ``torch.optim`` optimizer takes every parameter, which is both faster and lets
@@ -12,10 +14,13 @@ users pass any torch optimizer.
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
 import math
 import os
 import time
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 
 import pyro
 import torch
@@ -33,7 +38,7 @@ from .guides import BNNGuide
 from .history import TrainingHistory
 from .posterior import Posterior
 
-__all__ = ["fit", "exponential_decay", "NonFiniteLossError"]
+__all__ = ["fit", "FitConfig", "exponential_decay", "NonFiniteLossError"]
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -64,15 +69,131 @@ def exponential_decay(lr: float, final_lr: float, epochs: int):
     return lambda opt: torch.optim.lr_scheduler.ExponentialLR(opt, gamma)
 
 
-def fit(model, guide, data, *, epochs: int = 10, lr: float = 1e-3, batch_size: int = 128,
-        elbo=None, optimizer: Callable[[Iterable], torch.optim.Optimizer] | None = None,
-        scheduler: Callable[[torch.optim.Optimizer], object] | None = None,
-        kl_weight: float = 1.0, num_particles: int = 1, dataset_size: int | None = None,
-        seed: int | None = None, device: str | torch.device | None = None,
-        checkpoint: str | os.PathLike | None = None, resume: bool = False,
-        callbacks: Iterable[Callable] = (), progress: bool = True,
-        shuffle: bool = True, fabric=None) -> Posterior:
+@dataclass(frozen=True)
+class FitConfig:
+    """The loop options of :func:`fit` as one value: how to train, apart from what (model,
+    guide, data) and where across processes (``fabric``).
+
+    Every field means what the keyword of the same name means for :func:`fit` and has the same
+    default; values are checked here, at construction, with the errors ``fit`` gives (a
+    ``ValueError`` or ``TypeError`` naming the option). A config is frozen: derive variants with
+    :meth:`replace` (or ``dataclasses.replace``). ``callbacks`` is kept as a tuple.
+
+        >>> config = FitConfig(epochs=20, lr=1e-2, batch_size=64, seed=0, progress=False)
+        >>> posterior = fit(model, MeanFieldGuide(model), (x, y), config)      # doctest: +SKIP
+        >>> longer = config.replace(epochs=40)           # the same run, twice as long
+        >>> approximate("laplace", model, (x, y), map_training=config)      # doctest: +SKIP
+
+    ``fit(model, guide, data, config)`` is exactly ``fit(model, guide, data, epochs=20, lr=1e-2,
+    batch_size=64, seed=0, progress=False)``: the same random draws, steps and checkpoints.
+    """
+
+    epochs: int = 10
+    lr: float = 1e-3
+    batch_size: int = 128
+    elbo: object = None
+    optimizer: Callable[[Iterable], torch.optim.Optimizer] | None = None
+    scheduler: Callable[[torch.optim.Optimizer], object] | None = None
+    kl_weight: float = 1.0
+    num_particles: int = 1
+    dataset_size: int | None = None
+    seed: int | None = None
+    device: str | torch.device | None = None
+    checkpoint: str | os.PathLike | None = None
+    resume: bool = False
+    callbacks: Iterable[Callable] = ()
+    progress: bool = True
+    shuffle: bool = True
+
+    def __post_init__(self):
+        checked = {
+            "epochs": check_int(self.epochs, "epochs", minimum=0),
+            "lr": check_positive(self.lr, "lr"),
+            "batch_size": check_int(self.batch_size, "batch_size", minimum=1),
+            "kl_weight": check_positive(self.kl_weight, "kl_weight", allow_zero=True),
+            "num_particles": check_int(self.num_particles, "num_particles", minimum=1),
+            "callbacks": _check_callbacks(self.callbacks),
+        }
+        if self.dataset_size is not None:
+            checked["dataset_size"] = check_int(self.dataset_size, "dataset_size", minimum=1)
+        if self.seed is not None:
+            checked["seed"] = check_int(self.seed, "seed", minimum=0)
+        if self.device is not None:
+            check_device(self.device)  # kept as given: fit compares it with a launched Fabric's
+        for name, what in _FACTORIES.items():
+            value = getattr(self, name)
+            if value is not None and not callable(value):
+                raise TypeError(f"{name} must be a function {what}; got a {type(value).__name__}")
+        if self.elbo is not None and (isinstance(self.elbo, type)
+                                      or not callable(getattr(self.elbo, "differentiable_loss", None))):
+            raise TypeError(f"elbo must be a Pyro ELBO instance with a differentiable_loss, such as "
+                            f"pyro.infer.Trace_ELBO() (None: BNNElbo), got {self.elbo!r}")
+        if self.checkpoint is not None and not isinstance(self.checkpoint, (str, os.PathLike)):
+            raise TypeError(f"checkpoint must be a file path (str or os.PathLike), got "
+                            f"{type(self.checkpoint).__name__}")
+        for name, value in checked.items():
+            object.__setattr__(self, name, value)
+
+    def replace(self, **changes) -> FitConfig:
+        """A copy with ``changes`` (checked like a new config), e.g. ``config.replace(epochs=5)``."""
+        return dataclasses.replace(self, **changes)
+
+
+_OPTIONS = tuple(f.name for f in dataclasses.fields(FitConfig))
+
+#: the options that are functions building a part of the loop, and what each must be
+_FACTORIES = {
+    "optimizer": "params -> torch optimizer, e.g. lambda params: torch.optim.SGD(params, lr=0.1)",
+    "scheduler": "optimizer -> torch LR scheduler, e.g. exponential_decay(1e-3, 1e-5, epochs)",
+}
+
+
+def _check_callbacks(callbacks) -> tuple[Callable, ...]:
+    if callable(callbacks) or isinstance(callbacks, (str, bytes)) or not isinstance(callbacks, Iterable):
+        raise TypeError(f"callbacks must be a list of functions callback(epoch, history), got "
+                        f"{type(callbacks).__name__}; wrap a single one in a list: callbacks=[callback]")
+    callbacks = tuple(callbacks)
+    for callback in callbacks:
+        if not callable(callback):
+            raise TypeError(f"callbacks must be functions callback(epoch, history), got a "
+                            f"{type(callback).__name__}")
+    return callbacks
+
+
+def _gather(config: FitConfig | None, options: dict, caller: str = "fit", name: str = "config") -> FitConfig:
+    """The loop options of one call as a FitConfig: ``config``, or the flat ``options`` (fit's
+    keywords) gathered into one; both at once is a TypeError saying what to pass."""
+    unknown = [key for key in options if key not in _OPTIONS]
+    if unknown:
+        raise TypeError(f"{caller}() got an unexpected keyword argument {unknown[0]!r}")
+    if config is None:
+        return FitConfig(**options)
+    if not isinstance(config, FitConfig):
+        hint = f" (build one: {name}=FitConfig(**options))" if isinstance(config, dict) else ""
+        raise TypeError(f"{name} must be a FitConfig{hint}, got {type(config).__name__}")
+    if options:
+        flat = sorted(options)
+        raise TypeError(f"{caller} got both {name}= and the flat fit options {flat}: pass one of them, e.g. "
+                        f"{name}={name}.replace({', '.join(f'{key}=...' for key in flat)})")
+    return config
+
+
+def _options_of(config: FitConfig) -> dict:
+    """The fields of ``config`` that differ from the defaults, as flat keywords of ``fit``."""
+    changed = {}
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        if not (value is f.default or (type(value) is type(f.default) and value == f.default)):
+            changed[f.name] = value
+    return changed
+
+
+def fit(model, guide, data, config: FitConfig | None = None, *, fabric=None, **options) -> Posterior:
     """Fit ``guide`` to the posterior of ``model`` by minibatch SVI; return the ``Posterior``.
+
+    The loop options -- ``epochs`` to ``shuffle`` below -- are given either flat, as keywords, or
+    as one :class:`FitConfig` ``config`` (``fit(model, guide, data, FitConfig(epochs=20,
+    seed=0))``), not both; either way they are checked before anything runs.
 
     Parameters
     ----------
@@ -84,6 +205,9 @@ def fit(model, guide, data, *, epochs: int = 10, lr: float = 1e-3, batch_size: i
         A ``DataLoader`` of ``(x, y)`` batches, a map-style ``Dataset`` of ``(x, y)`` pairs
         (``TensorDataset``, a torchvision dataset) or a tuple ``(x, y)`` of tensors; the last two
         are batched here by ``batch_size`` and shuffled by ``seed``.
+    config:
+        A :class:`FitConfig` holding the options below (default: the flat keywords, each
+        defaulting as shown in the signature).
     epochs, lr:
         Passes over the data; learning rate of the default Adam optimizer.
     elbo:
@@ -112,6 +236,9 @@ def fit(model, guide, data, *, epochs: int = 10, lr: float = 1e-3, batch_size: i
     progress:
         Show progress: a tqdm bar on a terminal; when stderr is not a terminal (a log file),
         a line per epoch instead, at most about ten per run (:mod:`bayesdl.progress`).
+    shuffle:
+        Reshuffle a ``Dataset`` or tuple ``(x, y)`` every epoch (a ``DataLoader`` keeps its own
+        sampler).
     fabric:
         A launched ``lightning.fabric.Fabric`` to train data-parallel on (default: the one
         :func:`bayesdl.inference.distributed.launch` started, if any). Each rank trains on its
@@ -131,124 +258,193 @@ def fit(model, guide, data, *, epochs: int = 10, lr: float = 1e-3, batch_size: i
         parameters of the last step whose loss and gradients were finite (a step that made
         the parameters themselves non-finite is undone too), and the error carries that
         posterior.
+    TypeError, ValueError
+        For a bad option (naming it), or ``config`` given together with flat loop options.
     ValueError
         For bad data, naming the epoch and batch when it is found during training (inputs
         that are NaN/Inf, labels out of range).
     """
-    epochs = check_int(epochs, "epochs", minimum=0)
-    lr = check_positive(lr, "lr")
-    batch_size = check_int(batch_size, "batch_size", minimum=1)
-    if seed is not None:
-        seed = check_int(seed, "seed", minimum=0)
-        pyro.set_rng_seed(seed)
-    loader = as_loader(data, batch_size, shuffle)
-    n_data = dataset_size_of(loader, dataset_size)
-    parallel = distributed.training(fabric)
-    loader = parallel.shard(loader, seed)
-    bnn = bnn_of(model)
-    structured = elbo is None or isinstance(elbo, BNNElbo)
-    if elbo is None:
-        if bnn is None or not isinstance(guide, BNNGuide):
-            raise TypeError(
-                "fit's default objective needs a bayesdl.models.BNN and a bayesdl guide; for other Pyro "
-                "models or guides pass elbo=pyro.infer.Trace_ELBO()"
-            )
-        elbo = BNNElbo(num_particles=num_particles, kl_weight=kl_weight)
-    if parallel.device is not None:
-        if device is not None and torch.device(device).type != parallel.device.type:
-            raise ValueError(f"device={device!r}, but the launched Fabric trains on {parallel.device}")
-        device = parallel.device
-    if device is not None:
-        device = check_device(device)
-        for module in (bnn, guide):
-            if isinstance(module, torch.nn.Module):
-                module.to(device)
-    elif bnn is not None:
-        device = bnn.prior_scales.device
-
+    trainer = _Trainer(model, guide, _gather(config, options), fabric)
+    trainer.prepare(data)
     try:
-        first = next(iter(loader))
-    except StopIteration:
-        raise ValueError("the training loader yields no batch; pass at least one example") from None
-    x0, y0 = batch_to(first, device)
-    if bnn is not None:
-        x0, y0 = bnn.check_data(x0, y0)
-        with torch.no_grad():
-            out_shape = bnn.network(x0[:1], bnn.initial_values()).shape[1:]
-    model_kwargs = {"dataset_size": n_data} if bnn is not None else {}
-    # Set up lazily-built guides (autoguides, the dropout guide's masks) before the optimizer.
-    with torch.no_grad(), pyro.poutine.block():
-        if isinstance(guide, BNNGuide):
-            guide.setup(x0)
-        else:
-            guide(x0, y0, **model_kwargs)
-    params = _parameters(guide, bnn if bnn is not None else model)
-    if not params:
-        raise ValueError("the guide has no trainable parameters")
-    opt = optimizer(params) if optimizer is not None else torch.optim.Adam(params, lr=lr)
-    sched = scheduler(opt) if scheduler is not None else None
-
-    history = TrainingHistory(dataset_size=n_data)
-    start_epoch = 0
-    if checkpoint is not None and resume and parallel.checkpoint_exists(checkpoint):
-        history, start_epoch = resume_checkpoint(checkpoint, model, guide, opt, sched)
-
-    posterior = Posterior(model, guide, history)
-    # The parameters at the last step whose loss and gradients were finite: a step can turn them
-    # non-finite (a learning rate far too large) before any loss shows it, so the error keeps these.
-    last_finite = [p.detach().clone() for p in params]
-    step_loss, opt = parallel.setup(
-        distributed.ElboStep(model, guide, elbo, structured, n_data, model_kwargs), opt)
-    steps_per_epoch = len(loader) if hasattr(loader, "__len__") else None
-    total = None if steps_per_epoch is None else steps_per_epoch * (epochs - start_epoch)
-    bar = progress_bar(total, desc=f"fit {type(guide).__name__}", unit="step",
-                       enabled=progress and parallel.is_writer)
-    clock = time.perf_counter()
-    try:
-        for epoch in range(start_epoch, epochs):
-            first_step = len(history.elbo)
-            parallel.start_epoch(epoch)  # data-parallel: this epoch's shard, this rank's noise
-            for step, batch in enumerate(loader):
-                x, y = batch_to(batch, device)
-                if bnn is not None:
-                    x, y = check_batch(bnn, x, y, out_shape, f"epoch {epoch + 1}, batch {step + 1}")
-                opt.zero_grad(set_to_none=True)
-                loss, log_lik, kl = step_loss(x, y)
-                value, log_lik, kl = parallel.values(loss, log_lik, kl)  # the ranks' mean
-                if not math.isfinite(value):
-                    _non_finite("loss", epoch, step, posterior, params, last_finite)
-                parallel.backward(loss)
-                grads = [p.grad for p in params if p.grad is not None]
-                if grads and not torch.isfinite(torch.nn.utils.get_total_norm(grads)):
-                    opt.zero_grad(set_to_none=True)
-                    _non_finite("gradient", epoch, step, posterior, params, last_finite)
-                with torch.no_grad():
-                    torch._foreach_copy_(last_finite, params)
-                opt.step()
-                history.elbo.append(-value)
-                if log_lik is not None:
-                    history.log_likelihood.append(log_lik)
-                    history.kl.append(kl)
-                bar.update()
-                if step % 20 == 0:
-                    bar.set_postfix(epoch=epoch + 1, elbo_per_example=f"{-value / n_data:.4f}")
-            parallel.end_epoch()
-            history._end_epoch(first_step)
-            bar.epoch(epoch, epochs, elbo_per_example=history.epoch_elbo[-1] / n_data)
-            if sched is not None:
-                sched.step()
-            history.seconds += time.perf_counter() - clock
-            clock = time.perf_counter()
-            for callback in callbacks:
-                callback(epoch, history)
-            # Rank 0 alone writes; after the callbacks, which may draw random numbers.
-            if checkpoint is not None and parallel.is_writer:
-                save_checkpoint(checkpoint, checkpoint_state(model, guide, opt, sched, epoch + 1, history,
-                                                             seed, x0.shape[1:]))
+        for epoch in range(trainer.start_epoch, trainer.config.epochs):
+            first_step = len(trainer.history.elbo)
+            trainer.parallel.start_epoch(epoch)  # data-parallel: this epoch's shard, this rank's noise
+            for step, batch in enumerate(trainer.loader):
+                trainer.step(epoch, step, batch)
+            trainer.end_epoch(epoch, first_step)
     finally:
-        parallel.end_epoch()
-        bar.close()
-    return posterior
+        trainer.parallel.end_epoch()
+        trainer.bar.close()
+    return trainer.posterior
+
+
+def _fit_signature() -> inspect.Signature:
+    """fit's signature as help() and register_method see it: every option of FitConfig a keyword."""
+    parameter = inspect.Parameter
+    params = [parameter(name, parameter.POSITIONAL_OR_KEYWORD) for name in ("model", "guide", "data")]
+    params.append(parameter("config", parameter.POSITIONAL_OR_KEYWORD, default=None,
+                            annotation="FitConfig | None"))
+    params += [parameter(f.name, parameter.KEYWORD_ONLY, default=f.default, annotation=f.type)
+               for f in dataclasses.fields(FitConfig)]
+    params.append(parameter("fabric", parameter.KEYWORD_ONLY, default=None))
+    return inspect.Signature(params, return_annotation="Posterior")
+
+
+fit.__signature__ = _fit_signature()
+
+
+class _Trainer:
+    """One run of :func:`fit`: :meth:`prepare` once, :meth:`step` per minibatch, :meth:`end_epoch`
+    after each epoch. Every random draw happens in the order of the phases, so a seed gives
+    the same run however the options were passed."""
+
+    def __init__(self, model, guide, config: FitConfig, fabric):
+        self.model, self.guide, self.config, self.fabric = model, guide, config, fabric
+        self.bnn = bnn_of(model)
+        self.model_kwargs = {}
+
+    # ------------------------------------------------------------- preparation
+    def prepare(self, data) -> None:
+        """Seed, the loader (sharded under a Fabric), the objective, the device, the guide's
+        set-up, optimizer and scheduler, the resumed checkpoint and the progress bar."""
+        config = self.config
+        if config.seed is not None:
+            pyro.set_rng_seed(config.seed)
+        loader = as_loader(data, config.batch_size, config.shuffle)
+        self.n_data = dataset_size_of(loader, config.dataset_size)
+        self.parallel = distributed.training(self.fabric)
+        self.loader = self.parallel.shard(loader, config.seed)
+        self.elbo, self.structured = self._objective()
+        self.device = self._place()
+        x0 = self._set_up_guide()
+        self.input_shape = x0.shape[1:]
+        self._optimizer()
+        self.history, self.start_epoch = TrainingHistory(dataset_size=self.n_data), 0
+        path = config.checkpoint
+        if path is not None and config.resume and self.parallel.checkpoint_exists(path):
+            self.history, self.start_epoch = resume_checkpoint(path, self.model, self.guide, self.opt,
+                                                               self.sched)
+        self.posterior = Posterior(self.model, self.guide, self.history)
+        # The parameters at the last step whose loss and gradients were finite: a step can turn them
+        # non-finite (a learning rate far too large) before any loss shows it, so the error keeps these.
+        self.last_finite = [p.detach().clone() for p in self.params]
+        self.step_loss, self.opt = self.parallel.setup(
+            distributed.ElboStep(self.model, self.guide, self.elbo, self.structured, self.n_data,
+                                 self.model_kwargs), self.opt)
+        steps_per_epoch = len(self.loader) if hasattr(self.loader, "__len__") else None
+        total = None if steps_per_epoch is None else steps_per_epoch * (config.epochs - self.start_epoch)
+        self.bar = progress_bar(total, desc=f"fit {type(self.guide).__name__}", unit="step",
+                                enabled=config.progress and self.parallel.is_writer)
+        self.clock = time.perf_counter()
+
+    def _objective(self):
+        """The ELBO to minimise (default :class:`BNNElbo`) and whether it is structured."""
+        elbo = self.config.elbo
+        structured = elbo is None or isinstance(elbo, BNNElbo)
+        if elbo is None:
+            if self.bnn is None or not isinstance(self.guide, BNNGuide):
+                raise TypeError(
+                    "fit's default objective needs a bayesdl.models.BNN and a bayesdl guide; for other Pyro "
+                    "models or guides pass elbo=pyro.infer.Trace_ELBO()"
+                )
+            elbo = BNNElbo(num_particles=self.config.num_particles, kl_weight=self.config.kl_weight)
+        return elbo, structured
+
+    def _place(self):
+        """The training device (a launched Fabric's, the one asked for, or the BNN's); model
+        and guide are moved there."""
+        device, parallel = self.config.device, self.parallel
+        if parallel.device is not None:
+            if device is not None and torch.device(device).type != parallel.device.type:
+                raise ValueError(f"device={device!r}, but the launched Fabric trains on {parallel.device}")
+            device = parallel.device
+        if device is not None:
+            device = check_device(device)
+            for module in (self.bnn, self.guide):
+                if isinstance(module, torch.nn.Module):
+                    module.to(device)
+        elif self.bnn is not None:
+            device = self.bnn.prior_scales.device
+        return device
+
+    def _set_up_guide(self) -> torch.Tensor:
+        """Check the first batch and set up lazily-built guides (autoguides, the dropout guide's
+        masks) on it, before the optimizer sees their parameters; return its inputs."""
+        try:
+            first = next(iter(self.loader))
+        except StopIteration:
+            raise ValueError("the training loader yields no batch; pass at least one example") from None
+        x0, y0 = batch_to(first, self.device)
+        if self.bnn is not None:
+            x0, y0 = self.bnn.check_data(x0, y0)
+            with torch.no_grad():
+                self.out_shape = self.bnn.network(x0[:1], self.bnn.initial_values()).shape[1:]
+            self.model_kwargs = {"dataset_size": self.n_data}
+        with torch.no_grad(), pyro.poutine.block():
+            if isinstance(self.guide, BNNGuide):
+                self.guide.setup(x0)
+            else:
+                self.guide(x0, y0, **self.model_kwargs)
+        return x0
+
+    def _optimizer(self) -> None:
+        """The trainable parameters, the optimizer (default Adam) and the scheduler."""
+        config = self.config
+        self.params = _parameters(self.guide, self.bnn if self.bnn is not None else self.model)
+        if not self.params:
+            raise ValueError("the guide has no trainable parameters")
+        self.opt = (config.optimizer(self.params) if config.optimizer is not None
+                    else torch.optim.Adam(self.params, lr=config.lr))
+        self.sched = config.scheduler(self.opt) if config.scheduler is not None else None
+
+    # ------------------------------------------------------------- one minibatch
+    def step(self, epoch: int, step: int, batch) -> None:
+        """One optimizer step on ``batch``: loss, backward, the NaN guard, the step, the record."""
+        x, y = batch_to(batch, self.device)
+        if self.bnn is not None:
+            x, y = check_batch(self.bnn, x, y, self.out_shape, f"epoch {epoch + 1}, batch {step + 1}")
+        opt, params, parallel = self.opt, self.params, self.parallel
+        opt.zero_grad(set_to_none=True)
+        loss, log_lik, kl = self.step_loss(x, y)
+        value, log_lik, kl = parallel.values(loss, log_lik, kl)  # the ranks' mean
+        if not math.isfinite(value):
+            _non_finite("loss", epoch, step, self.posterior, params, self.last_finite)
+        parallel.backward(loss)
+        grads = [p.grad for p in params if p.grad is not None]
+        if grads and not torch.isfinite(torch.nn.utils.get_total_norm(grads)):
+            opt.zero_grad(set_to_none=True)
+            _non_finite("gradient", epoch, step, self.posterior, params, self.last_finite)
+        with torch.no_grad():
+            torch._foreach_copy_(self.last_finite, params)
+        opt.step()
+        history = self.history
+        history.elbo.append(-value)
+        if log_lik is not None:
+            history.log_likelihood.append(log_lik)
+            history.kl.append(kl)
+        self.bar.update()
+        if step % 20 == 0:
+            self.bar.set_postfix(epoch=epoch + 1, elbo_per_example=f"{-value / self.n_data:.4f}")
+
+    # ------------------------------------------------------------- end of an epoch
+    def end_epoch(self, epoch: int, first_step: int) -> None:
+        """The epoch's history and progress line, the scheduler step, the callbacks, then the
+        checkpoint (rank 0 alone writes; after the callbacks, which may draw random numbers)."""
+        config, history = self.config, self.history
+        self.parallel.end_epoch()
+        history.end_epoch(first_step)
+        self.bar.epoch(epoch, config.epochs, elbo_per_example=history.epoch_elbo[-1] / self.n_data)
+        if self.sched is not None:
+            self.sched.step()
+        history.seconds += time.perf_counter() - self.clock
+        self.clock = time.perf_counter()
+        for callback in config.callbacks:
+            callback(epoch, history)
+        if config.checkpoint is not None and self.parallel.is_writer:
+            save_checkpoint(config.checkpoint, checkpoint_state(self.model, self.guide, self.opt, self.sched,
+                                                                epoch + 1, history, config.seed,
+                                                                self.input_shape))
 
 
 def _non_finite(what, epoch, step, posterior, params, last_finite):

@@ -185,7 +185,7 @@ class SWAGGuide(MAPGuide):
 
 
 #: options of ``fit`` that describe the data and the run rather than the optimiser: shared by
-#: the MAP and the SWAG phase of ``approximate("swag", ...)``
+#: the MAP and the SWAG phase of ``approximate("swag", ...)`` (given flat or in ``map_training``)
 SHARED_FIT_OPTIONS = frozenset({"seed", "device", "progress", "batch_size", "dataset_size", "shuffle",
                                 "resume"})
 
@@ -207,6 +207,9 @@ def fit_swag(map_posterior: Posterior, data, *, epochs: int = 10, lr: float = 0.
     for name in ("optimizer", "lr_schedule", "scheduler"):
         if name in fit_options:
             raise TypeError(f"SWAG runs SGD with a constant learning rate; it takes no {name!r}")
+    if "config" in fit_options:
+        raise TypeError("fit_swag takes its epochs, lr and fit's run options (seed, device, checkpoint, ...) "
+                        "as keywords, not as config=")
     lr = check_positive(lr, "lr")
     momentum = check_positive(momentum, "momentum", allow_zero=True)
     loader = as_loader(data, check_int(batch_size, "batch_size", minimum=1), shuffle)
