@@ -33,9 +33,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
-from bayesdl.experiments.active_learning import ActiveLearning
+from bayesdl.experiments.active_learning import WEIGHT_DECAY_C, ActiveLearning, dbal_model
 from bayesdl.experiments.data import load_images
-from bayesdl.experiments.studies.active_learning import WEIGHT_DECAY_C, model_fn
 from bayesdl.inference import DropoutGuide, Posterior
 from bayesdl.models import DBALCNN
 from bayesdl.runtime import retain_freed_memory
@@ -86,7 +85,7 @@ def plain_step(x_lab, y_lab, x_cand, x_test, y_test, seed: int):
 
 
 def bayesdl_step(train, initial, test, seed: int):
-    loop = ActiveLearning(model_fn, method="dropout", acquisition="bald", acquisition_size=10,
+    loop = ActiveLearning(dbal_model, method="dropout", acquisition="bald", acquisition_size=10,
                           max_labels=LABELLED + 10, candidates=CANDIDATES, num_samples=T, seed=seed,
                           method_options={"epochs": EPOCHS, "lr": 1e-3, "batch_size": 128, "p": None})
     record = loop.start(train, initial, None)
@@ -106,7 +105,7 @@ def main(argv=None) -> dict:
 
     # ---- 1. scoring the pool
     torch.manual_seed(0)
-    model = model_fn()
+    model = dbal_model()
     guide = DropoutGuide(model, p=None)
     posterior = Posterior(model, guide, method="dropout")
     nets = {"plain": plain_net(), "plain_channels_last": plain_net(channels_last=True)}

@@ -26,6 +26,7 @@ so a resumed run acquires exactly what an uninterrupted one would have.
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -36,11 +37,26 @@ from torch.utils.data import TensorDataset
 
 from bayesdl.checks import check_int
 from bayesdl.evaluation.acquisition import ACQUISITION_FUNCTIONS, acquire
-from bayesdl.inference import METHODS, approximate
+from bayesdl.inference import approximate
+from bayesdl.models import BNN, DBALCNN
 
 from .io import write_json
+from .methods import MethodSpec
 
-__all__ = ["ActiveLearning", "ActiveLearningRecord", "balanced_initial_indices"]
+__all__ = ["ActiveLearning", "ActiveLearningRecord", "balanced_initial_indices", "dbal_model",
+           "WEIGHT_DECAY_C"]
+
+WEIGHT_DECAY_C = 3.5  # Gal, Islam & Ghahramani's code: weight decay c / N on fc 128
+
+
+def dbal_model():
+    """The CNN of Gal, Islam & Ghahramani (2017) with its weight decay, as a fresh ``BNN``: conv 32
+    4x4 - conv 32 4x4 - max-pool - dropout 0.25 - fc 128 - dropout 0.5 - fc 10
+    (:class:`bayesdl.models.DBALCNN`), a prior on fc 128 of scale ``1 / sqrt(2 c (1 - 0.25))``
+    (their weight decay ``c / N``), the other layers learned by maximum likelihood."""
+    prior_scale = 1.0 / math.sqrt(2 * WEIGHT_DECAY_C * (1 - 0.25))
+    return BNN(DBALCNN(p_conv=0.25, p_fc=0.5), prior_scale=prior_scale,
+               deterministic=("conv1", "conv2", "fc2"))
 
 
 @dataclass
@@ -107,8 +123,10 @@ class ActiveLearning:
     model_fn:
         ``() -> BNN``: a fresh model, built at every step (the step's seed is set before).
     method, method_options:
-        The inference method of the registry and its options (e.g. ``epochs``, ``lr``,
-        ``batch_size``); ``seed`` and ``progress`` are set by the loop.
+        The method: a :class:`~bayesdl.experiments.methods.MethodSpec` (its ``options``, e.g.
+        ``epochs``, ``lr``, ``batch_size``, are the fit's), or the name of a registered method with
+        its options in ``method_options``; ``seed``, ``progress`` and ``device`` are set by the loop
+        (those of them the method takes: its declared ``run_options``).
     acquisition, acquisition_options:
         A name of :data:`~bayesdl.evaluation.acquisition.ACQUISITION_FUNCTIONS` or
         ``"batchbald"`` (whose options, e.g. ``num_configurations``, go in ``acquisition_options``).
@@ -131,7 +149,7 @@ class ActiveLearning:
     """
 
     model_fn: Callable
-    method: str = "dropout"
+    method: str | MethodSpec = "dropout"
     acquisition: str = "bald"
     acquisition_size: int = 10
     max_labels: int = 1000
@@ -145,8 +163,15 @@ class ActiveLearning:
     batch_size: int = 1024
 
     def __post_init__(self):
-        if self.method not in METHODS:
-            raise ValueError(f"unknown inference method {self.method!r}; choose one of {sorted(METHODS)}")
+        if isinstance(self.method, MethodSpec):  # one spec: its method and options
+            both = sorted(set(self.method.options) & set(self.method_options))
+            if both:
+                raise ValueError(f"options {both} are given by both the method spec and method_options")
+            self.method_options = {**self.method.options, **self.method_options}
+            self.spec = self.method
+        else:
+            self.spec = MethodSpec(self.method, options=self.method_options)  # ValueError: unknown method
+        self.method = self.spec.method
         if self.acquisition not in (*ACQUISITION_FUNCTIONS, "batchbald"):
             raise ValueError(f"unknown acquisition function {self.acquisition!r}; choose one of "
                              f"{sorted([*ACQUISITION_FUNCTIONS, 'batchbald'])}")
@@ -232,8 +257,8 @@ class ActiveLearning:
         torch.manual_seed(_step_seed(self.seed, t, 0))
         model = self.model_fn()
         offered = {"seed": _step_seed(self.seed, t, 1), "progress": progress, "device": self.device}
-        accepted = {k: v for k, v in offered.items() if k in METHODS[self.method].options and v is not None}
-        posterior = approximate(self.method, model, (x[labelled], y[labelled]), **accepted,
+        accepted = {k: v for k, v in offered.items() if k in self.spec.info.run_options and v is not None}
+        posterior = approximate(self.spec.method, model, (x[labelled], y[labelled]), **accepted,
                                 **self.method_options)
         seconds["train"] = time.perf_counter() - clock
 
@@ -291,10 +316,8 @@ class ActiveLearning:
         MC predictive with ``test_samples`` samples."""
         wrong = 0
         if self.test_samples is None:
-            weights = posterior.point_estimate()
-            bnn = posterior.bnn
             for xb, yb in zip(x.split(self.batch_size), y.split(self.batch_size)):
-                out = bnn.network(bnn.check_inputs(xb), weights)
+                out = posterior.point_outputs(xb)
                 wrong += int((out.argmax(-1).cpu() != yb).sum())
         else:
             for xb, yb in zip(x.split(self.batch_size), y.split(self.batch_size)):

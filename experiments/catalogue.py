@@ -1,7 +1,11 @@
-"""The catalogue of studies: names, descriptions and where each study's code lives.
+"""The catalogue of studies: names, descriptions, options and where each study's code lives.
 
 Kept free of heavy imports, so that ``bdl --help`` and ``bdl list`` start at once: a study's
 module (and torch, Pyro, ArviZ, matplotlib with it) is imported only when the study runs.
+
+A new study is one entry here (with its options, declared once as a :class:`StudyOptions`
+dataclass) and one module in :mod:`bayesdl.experiments.studies` whose ``run(ctx)`` reads
+``ctx.options``; see :mod:`bayesdl.experiments.options`.
 """
 
 from __future__ import annotations
@@ -10,7 +14,61 @@ import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from .options import NoOptions, StudyOptions, option
+
 __all__ = ["StudyInfo", "STUDIES", "load_study"]
+
+#: the acquisition functions the active-learning study compares (Gal et al. 2017, Table 1)
+ACQUISITION_FUNCTIONS = ("bald", "variation_ratios", "max_entropy", "mean_std", "random")
+#: the nine UCI regression sets of Gal & Ghahramani (2016), smallest first (the order the study runs)
+UCI_DATASETS = ("yacht", "bostonHousing", "energy", "concrete", "wine-quality-red", "kin8nm",
+                "power-plant", "naval-propulsion-plant", "protein-tertiary-structure")
+#: the networks of the failure study: the course's LeNet and Corbiere et al.'s SmallConvNet
+FAILURE_NETWORKS = ("corbiere", "lenet")
+
+
+@dataclass(frozen=True)
+class ReducedRunOptions(StudyOptions):
+    """A reduced run of the MNIST week-3 studies: fewer epochs and posterior samples."""
+
+    epochs: int | None = option("epochs of every network (default: the recipe's, 50; quick 1)")
+    samples: int | None = option("posterior samples per prediction (default 100; quick 10)")
+
+
+@dataclass(frozen=True)
+class FailureOptions(ReducedRunOptions):
+    networks: tuple[str, ...] = option(
+        "comma-separated: lenet (the course's), corbiere (Corbiere et al.'s setup)", ("lenet",),
+        choices=FAILURE_NETWORKS, message="networks must be a comma-separated list of {choices}, got {text!r}")
+    seeds: int = option("classifiers of seeds seed .. seed + N - 1, each with its ConfidNet", 1)
+    confidnet_epochs: int | None = option("ConfidNet's epochs (default: lenet 200, corbiere 500; quick 3)")
+    confidnet_passes: int | None = option("stochastic classifier passes ConfidNet trains on (default: lenet 10, "
+                                          "corbiere 50; quick 2)")
+
+
+@dataclass(frozen=True)
+class ActiveLearningOptions(StudyOptions):
+    functions: tuple[str, ...] = option(
+        "comma-separated acquisition functions", ACQUISITION_FUNCTIONS, choices=ACQUISITION_FUNCTIONS,
+        message=f"functions must be a comma-separated subset of {list(ACQUISITION_FUNCTIONS)}, got {{text!r}}")
+    seeds: int = option("runs of seeds seed .. seed + N - 1 per function", 3, quick=1)
+    epochs: int = option("training epochs at every step", 50, quick=10)
+    max_labels: int = option("labels at which a run stops", 1000, quick=40)
+    candidates: int | None = option("random pool points scored per step (none: the whole pool)", 2000, quick=100)
+    num_samples: int = option("MC dropout samples per scored point", 20, quick=5)
+    batchbald: bool = option("also run BatchBALD against BALD (true/false)", True)
+    num_configurations: int = option("BatchBALD's sampled configurations", 10_000, quick=500)
+    test_size: int | None = option("a fixed random subset of the test set (none: all 10,000)", None, quick=300)
+    time_budget: float | None = option(
+        "seconds after which no step starts (0: report the saved records only)", None, minimum=0,
+        message="option {name} must be positive or 0 (report the saved records only), got {text!r}")
+
+
+@dataclass(frozen=True)
+class UCIOptions(StudyOptions):
+    dataset: str = option("one UCI set, or all (quick mode: yacht)", "all", choices=("all", *UCI_DATASETS),
+                          message="unknown UCI dataset {text!r}; choose one of {choices}")
+    splits: int | None = option("the first N standard splits (none: all)", None, quick=2)
 
 
 @dataclass(frozen=True)
@@ -23,14 +81,8 @@ class StudyInfo:
     reproduces: str
     entry: str
     needs_data: bool = False
-    #: names of the study's options (``bdl run NAME --set KEY=VALUE``); the study parses and checks
-    #: their values before any work (see its docstring)
-    options: tuple[str, ...] = ()
-
-
-#: the options of the MNIST week-3 studies: a reduced run (every network trained ``epochs``
-#: epochs instead of 50, ``samples`` posterior samples per prediction instead of 100)
-REDUCED_RUN = ("epochs", "samples")
+    #: the study's options (``bdl run NAME --set KEY=VALUE``), parsed and checked before any work
+    options: type[StudyOptions] = NoOptions
 
 _ALL = (
     StudyInfo("regression", "Bayesian linear regression: closed form, evidence, Pyro SVI and NUTS",
@@ -47,27 +99,24 @@ _ALL = (
               "mnist_guides:run", needs_data=True),
     StudyInfo("mnist-dropout", "LeNet with MC dropout on MNIST: accuracy, uncertainty measures, uncertain digits",
               "course week 3: MC dropout (p = 0.5, T = 50/100), variation ratio / entropy / MI, rotated digit",
-              "mnist:run_dropout", needs_data=True, options=REDUCED_RUN),
+              "mnist.dropout:run", needs_data=True, options=ReducedRunOptions),
     StudyInfo("calibration", "Calibration on MNIST: reliability diagrams, ECE, NLL, Brier; temperature scaling",
               "course week 3 (Guo et al. 2017): MAP, MC dropout, mean-field VI, Laplace, before/after temperature",
-              "mnist:run_calibration", needs_data=True, options=REDUCED_RUN),
+              "mnist.calibration:run", needs_data=True, options=ReducedRunOptions),
     StudyInfo("failure", "Failure prediction on MNIST: MCP, MC dropout, ConfidNet, TCP oracle (AUPR-error)",
               "course week 3 (Corbiere et al. 2019): which confidence separates errors from correct predictions",
-              "mnist:run_failure", needs_data=True,
-              options=(*REDUCED_RUN, "networks", "seeds", "confidnet_epochs", "confidnet_passes")),
+              "mnist.failure:run", needs_data=True, options=FailureOptions),
     StudyInfo("ood", "OOD detection: MNIST against Kuzushiji-MNIST and Fashion-MNIST (MCP, MC dropout, ODIN, Laplace)",
               "course week 3 (Liang et al. 2018; Laplace Redux): AUROC, AUPR, FPR at 95% TPR per OOD set",
-              "mnist:run_ood", needs_data=True, options=REDUCED_RUN),
+              "mnist.ood:run", needs_data=True, options=ReducedRunOptions),
     StudyInfo("active-learning", "Deep Bayesian active learning on MNIST: BALD, variation ratios, max entropy, "
               "mean STD, random; BatchBALD",
               "course applications (Gal, Islam & Ghahramani 2017, Table 1; Kirsch et al. 2019): labels to reach "
               "10% / 5% test error",
-              "active_learning:run", needs_data=True,
-              options=("functions", "seeds", "epochs", "max_labels", "candidates", "num_samples",
-                       "batchbald", "num_configurations", "test_size", "time_budget")),
+              "active_learning:run", needs_data=True, options=ActiveLearningOptions),
     StudyInfo("uci", "UCI regression (9 sets, standard splits): MC dropout, mean-field VI, Laplace; NUTS on yacht",
               "Gal & Ghahramani 2016 Table 1: test RMSE and LL; aleatoric/epistemic split; interval coverage",
-              "uci:run", needs_data=True, options=("dataset", "splits")),
+              "uci:run", needs_data=True, options=UCIOptions),
 )
 
 #: name -> study, in the course's order (the order ``bdl list`` shows)

@@ -97,8 +97,10 @@ def _main(argv):
         for name, study in STUDIES.items():  # in the course's order
             print(f"{name:<{width}}  {study.description}")
             print(f"{'':<{width}}  reproduces: {study.reproduces}")
-            if study.options:
-                print(f"{'':<{width}}  options (--set KEY=VALUE): {', '.join(study.options)}")
+            if study.options.names():
+                print(f"{'':<{width}}  options (--set KEY=VALUE):")
+                for key, text in study.options.describe():
+                    print(f"{'':<{width}}    {key}: {text}")
         sys.stdout.flush()  # a closed pipe shows here, inside main
         return 0
     if args.command == "diagnose":

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -16,6 +15,7 @@ from bayesdl.runtime import retain_freed_memory
 
 from .catalogue import STUDIES, load_study
 from .io import RunFolder, check_output_folder, save_figure, write_text
+from .options import NoOptions, StudyOptions
 
 __all__ = ["RunContext", "StudyResult", "run_study"]
 
@@ -32,24 +32,9 @@ class RunContext:
     progress: bool = True
     cache_dir: Path | None = None
     download: bool = False
-    #: the study's options as given on the command line (``--set KEY=VALUE``), as strings
-    options: dict[str, str] = field(default_factory=dict)
-
-    def option(self, name: str, default=None, *, parse: Callable = int, minimum: int | None = 1):
-        """The study option ``name`` parsed with ``parse`` (and at least ``minimum``, for numbers),
-        or ``default`` when it was not given; a bad value raises ``ValueError`` naming it."""
-        if name not in self.options:
-            return default
-        text = self.options[name]
-        try:
-            value = parse(text)
-        except ValueError as error:
-            if parse in (int, float):
-                raise ValueError(f"option {name}={text!r} is not a valid {parse.__name__}") from None
-            raise ValueError(f"option {name}={text!r}: {error}") from None  # the study's parser says why
-        if minimum is not None and value < minimum:
-            raise ValueError(f"option {name} must be >= {minimum}, got {text!r}")
-        return value
+    #: the study's options, parsed and checked (its :class:`~bayesdl.experiments.options.StudyOptions`
+    #: declared in the catalogue: ``ctx.options.epochs``); the quick preset under ``--quick``
+    options: StudyOptions = field(default_factory=NoOptions)
 
     def figure(self, fig, name: str) -> str:
         """Save ``fig`` as ``name`` in the run folder (rank 0 alone, in a data-parallel run);
@@ -100,18 +85,16 @@ def run_study(name: str, out, *, seed: int = 0, quick: bool = False, data_root=N
     ``cuda``): its SVI training is data-parallel, its predictions sharded, and rank 0 alone
     writes the results, figures and cached networks.
 
-    ``options`` are the study's own settings (``{key: value}`` as strings, ``--set KEY=VALUE`` on
-    the command line; the keys it takes are listed in its catalogue entry and by ``bdl list``):
-    e.g. ``dataset`` of ``uci``, ``epochs`` and ``samples`` of the MNIST week-3 studies (a
-    reduced run), ``seeds`` of ``active-learning``. The study checks their values first.
+    ``options`` are the study's own settings (``{key: value}``, as strings like ``--set KEY=VALUE``
+    on the command line or as values of the option's type; the keys it takes are declared in its
+    catalogue entry and listed by ``bdl list``): e.g. ``dataset`` of ``uci``, ``epochs`` and
+    ``samples`` of the MNIST week-3 studies (a reduced run), ``seeds`` of ``active-learning``.
+    They are parsed and checked first (:meth:`~bayesdl.experiments.options.StudyOptions.parse`).
     """
     run = load_study(name)  # ValueError for an unknown name
     study = STUDIES[name]
     options = dict(options or {})
-    unknown = sorted(set(options) - set(study.options))
-    if unknown:
-        raise ValueError(f"study {name!r} has no option {unknown}; "
-                         f"its options: {list(study.options) or 'none'}")
+    study.options.parse(options, quick, study=name)  # ValueError for an unknown key or a bad value
     seed = check_int(seed, "seed", minimum=0)
     device = check_device(device)
     check_output_folder(out)
@@ -156,6 +139,7 @@ def _run_on_rank(launch: dict, settings: dict) -> dict:
 def _run(settings: dict, *, device, writer: bool, parallel: dict) -> dict:
     """Run the study in this process: ``settings`` are :func:`run_study`'s checked arguments."""
     name, run, seed, quick, options = (settings[k] for k in ("name", "run", "seed", "quick", "options"))
+    parsed = STUDIES[name].options.parse(options, quick, name)
     data_root, cache_dir = settings["data_root"], settings["cache_dir"]
     if device.type == "cpu":
         retain_freed_memory()  # ~15% faster CPU training of convolutional networks; see bayesdl.runtime
@@ -164,7 +148,7 @@ def _run(settings: dict, *, device, writer: bool, parallel: dict) -> dict:
         ctx = RunContext(folder=folder, seed=seed, quick=quick,
                          data_root=Path(data_root) if data_root else None, device=device,
                          progress=settings["progress"], cache_dir=Path(cache_dir) if cache_dir else None,
-                         download=settings["download"], options=options)
+                         download=settings["download"], options=parsed)
         result = run(ctx)
         seconds = time.perf_counter() - start
         config = {"seed": seed, "quick": quick, "device": str(device), **parallel,

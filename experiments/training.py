@@ -29,7 +29,7 @@ from torch.utils.data import BatchSampler, DataLoader, RandomSampler, TensorData
 
 from bayesdl.atomic import atomic_path, file_lock, remove_stale_temporaries
 from bayesdl.checks import check_int, check_positive
-from bayesdl.inference import METHODS, DropoutGuide, Posterior, approximate, distributed, exponential_decay
+from bayesdl.inference import METHODS, Posterior, approximate, distributed, exponential_decay
 from bayesdl.inference.checkpoints import load_state, save_state, verify_checkpoint
 from bayesdl.models import BNN, LeNet, NormalPrior, SmallConvNet
 from bayesdl.progress import track
@@ -138,13 +138,10 @@ def weight_decay_prior(net: torch.nn.Module, method: str, weight_decay: float,
     """
     weight_decay = check_positive(weight_decay, "weight_decay")
     base = 1.0 / math.sqrt(weight_decay * check_int(train_size, "train_size", minimum=1))
-    rates = {}
-    if method == "dropout":  # which dropout rate acts on which site: the guide maps it on a pass
-        probe = DropoutGuide(BNN(copy.deepcopy(net)), p=None)
-        probe.setup(torch.zeros(2, 1, 28, 28))
-        rates = probe.site_rates
-    return NormalPrior(base, layer_scales={site: base / math.sqrt(1.0 - p)
-                                           for site, p in rates.items() if p > 0})
+    guide = METHODS[method].guide
+    # which dropout rate acts on which site: the guide maps it on a pass (MNIST-shaped inputs)
+    rates = guide.prior_rates(BNN(copy.deepcopy(net)), torch.zeros(2, 1, 28, 28)) if guide else {}
+    return NormalPrior(base, layer_scales={site: base / math.sqrt(1.0 - p) for site, p in rates.items()})
 
 
 def cache_folder(ctx) -> Path:
@@ -317,7 +314,6 @@ def train_confidnet(stochastic_passes, train: TensorDataset, val_features: torch
     "seconds"})``; ``seconds`` counts drawing the passes and training, over every run that
     built this head.
     """
-    from bayesdl.evaluation import aupr_error
     from bayesdl.models import ConfidNetHead
 
     check_int(passes, "passes", minimum=1)
@@ -325,64 +321,92 @@ def train_confidnet(stochastic_passes, train: TensorDataset, val_features: torch
     torch.manual_seed(seed)
     head = ConfidNetHead(val_features.shape[1]).to(ctx.device)
     opt = torch.optim.Adam(head.parameters(), lr=lr)
-    history = {"val_aupr_error": [], "train_mse": [], "seconds": 0.0}
-    best, best_state = -1.0, None
-    state = None
-    if checkpoint is not None and checkpoint.exists():
-        state = load_state(checkpoint, _CONFIDNET_FORMAT, {"head": dict, "best": dict, "optimizer": dict,
-                                                           "history": dict, "rng": torch.Tensor},
-                           what="ConfidNet checkpoint")
-        head.load_state_dict(state["head"])
-        opt.load_state_dict(state["optimizer"])
-        history, best_state = state["history"], state["best"]
-        best = max(history["val_aupr_error"])
+    rng, history, best, best_state = _resume_confidnet(checkpoint, head, opt, epochs)
     start_epoch = len(history["val_aupr_error"])
-    if start_epoch > epochs:
-        raise ValueError(f"{checkpoint} holds {start_epoch} ConfidNet epochs, more than the {epochs} asked: "
-                         "pass the epochs it was trained for, or another checkpoint path")
     clock = time.perf_counter()
     if start_epoch < epochs:
-        bank = [([], []) for _ in range(passes)]
-        with torch.no_grad():
-            for x, y in track(DataLoader(train, batch_size=1000, shuffle=False), desc="ConfidNet targets",
-                              unit="batch", enabled=ctx.progress):
-                logits, feats = stochastic_passes(x.to(ctx.device), passes)
-                labels = y.to(ctx.device)[None, :, None].expand(passes, -1, 1)
-                tcp = torch.softmax(logits, -1).gather(2, labels)
-                for k in range(passes):
-                    bank[k][0].append(feats[k])
-                    bank[k][1].append(tcp[k, :, 0])
-        bank = [TensorDataset(torch.cat(f), torch.cat(t)) for f, t in bank]
-        if state is not None:
-            torch.set_rng_state(state["rng"])
+        bank = _confidnet_bank(stochastic_passes, train, passes, ctx, rng)
     val_features = val_features.to(ctx.device)  # once, not at every epoch's validation
-
-    def mse_to_tcp(feats, tcp):
-        return F.mse_loss(head(feats), tcp)
-
-    def save():
-        save_state(checkpoint, {"head": head.state_dict(), "best": best_state, "optimizer": opt.state_dict(),
-                                "history": history, "rng": torch.get_rng_state()}, _CONFIDNET_FORMAT)
-
     for epoch in track(range(start_epoch, epochs), desc="ConfidNet", unit="epoch", enabled=ctx.progress):
-        data = bank[epoch % passes]
-        # Whole minibatches indexed at once: far cheaper than collating examples one by one.
-        loader = DataLoader(data, sampler=BatchSampler(RandomSampler(data), batch_size, drop_last=False),
-                            batch_size=None)
-        history["train_mse"].append(_supervised_epoch(head, loader, opt, mse_to_tcp, ctx.device))
-        head.eval()
-        with torch.no_grad():
-            confidence = head(val_features).cpu()
-        score = aupr_error(confidence, val_correct)
-        history["val_aupr_error"].append(score)
+        score = _confidnet_epoch(head, opt, bank[epoch % passes], batch_size, val_features, val_correct,
+                                 history, ctx.device)
         if score > best:
             best, best_state = score, {k: v.detach().clone() for k, v in head.state_dict().items()}
         if checkpoint is not None and ((epoch + 1) % save_every == 0 or epoch + 1 == epochs):
             history["seconds"] += time.perf_counter() - clock
             clock = time.perf_counter()
-            save()
+            _save_confidnet(checkpoint, head, opt, best_state, history)
     if checkpoint is None:
         history["seconds"] += time.perf_counter() - clock
     head.load_state_dict(best_state)
     history["best_epoch"] = int(max(range(epochs), key=lambda i: history["val_aupr_error"][i])) + 1
     return head.eval(), history
+
+
+def _resume_confidnet(checkpoint: Path | None, head, opt, epochs: int):
+    """The start of a ConfidNet training: ``(random state, history, best AUPR-error, best head)``,
+    ``(None, empty history, -1, None)`` without a checkpoint on disk; a checkpoint's head and
+    optimizer state are loaded into ``head`` and ``opt``. A checkpoint of more than ``epochs``
+    epochs is an error."""
+    if checkpoint is None or not checkpoint.exists():
+        return None, {"val_aupr_error": [], "train_mse": [], "seconds": 0.0}, -1.0, None
+    state = load_state(checkpoint, _CONFIDNET_FORMAT, {"head": dict, "best": dict, "optimizer": dict,
+                                                       "history": dict, "rng": torch.Tensor},
+                       what="ConfidNet checkpoint")
+    head.load_state_dict(state["head"])
+    opt.load_state_dict(state["optimizer"])
+    history = state["history"]
+    start_epoch = len(history["val_aupr_error"])
+    if start_epoch > epochs:
+        raise ValueError(f"{checkpoint} holds {start_epoch} ConfidNet epochs, more than the {epochs} asked: "
+                         "pass the epochs it was trained for, or another checkpoint path")
+    return state["rng"], history, max(history["val_aupr_error"]), state["best"]
+
+
+def _confidnet_bank(stochastic_passes, train: TensorDataset, passes: int, ctx,
+                    rng: torch.Tensor | None) -> list[TensorDataset]:
+    """``passes`` stochastic passes of the frozen classifier over ``train``, drawn once: per pass,
+    ``(features, TCP target)`` of every example. Then ``rng``, a resumed training's random state,
+    is restored (when given), so that the epochs continue the random stream where they stopped."""
+    bank = [([], []) for _ in range(passes)]
+    with torch.no_grad():
+        for x, y in track(DataLoader(train, batch_size=1000, shuffle=False), desc="ConfidNet targets",
+                          unit="batch", enabled=ctx.progress):
+            logits, feats = stochastic_passes(x.to(ctx.device), passes)
+            labels = y.to(ctx.device)[None, :, None].expand(passes, -1, 1)
+            tcp = torch.softmax(logits, -1).gather(2, labels)
+            for k in range(passes):
+                bank[k][0].append(feats[k])
+                bank[k][1].append(tcp[k, :, 0])
+    bank = [TensorDataset(torch.cat(f), torch.cat(t)) for f, t in bank]
+    if rng is not None:
+        torch.set_rng_state(rng)
+    return bank
+
+
+def _confidnet_epoch(head, opt, data: TensorDataset, batch_size: int, val_features, val_correct,
+                     history: dict, device) -> float:
+    """One ConfidNet epoch on one pass ``data``: MSE training of ``head`` on the TCP targets, then
+    its AUPR-error on the validation split; both are appended to ``history``. Returns the latter."""
+    from bayesdl.evaluation import aupr_error
+
+    # Whole minibatches indexed at once: far cheaper than collating examples one by one.
+    loader = DataLoader(data, sampler=BatchSampler(RandomSampler(data), batch_size, drop_last=False),
+                        batch_size=None)
+
+    def mse_to_tcp(feats, tcp):
+        return F.mse_loss(head(feats), tcp)
+
+    history["train_mse"].append(_supervised_epoch(head, loader, opt, mse_to_tcp, device))
+    head.eval()
+    with torch.no_grad():
+        confidence = head(val_features).cpu()
+    score = aupr_error(confidence, val_correct)
+    history["val_aupr_error"].append(score)
+    return score
+
+
+def _save_confidnet(checkpoint: Path, head, opt, best_state, history: dict) -> None:
+    """Save a ConfidNet training atomically: its head, best head, optimizer, history and random state."""
+    save_state(checkpoint, {"head": head.state_dict(), "best": best_state, "optimizer": opt.state_dict(),
+                            "history": history, "rng": torch.get_rng_state()}, _CONFIDNET_FORMAT)

@@ -1,7 +1,7 @@
 """Shared machinery of the week-2 studies on 2-D data: fit every method, map uncertainty.
 
-Each method is a name of the inference registry with its options; everything after the fit
-goes through the one Posterior interface -- whether a posterior is a point mass or holds a
+Each method is a :class:`~bayesdl.experiments.methods.MethodSpec` fitted by the study's lab
+(:class:`Toy2DLab`); everything after the fit goes through the one Posterior interface -- whether a posterior is a point mass or holds a
 fixed set of draws is asked of the posterior, never inferred from a method's name.
 """
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -24,30 +24,29 @@ from bayesdl.evaluation.diagnostics import (
     worst_components,
 )
 from bayesdl.evaluation.plotting import new_figure
-from bayesdl.inference import Posterior, approximate, to_inference_data
+from bayesdl.inference import approximate, to_inference_data
 
 from ..diagnose import loo_comparison
+from ..lab import Lab
+from ..methods import MethodSpec
 
-__all__ = ["Method", "Grid", "evaluate_methods", "uncertainty_figure", "curves_figure", "diagnostics"]
+__all__ = ["Toy2DLab", "Grid", "evaluate_methods", "uncertainty_figure", "curves_figure", "diagnostics"]
 
 
-@dataclass(frozen=True)
-class Method:
-    """A posterior to fit: the study's ``name`` and ``label`` for it, the registry ``method``
-    (:func:`bayesdl.inference.approximate`) and its ``options``; ``around`` names an earlier
-    method whose posterior it is built around (Laplace around the MAP)."""
+class Toy2DLab(Lab):
+    """The week-2 studies' lab: every spec fitted to the full data ``(x, y)`` on one model, a
+    method declared around a MAP (Laplace) around the lab's MAP spec."""
 
-    name: str
-    label: str
-    method: str
-    options: dict = field(default_factory=dict)
-    around: str | None = None
+    def __init__(self, ctx, model, x, y, specs):
+        super().__init__(ctx, specs)
+        self.model, self.data = model, (x, y)
 
-    def fit(self, model, x, y, fitted: dict[str, Posterior]) -> Posterior:
-        options = dict(self.options)
-        if self.around is not None:
-            options["map_posterior"] = fitted[self.around]
-        return approximate(self.method, model, (x, y), **options)
+    def fit(self, spec: MethodSpec, seed: int):
+        posterior = approximate(spec.method, self.model, self.data, **spec.options)
+        return posterior, posterior.history.seconds if posterior.history is not None else 0.0
+
+    def train_data(self, spec: MethodSpec, seed: int):
+        return self.data
 
 
 @dataclass
@@ -73,9 +72,9 @@ class Grid:
         return cls(xx, yy, points, nearest > far_distance)
 
 
-def evaluate_methods(model, methods: list[Method], x, y, x_test, y_test, grid: Grid, samples: int,
+def evaluate_methods(lab: Toy2DLab, methods: list[MethodSpec], x_test, y_test, grid: Grid, samples: int,
                      reference: str = "nuts") -> tuple[dict, dict, dict]:
-    """Fit each method on ``model``; return ``(posteriors, grid probabilities [S, G, C], metrics)``.
+    """Fit each method spec in ``lab``; return ``(posteriors, grid probabilities [S, G, C], metrics)``.
 
     A point mass is predicted with one draw (its MI is 0); posteriors that draw afresh also get
     the Monte-Carlo error and roughness of a 10-sample map. ``reference`` (NUTS) is what every
@@ -83,8 +82,7 @@ def evaluate_methods(model, methods: list[Method], x, y, x_test, y_test, grid: G
     """
     posteriors, grid_probs, results = {}, {}, {}
     for method in methods:
-        posterior = method.fit(model, x, y, posteriors)
-        posteriors[method.name] = posterior
+        posterior = posteriors[method.name] = lab.posterior(method)
         draws = 1 if posterior.is_point_mass else samples
         probs_test = posterior.predict(x_test, num_samples=draws).probs
         grid_probs[method.name] = posterior.predict(grid.points, num_samples=draws).probs
@@ -134,7 +132,7 @@ def _training_points(ax, x, y) -> None:
         ax.scatter(x[chosen, 0], x[chosen, 1], marker=marker, s=14, c=face, edgecolors=edge, linewidths=0.6)
 
 
-def uncertainty_figure(methods: list[Method], posteriors: dict, grid_probs: dict, grid: Grid, x, y,
+def uncertainty_figure(methods: list[MethodSpec], posteriors: dict, grid_probs: dict, grid: Grid, x, y,
                        title: str, far_distance: float):
     """Rows: methods; columns: max probability, predictive entropy, mutual information.
 
@@ -142,10 +140,37 @@ def uncertainty_figure(methods: list[Method], posteriors: dict, grid_probs: dict
     quantity whatever the method), axis labels, the decision boundary, the training points by
     class, and the border of the region "far from the data" that the report's table averages over.
     """
-    from matplotlib.lines import Line2D
-
     fig, axes = new_figure(ncols=3, nrows=len(methods), size=(3.1, 2.9))
+    values, columns = _uncertainty_maps(methods, posteriors, grid_probs)
     shape = grid.xx.shape
+    far = grid.far.reshape(shape).numpy().astype(float)
+    images = {}
+    for row, method in zip(axes, methods):
+        boundary = grid_probs[method.name].mean(0)[:, -1].reshape(shape).numpy()
+        for ax, column in zip(row, columns):
+            image = _uncertainty_panel(ax, method, posteriors[method.name].is_point_mass,
+                                       values[method.name], column, grid, boundary, far, x, y)
+            if image is not None:
+                images[column[0]] = image
+        row[0].set_ylabel("$x_2$")
+    for ax in axes[-1]:
+        ax.set_xlabel("$x_1$")
+    for col, (name, (low, high), _) in enumerate(columns):
+        if name in images:
+            bar = fig.colorbar(images[name], ax=axes[:, col], shrink=0.5, location="bottom", aspect=25,
+                               ticks=np.linspace(low, high, 5), format="%.2f")
+            bar.set_label(f"{name}: one scale for all methods", fontsize="small")
+            bar.ax.tick_params(labelsize="x-small")
+    fig.suptitle(title)
+    fig.legend(handles=_uncertainty_legend(far_distance), loc="outside lower center", ncols=2,
+               fontsize="small", facecolor="lightgray")
+    return fig
+
+
+def _uncertainty_maps(methods: list[MethodSpec], posteriors: dict, grid_probs: dict) -> tuple[dict, list]:
+    """The three maps of each method on the grid, ``{method: {quantity: [G]}}``, and the columns of
+    the figure, ``[(quantity, (low, high), colormap)]``: one scale per quantity, the mutual
+    information's up to its largest value among the posteriors that are not point masses."""
     values = {m.name: {"max probability": grid_probs[m.name].mean(0).max(-1).values,
                        "predictive entropy (nats)": predictive_entropy(grid_probs[m.name]),
                        "mutual information (nats)": mutual_information(grid_probs[m.name])}
@@ -156,48 +181,49 @@ def uncertainty_figure(methods: list[Method], posteriors: dict, grid_probs: dict
     columns = [("max probability", (1.0 / num_classes, 1.0), "viridis"),
                ("predictive entropy (nats)", (0.0, math.log(num_classes)), "magma"),
                ("mutual information (nats)", (0.0, mi_max), "magma")]
-    far = grid.far.reshape(shape).numpy().astype(float)
-    images = {}
-    for row, method in zip(axes, methods):
-        mean = grid_probs[method.name].mean(0)
-        for ax, (name, (low, high), cmap) in zip(row, columns):
-            ax.set_title(f"{method.label}: {name}", fontsize="small")
-            ax.set_aspect("equal")
-            if name.startswith("mutual") and posteriors[method.name].is_point_mass:
-                ax.text(0.5, 0.5, "point estimate:\nno epistemic part (MI = 0)", ha="center", va="center",
-                        transform=ax.transAxes, fontsize="small")
-                ax.set_xticks([])
-                ax.set_yticks([])
-                continue
-            field = values[method.name][name].reshape(shape).numpy().clip(low, high)
-            images[name] = ax.contourf(grid.xx, grid.yy, field, levels=np.linspace(low, high, 21), cmap=cmap)
-            ax.contour(grid.xx, grid.yy, mean[:, -1].reshape(shape).numpy(), levels=[0.5], **_outlined())
-            if far.any() and far.min() < 1:
-                ax.contour(grid.xx, grid.yy, far, levels=[0.5], colors="tab:cyan", linestyles="--", linewidths=1.0)
-            _training_points(ax, x, y)
-            ax.set_xlim(grid.xx.min(), grid.xx.max())
-            ax.set_ylim(grid.yy.min(), grid.yy.max())
-            ax.tick_params(labelsize="x-small")
-        row[0].set_ylabel("$x_2$")
-    for ax in axes[-1]:
-        ax.set_xlabel("$x_1$")
-    for col, (name, (low, high), _) in enumerate(columns):
-        if name in images:
-            bar = fig.colorbar(images[name], ax=axes[:, col], shrink=0.5, location="bottom", aspect=25,
-                               ticks=np.linspace(low, high, 5), format="%.2f")
-            bar.set_label(f"{name}: one scale for all methods", fontsize="small")
-            bar.ax.tick_params(labelsize="x-small")
+    return values, columns
+
+
+def _uncertainty_panel(ax, method: MethodSpec, point_mass: bool, values: dict, column, grid: Grid,
+                       boundary, far, x, y):
+    """One panel: the map of ``column = (quantity, (low, high), colormap)``, the decision boundary
+    (``boundary``: p of the last class), the border of the region ``far`` from the data and the
+    training points. Returns the filled contours, or None for the MI of a point mass (a note)."""
+    name, (low, high), cmap = column
+    shape = grid.xx.shape
+    ax.set_title(f"{method.label}: {name}", fontsize="small")
+    ax.set_aspect("equal")
+    if name.startswith("mutual") and point_mass:
+        ax.text(0.5, 0.5, "point estimate:\nno epistemic part (MI = 0)", ha="center", va="center",
+                transform=ax.transAxes, fontsize="small")
+        ax.set_xticks([])
+        ax.set_yticks([])
+        return None
+    field = values[name].reshape(shape).numpy().clip(low, high)
+    image = ax.contourf(grid.xx, grid.yy, field, levels=np.linspace(low, high, 21), cmap=cmap)
+    ax.contour(grid.xx, grid.yy, boundary, levels=[0.5], **_outlined())
+    if far.any() and far.min() < 1:
+        ax.contour(grid.xx, grid.yy, far, levels=[0.5], colors="tab:cyan", linestyles="--", linewidths=1.0)
+    _training_points(ax, x, y)
+    ax.set_xlim(grid.xx.min(), grid.xx.max())
+    ax.set_ylim(grid.yy.min(), grid.yy.max())
+    ax.tick_params(labelsize="x-small")
+    return image
+
+
+def _uncertainty_legend(far_distance: float) -> list:
+    """The legend of the uncertainty maps: the classes' markers, the decision boundary and the
+    border of the region far from the data."""
+    from matplotlib.lines import Line2D
+
     stroke = _outlined()["path_effects"]
-    handles = [
+    return [
         *(Line2D([], [], linestyle="", marker=marker, markersize=5, markerfacecolor=face, markeredgecolor=edge,
                  label=f"class {label} (training)") for label, marker, face, edge in _CLASS_MARKERS),
         Line2D([], [], color="white", linewidth=1.2, path_effects=stroke, label="decision boundary (p = 0.5)"),
         Line2D([], [], color="tab:cyan", linestyle="--", linewidth=1.0,
                label=f"far from the data: beyond this line (> {far_distance:g} from every training point)"),
     ]
-    fig.suptitle(title)
-    fig.legend(handles=handles, loc="outside lower center", ncols=2, fontsize="small", facecolor="lightgray")
-    return fig
 
 
 def curves_figure(posteriors: dict, labels: dict):

@@ -37,26 +37,34 @@ import torch
 from torch.utils.data import TensorDataset
 
 from bayesdl.evaluation.plotting import new_figure
-from bayesdl.models import BNN, DBALCNN
 
-from ..active_learning import ActiveLearning, ActiveLearningRecord, balanced_initial_indices
+from ..active_learning import (
+    WEIGHT_DECAY_C,
+    ActiveLearning,
+    ActiveLearningRecord,
+    balanced_initial_indices,
+    dbal_model,
+)
+from ..catalogue import ACQUISITION_FUNCTIONS as FUNCTIONS
 from ..data import MNIST_MEAN, MNIST_STD, load_images
 from ..io import markdown_table
+from ..methods import MethodSpec
 from ..registry import RunContext, StudyResult
 from ..training import cache_folder, config_digest
 
-FUNCTIONS = ("bald", "variation_ratios", "max_entropy", "mean_std", "random")
 LABELS = {"bald": "BALD", "variation_ratios": "Var Ratios", "max_entropy": "Max Entropy",
           "mean_std": "Mean STD", "random": "Random", "batchbald": "BatchBALD"}
 #: Gal, Islam & Ghahramani (2017), Table 1: acquired images to reach 10% / 5% test error
 PAPER_TABLE_1 = {"bald": (145, 335), "variation_ratios": (120, 295), "max_entropy": (165, 355),
                  "mean_std": (230, 695), "random": (255, 835)}
-WEIGHT_DECAY_C = 3.5  # the authors' code: weight decay c / N on fc 128
 INITIAL_PER_CLASS, VAL_SIZE, ACQUISITION_SIZE, BATCH_SIZE, LR = 2, 100, 10, 128, 1e-3
 
 
 @dataclass(frozen=True)
 class Settings:
+    """The study's options (declared in the catalogue: :class:`ActiveLearningOptions`) and, in
+    quick mode, a smaller training pool. Its fields key the saved records: keep them."""
+
     functions: tuple[str, ...] = FUNCTIONS
     seeds: int = 3
     epochs: int = 50
@@ -70,56 +78,17 @@ class Settings:
     train_limit: int | None = None  # quick mode only
 
 
-QUICK = Settings(seeds=1, epochs=10, max_labels=40, candidates=100, num_samples=5, num_configurations=500,
-                 test_size=300, train_limit=2000)
-
-
-def _parse(field: dataclasses.Field, text: str):
-    """A ``--set`` value as the type of the setting ``field``."""
-    default = field.default
-    if field.name == "functions":
-        names = tuple(n.strip() for n in text.split(",") if n.strip())
-        unknown = [n for n in names if n not in FUNCTIONS]
-        if not names or unknown:
-            raise ValueError(f"functions must be a comma-separated subset of {list(FUNCTIONS)}, got {text!r}")
-        return names
-    if text.lower() == "none" and field.name in ("candidates", "test_size", "time_budget"):
-        return None
-    try:
-        if isinstance(default, bool):
-            if text.lower() not in ("true", "false", "1", "0"):
-                raise ValueError
-            return text.lower() in ("true", "1")
-        value = float(text) if field.name == "time_budget" else int(text)
-    except ValueError:
-        raise ValueError(f"option {field.name}={text!r} is not a valid value") from None
-    if value < 0 or (value == 0 and field.name != "time_budget"):
-        raise ValueError(f"option {field.name} must be positive" + (" or 0 (report the saved records only)"
-                                                                    if field.name == "time_budget" else "")
-                         + f", got {text!r}")
-    return value
-
-
 def settings(ctx: RunContext) -> Settings:
-    """The paper's protocol (``QUICK`` with ``--quick``), changed by the ``--set`` options."""
-    base = QUICK if ctx.quick else Settings()
-    fields = {f.name: f for f in dataclasses.fields(Settings)}
-    changes = {name: _parse(fields[name], value) for name, value in ctx.options.items()}
-    return dataclasses.replace(base, **changes)
-
-
-def model_fn() -> BNN:
-    """The paper's CNN with its weight decay (see the module notes)."""
-    prior_scale = 1.0 / math.sqrt(2 * WEIGHT_DECAY_C * (1 - 0.25))
-    return BNN(DBALCNN(p_conv=0.25, p_fc=0.5), prior_scale=prior_scale, deterministic=("conv1", "conv2", "fc2"))
+    """The paper's protocol (the quick preset with ``--quick``), changed by the ``--set`` options."""
+    return Settings(**dataclasses.asdict(ctx.options), train_limit=2000 if ctx.quick else None)
 
 
 def _loop(s: Settings, acquisition: str, seed: int, device) -> ActiveLearning:
     options = {"num_configurations": s.num_configurations} if acquisition == "batchbald" else {}
-    return ActiveLearning(model_fn, method="dropout", acquisition=acquisition,
+    method = MethodSpec("dropout", options={"epochs": s.epochs, "lr": LR, "batch_size": BATCH_SIZE, "p": None})
+    return ActiveLearning(dbal_model, method=method, acquisition=acquisition,
                           acquisition_size=ACQUISITION_SIZE, max_labels=s.max_labels, candidates=s.candidates,
-                          num_samples=s.num_samples, acquisition_options=options, seed=seed, device=device,
-                          method_options={"epochs": s.epochs, "lr": LR, "batch_size": BATCH_SIZE, "p": None})
+                          num_samples=s.num_samples, acquisition_options=options, seed=seed, device=device)
 
 
 def _data(ctx: RunContext, s: Settings, seed: int):
@@ -186,7 +155,8 @@ def _mean_or_none(values):
     return None if any(v is None for v in values) else float(np.mean(values))
 
 
-def _report(ctx, s: Settings, seeds, acquisitions, records, train, stopped_by_budget) -> StudyResult:
+def _results(acquisitions, seeds, records) -> dict:
+    """Per function: labels to reach 10% / 5% error (mean and per seed), the curves, the cost."""
     results = {}
     for a in acquisitions:
         runs = [records[(a, seed)] for seed in seeds]
@@ -206,27 +176,61 @@ def _report(ctx, s: Settings, seeds, acquisitions, records, train, stopped_by_bu
             "acquire_seconds": float(sum(sec.get("acquire", 0.0) for r in runs for sec in r.seconds)),
             "test_seconds": float(sum(sec["test"] for r in runs for sec in r.seconds)),
         }
+    return results
+
+
+def _figures(ctx, s: Settings, seeds, acquisitions, records, train) -> list[str]:
     figures = [_curves(ctx, s, seeds, [a for a in acquisitions if a != "batchbald"], records,
                        "learning_curves.png", "Test error against acquired images (MC dropout CNN)")]
     if "batchbald" in acquisitions and "bald" in acquisitions:
         figures.append(_curves(ctx, s, seeds, ["bald", "batchbald"], records, "batchbald_vs_bald.png",
                                f"BatchBALD vs BALD, {ACQUISITION_SIZE} acquired per step"))
     figures.append(_first_acquired(ctx, acquisitions, records, seeds[0], train))
+    return figures
 
-    def cell(value, reached_by):
-        return "not reached" + (f" (by {reached_by})" if reached_by else "") if value is None else f"{value:.0f}"
 
+def _cell(value, reached_by):
+    return "not reached" + (f" (by {reached_by})" if reached_by else "") if value is None else f"{value:.0f}"
+
+
+def _tables(s: Settings, results: dict, acquisitions) -> tuple[str, str, str]:
+    """The table against the paper, the BatchBALD note, and the cost table."""
     rows = []
     for a in acquisitions:
         r = results[a]
         paper = PAPER_TABLE_1.get(a, (None, None))
         last = r["final_labels"] - INITIAL_PER_CLASS * 10
-        rows.append([LABELS[a], cell(r["acquired_to_10pct"], last), "-" if paper[0] is None else paper[0],
-                     cell(r["acquired_to_5pct"], last), "-" if paper[1] is None else paper[1],
+        rows.append([LABELS[a], _cell(r["acquired_to_10pct"], last), "-" if paper[0] is None else paper[0],
+                     _cell(r["acquired_to_5pct"], last), "-" if paper[1] is None else paper[1],
                      f"{100 * r['final_test_error_mean']:.2f}% at {last}" if r["final_test_error_mean"] is not None
                      else "-"])
     table = markdown_table(["function", "10% error: ours", "paper", "5% error: ours", "paper",
                             "final test error (mean) at acquired"], rows)
+    batch_note = ""
+    if "batchbald" in results and "bald" in results:
+        b, d = results["batchbald"], results["bald"]
+        batch_note = ("\n\n## BatchBALD vs BALD (acquisition size 10)\n\n" + markdown_table(
+            ["function", "acquired to 90% accuracy", "acquired to 95% accuracy"],
+            [[LABELS[k], _cell(results[k]["acquired_to_10pct"], results[k]["final_labels"] - INITIAL_PER_CLASS * 10),
+              _cell(results[k]["acquired_to_5pct"], results[k]["final_labels"] - INITIAL_PER_CLASS * 10)]
+             for k in ("bald", "batchbald")])
+            + f"\n\nBALD takes the top 10 BALD scores of each step; BatchBALD picks the 10 greedily by the "
+            f"joint mutual information (exact joint entropies up to {s.num_configurations} label "
+            f"configurations, then {s.num_configurations} sampled ones). "
+            f"Mean test error over the steps both finished: BALD "
+            f"{100 * _common_mean(d, b)[0]:.2f}%, BatchBALD {100 * _common_mean(d, b)[1]:.2f}%.")
+    cost = markdown_table(
+        ["function", "steps run (all seeds)", "training (h)", "scoring and acquiring (h)", "testing (h)"],
+        [[LABELS[a], sum(len(r) for r in results[a]["labels"])]
+         + [results[a][f"{part}_seconds"] / 3600 for part in ("train", "acquire", "test")] for a in acquisitions],
+        ".2f")
+    return table, batch_note, cost
+
+
+def _report(ctx, s: Settings, seeds, acquisitions, records, train, stopped_by_budget) -> StudyResult:
+    results = _results(acquisitions, seeds, records)
+    figures = _figures(ctx, s, seeds, acquisitions, records, train)
+    table, batch_note, cost = _tables(s, results, acquisitions)
     protocol = (f"{len(seeds)} seed(s) {seeds}; {s.epochs} epochs per step; up to {s.max_labels} labels; "
                 f"{s.candidates if s.candidates is not None else 'all'} random pool points scored per step "
                 f"with T = {s.num_samples}; test on "
@@ -239,24 +243,6 @@ def _report(ctx, s: Settings, seeds, acquisitions, records, train, stopped_by_bu
         budget += (f"; not every run has reached {s.max_labels} labels: the table and curves show what finished "
                    "(the last column: where every seed of a function got to). A rerun without the budget resumes "
                    "the runs from their records.")
-    batch_note = ""
-    if "batchbald" in results and "bald" in results:
-        b, d = results["batchbald"], results["bald"]
-        batch_note = ("\n\n## BatchBALD vs BALD (acquisition size 10)\n\n" + markdown_table(
-            ["function", "acquired to 90% accuracy", "acquired to 95% accuracy"],
-            [[LABELS[k], cell(results[k]["acquired_to_10pct"], results[k]["final_labels"] - INITIAL_PER_CLASS * 10),
-              cell(results[k]["acquired_to_5pct"], results[k]["final_labels"] - INITIAL_PER_CLASS * 10)]
-             for k in ("bald", "batchbald")])
-            + f"\n\nBALD takes the top 10 BALD scores of each step; BatchBALD picks the 10 greedily by the "
-            f"joint mutual information (exact joint entropies up to {s.num_configurations} label "
-            f"configurations, then {s.num_configurations} sampled ones). "
-            f"Mean test error over the steps both finished: BALD "
-            f"{100 * _common_mean(d, b)[0]:.2f}%, BatchBALD {100 * _common_mean(d, b)[1]:.2f}%.")
-    cost = markdown_table(
-        ["function", "steps run (all seeds)", "training (h)", "scoring and acquiring (h)", "testing (h)"],
-        [[LABELS[a], sum(len(r) for r in results[a]["labels"])]
-         + [results[a][f"{part}_seconds"] / 3600 for part in ("train", "acquire", "test")] for a in acquisitions],
-        ".2f")
     total = sum(results[a][f"{part}_seconds"] for a in acquisitions for part in ("train", "acquire", "test"))
     report = (
         "# Deep Bayesian active learning on MNIST\n\n"

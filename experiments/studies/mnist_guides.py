@@ -26,14 +26,30 @@ from bayesdl.evaluation import calibration_metrics
 from bayesdl.evaluation.plotting import new_figure
 
 from ..data import mnist_splits
+from ..lab import Lab
+from ..methods import MethodSpec, labels_of
 from ..registry import RunContext, StudyResult
 from ..training import NetworkRecipe, train_network, train_plain
 
-BASELINE = "plain"
-GUIDES = ("dropout", "mean_field")  # methods of bayesdl.inference.METHODS
-METHODS = (BASELINE, *GUIDES)
+BASELINE = "plain"  # plain PyTorch, on purpose not a method of the registry
+#: the bayesdl methods compared with it: one spec each (a new guide's method is one more line)
+GUIDES = (MethodSpec("dropout", label="dropout guide"), MethodSpec("mean_field", label="mean-field guide"))
+METHODS = (BASELINE, *(spec.name for spec in GUIDES))
 #: Human names on the figure and in the report.
-LABELS = {"plain": "plain PyTorch dropout", "dropout": "dropout guide", "mean_field": "mean-field guide"}
+LABELS = {BASELINE: "plain PyTorch dropout", **labels_of(GUIDES)}
+
+
+class _GuidesLab(Lab):
+    """The guides' LeNets, each trained by its recipe through the network cache."""
+
+    def __init__(self, ctx, train, epochs: int):
+        super().__init__(ctx, GUIDES)
+        self.train, self.epochs = train, epochs
+
+    def fit(self, spec: MethodSpec, seed: int):
+        recipe = NetworkRecipe(method=spec.method, epochs=self.epochs, seed=seed, train_size=len(self.train))
+        posterior, _ = train_network(recipe, self.train, self.ctx)
+        return posterior, posterior.history.seconds
 
 
 @torch.no_grad()
@@ -55,18 +71,26 @@ def _metrics(probs, labels) -> dict:
     return {"accuracy": m["accuracy"], "nll": m["nll"], "ece": m["ece"]}
 
 
-def run(ctx: RunContext) -> StudyResult:
-    quick = ctx.quick
-    seeds = [ctx.seed] if quick else [ctx.seed + i for i in range(3)]
-    epochs = 1 if quick else 10
-    samples = 10 if quick else 100
-    splits = mnist_splits(ctx.data_root, seed=0, val_size=0,
-                          train_limit=2000 if quick else None, test_limit=1000 if quick else None)
-    train, test = splits["train"], splits["test"]
-    x_test, y_test = test.tensors
+def _summary(rows: list[dict]) -> dict:
+    """Mean (and sd over several seeds) of every metric of a method's runs."""
+    summary = {}
+    for key in rows[0]:
+        values = [r[key] for r in rows]
+        summary[key] = statistics.fmean(values)
+        if len(values) > 1:
+            summary[f"{key}_std"] = statistics.stdev(values)
+    summary["seeds"] = len(rows)
+    summary["per_seed_mc_accuracy"] = [r["mc_accuracy"] for r in rows]
+    summary["per_seed_deterministic_accuracy"] = [r["deterministic_accuracy"] for r in rows]
+    return summary
+
+
+def _train_and_score(ctx, train, x_test, y_test, seeds, epochs, samples):
+    """Every method on every seed: per-run metrics, NLL curves and (guides) KL curves."""
     runs: dict[str, list[dict]] = {m: [] for m in METHODS}
     curves: dict[str, list] = {m: [] for m in METHODS}  # expected NLL per example, per epoch
-    kls: dict[str, list] = {m: [] for m in GUIDES}  # KL per example, per epoch
+    kls: dict[str, list] = {spec.name: [] for spec in GUIDES}  # KL per example, per epoch
+    lab = _GuidesLab(ctx, train, epochs)
 
     def record(method, det, mc, seconds, curve):
         row = {f"deterministic_{k}": v for k, v in _metrics(det, y_test).items()}
@@ -79,30 +103,38 @@ def run(ctx: RunContext) -> StudyResult:
         recipe = NetworkRecipe(method=BASELINE, epochs=epochs, seed=seed, train_size=len(train))
         net, info = train_plain(recipe, train, ctx)
         record(BASELINE, *_plain_probs(net, x_test, samples, ctx.device), info["seconds"], info["epoch_loss"])
-        for method in GUIDES:
-            recipe = NetworkRecipe(method=method, epochs=epochs, seed=seed, train_size=len(train))
-            posterior, seconds = train_network(recipe, train, ctx)
-            bnn, weights = posterior.bnn, posterior.point_estimate()
+        for spec in GUIDES:
+            posterior = lab.posterior(spec, seed)
             with torch.no_grad():
-                det = torch.cat([torch.softmax(bnn.network(c.to(ctx.device), weights), -1) for c in x_test.split(1000)])
+                det = torch.softmax(posterior.point_outputs(x_test, batch_size=1000), -1)
             mc = posterior.predict(x_test, num_samples=samples).predictive
             history = posterior.history
-            record(method, det, mc, seconds, [-e / history.dataset_size for e in history.epoch_log_likelihood])
-            kls[method].append([k / history.dataset_size for k in history.epoch_kl])
+            record(spec.name, det, mc, lab.cost[(spec.name, seed)],
+                   [-e / history.dataset_size for e in history.epoch_log_likelihood])
+            kls[spec.name].append([k / history.dataset_size for k in history.epoch_kl])
+    return runs, curves, kls
 
-    results = {}
-    for method, rows in runs.items():
-        summary = {}
-        for key in rows[0]:
-            values = [r[key] for r in rows]
-            summary[key] = statistics.fmean(values)
-            if len(values) > 1:
-                summary[f"{key}_std"] = statistics.stdev(values)
-        summary["seeds"] = len(rows)
-        summary["per_seed_mc_accuracy"] = [r["mc_accuracy"] for r in rows]
-        summary["per_seed_deterministic_accuracy"] = [r["deterministic_accuracy"] for r in rows]
-        results[method] = summary
 
+def run(ctx: RunContext) -> StudyResult:
+    quick = ctx.quick
+    seeds = [ctx.seed] if quick else [ctx.seed + i for i in range(3)]
+    epochs = 1 if quick else 10
+    samples = 10 if quick else 100
+    splits = mnist_splits(ctx.data_root, seed=0, val_size=0,
+                          train_limit=2000 if quick else None, test_limit=1000 if quick else None)
+    train, test = splits["train"], splits["test"]
+    runs, curves, kls = _train_and_score(ctx, train, *test.tensors, seeds, epochs, samples)
+    results = {method: _summary(rows) for method, rows in runs.items()}
+    figure = ctx.figure(_figure(results, curves, kls, samples, len(seeds)), "guides.png")
+    config = {"epochs": epochs, "seeds": seeds, "mc_samples": samples, "train_size": len(train),
+              "test_size": len(test), "optimizer": "Adam, constant lr 1e-3, batch 128", "prior_scale": 1.0,
+              "dropout_p": 0.5, "placement": "all"}
+    report = _report(results, figure, samples, len(seeds), epochs, len(train))
+    return StudyResult(config=config, results=results, report=report)
+
+
+def _figure(results: dict, curves: dict, kls: dict, samples: int, n_seeds: int):
+    """Training curves (expected NLL, KL) and the test errors of every method."""
     fig, axes = new_figure(ncols=3, size=(4.6, 3.6))
     ax_curve, ax_kl, ax_acc = axes[0]
     colors = dict(zip(METHODS, ("tab:gray", "tab:blue", "tab:orange")))
@@ -133,15 +165,9 @@ def run(ctx: RunContext) -> StudyResult:
                    label="deterministic" if kind == "deterministic" else f"MC, T = {samples}")
     ax_acc.set_xticks(positions, [LABELS[m].replace(" ", "\n", 1) for m in METHODS], fontsize="small")
     ax_acc.set_ylabel("test error (%)")
-    ax_acc.set_title(f"Test error, mean +- sd over {len(seeds)} seed(s)")
+    ax_acc.set_title(f"Test error, mean +- sd over {n_seeds} seed(s)")
     ax_acc.legend(fontsize="x-small")
-    figure = ctx.figure(fig, "guides.png")
-
-    config = {"epochs": epochs, "seeds": seeds, "mc_samples": samples, "train_size": len(train),
-              "test_size": len(test), "optimizer": "Adam, constant lr 1e-3, batch 128", "prior_scale": 1.0,
-              "dropout_p": 0.5, "placement": "all"}
-    report = _report(results, figure, samples, len(seeds), epochs, len(train))
-    return StudyResult(config=config, results=results, report=report)
+    return fig
 
 
 def _report(r, figure, samples, n_seeds, epochs, n_train) -> str:
@@ -169,5 +195,5 @@ def _report(r, figure, samples, n_seeds, epochs, n_train) -> str:
   PyTorch dropout evaluated as usual (deterministic): {100 * dropout_vs_plain:+.2f} points.
 - Mean-field guide, MC: {100 * r['mean_field']['mc_accuracy']:.2f}% (full-run target >= 98.5%).
 - Seconds per epoch include everything the method does per step (the ELBO's KL, checks); a
-  run loaded from the cache shows 0.
+  network loaded from the cache counts what it cost when trained (plain PyTorch's shows 0).
 """

@@ -21,8 +21,9 @@ from bayesdl.models import BNN, MLP
 
 from ..data import linear_blobs, two_moons
 from ..io import markdown_table
+from ..methods import MethodSpec, labels_of
 from ..registry import RunContext, StudyResult
-from ._toy2d import Grid, Method, curves_figure, diagnostics, evaluate_methods, uncertainty_figure
+from ._toy2d import Grid, Toy2DLab, curves_figure, diagnostics, evaluate_methods, uncertainty_figure
 
 
 def _svi(n: int, steps: int, lr: float, ctx, **options) -> dict:
@@ -31,18 +32,18 @@ def _svi(n: int, steps: int, lr: float, ctx, **options) -> dict:
             "scheduler": exponential_decay(lr, lr / 20, steps), "progress": ctx.progress, **options}
 
 
-def _nuts(ctx, quick_draws: int = 50, quick_depth: int = 5) -> Method:
+def _nuts(ctx, quick_draws: int = 50, quick_depth: int = 5) -> MethodSpec:
     # Quick mode: chains too short to be trusted (the report says so); they mainly exercise the pipeline.
     options = {"num_samples": quick_draws if ctx.quick else 600, "warmup_steps": quick_draws if ctx.quick else 600,
                "num_chains": 2 if ctx.quick else 4, "seed": ctx.seed,
                "max_tree_depth": quick_depth if ctx.quick else 8, "progress": ctx.progress}
-    return Method("nuts", "NUTS", "nuts", options)
+    return MethodSpec("nuts", options=options)
 
 
-def _map_and_laplace(n: int, steps: int, lr: float, ctx) -> tuple[Method, Method]:
+def _map_and_laplace(n: int, steps: int, lr: float, ctx) -> tuple[MethodSpec, MethodSpec]:
     """The MAP (full-batch SVI with MAPGuide) and the full-GGN Laplace approximation around it."""
-    return (Method("map", "MAP", "map", _svi(n, steps, lr, ctx)),
-            Method("laplace", "Laplace (full GGN)", "laplace", {"subset": "all", "structure": "full"}, around="map"))
+    return (MethodSpec("map", options=_svi(n, steps, lr, ctx)),
+            MethodSpec("laplace", options={"subset": "all", "structure": "full"}, label="Laplace (full GGN)"))
 
 
 def _table(results: dict, labels: dict) -> str:
@@ -54,14 +55,15 @@ def _table(results: dict, labels: dict) -> str:
                            "TV to NUTS (grid)", "TV to NUTS (far)"], rows)
 
 
-def _run(ctx: RunContext, title: str, x, y, x_test, y_test, make_model, methods: list[Method],
+def _run(ctx: RunContext, title: str, x, y, x_test, y_test, make_model, methods: list[MethodSpec],
          extent: float, far_distance: float, conclusions) -> StudyResult:
     torch.manual_seed(ctx.seed)
     model = make_model()
-    labels = {m.name: m.label for m in methods}
+    labels = labels_of(methods)
     grid = Grid.around(x, extent=extent, resolution=40 if ctx.quick else 90, far_distance=far_distance)
     samples = 30 if ctx.quick else 200
-    posteriors, grid_probs, results = evaluate_methods(model, methods, x, y, x_test, y_test, grid, samples)
+    lab = Toy2DLab(ctx, model, x, y, methods)
+    posteriors, grid_probs, results = evaluate_methods(lab, methods, x_test, y_test, grid, samples)
     fig = uncertainty_figure(methods, posteriors, grid_probs, grid, x, y, title, far_distance)
     maps = ctx.figure(fig, "uncertainty_maps.png")
     curves = ctx.figure(curves_figure(posteriors, labels), "training_curves.png")
@@ -106,7 +108,7 @@ def run_logistic(ctx: RunContext) -> StudyResult:
 
     map_method, laplace_method = _map_and_laplace(n, steps, 0.05, ctx)
     methods = [map_method, laplace_method,
-               Method("mean_field", "mean-field VI", "mean_field", _svi(n, steps, 0.05, ctx, init_scale=0.1)),
+               MethodSpec("mean_field", options=_svi(n, steps, 0.05, ctx, init_scale=0.1)),
                _nuts(ctx, quick_draws=100, quick_depth=6)]  # 3 weights: a usable reference costs little
 
     def conclusions(r, labels):
@@ -144,8 +146,8 @@ def run_two_moons(ctx: RunContext) -> StudyResult:
 
     map_method, laplace_method = _map_and_laplace(n, steps, 0.02, ctx)
     methods = [map_method,
-               Method("mean_field", "mean-field VI", "mean_field", _svi(n, steps, 0.02, ctx, init_scale=0.05)),
-               Method("mc_dropout", f"MC dropout (p = {p})", "dropout", _svi(n, steps, 0.02, ctx, p=p)),
+               MethodSpec("mean_field", options=_svi(n, steps, 0.02, ctx, init_scale=0.05)),
+               MethodSpec("mc_dropout", "dropout", _svi(n, steps, 0.02, ctx, p=p), label=f"MC dropout (p = {p})"),
                laplace_method,
                _nuts(ctx)]
 
