@@ -15,6 +15,7 @@ They live in the core package because every step of the pipeline uses them: the 
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass
 
 import torch
@@ -22,6 +23,54 @@ import torch
 from bayesdl.checks import as_tensor, check_finite
 
 __all__ = ["Prediction", "ClassPrediction", "RegressionPrediction"]
+
+
+def _sum_tolerance(dtype: torch.dtype) -> float:
+    """How far from 1 a probability vector of ``dtype`` may sum (rounding of a softmax)."""
+    return max(1e-4, 10 * torch.finfo(dtype).eps)
+
+
+def check_probs(probs, name: str = "probs", *, ndim: int) -> torch.Tensor:
+    """Return ``probs`` as a floating tensor with ``ndim`` dims, probabilities along the last.
+
+    Raises ``TypeError`` for what is not an array of numbers, ``ValueError`` for a wrong rank,
+    an empty set, non-finite or negative entries, or rows that do not sum to 1 (within the
+    rounding of the dtype). A floating tensor comes back as the same object. Shared by
+    :class:`ClassPrediction` and the metrics of :mod:`bayesdl.evaluation` (which re-exports it
+    from ``bayesdl.evaluation._inputs``).
+    """
+    probs = as_tensor(probs, name)
+    if not probs.is_floating_point():
+        probs = probs.to(torch.get_default_dtype())
+    layout = {2: "[N, C]", 3: "[S, N, C] (samples first)"}[ndim]
+    if probs.dim() != ndim:
+        raise ValueError(f"{name} must have shape {layout}, got shape {tuple(probs.shape)}")
+    if probs.shape[-1] < 2:
+        raise ValueError(f"{name} needs at least 2 classes along its last axis, got {probs.shape[-1]}")
+    if probs.numel() == 0:
+        raise ValueError(f"{name} is empty (shape {tuple(probs.shape)}); pass at least one example")
+    check_finite(probs, name)
+    if bool((probs < 0).any()):
+        raise ValueError(f"{name} has negative entries; pass probabilities (a softmax), not logits")
+    sums = probs.sum(-1)
+    worst = float((sums - 1).abs().max())
+    if worst > _sum_tolerance(probs.dtype):
+        raise ValueError(
+            f"{name} must sum to 1 along the class axis (last); the worst row is off by {worst:.3g}. "
+            "Pass probabilities (apply softmax to logits)"
+        )
+    return probs
+
+
+def _as_float_tensor(value, name: str) -> torch.Tensor:
+    """``value`` (tensor, numpy array, nested numbers) as a real floating tensor; integers and
+    booleans become the default float dtype, a floating tensor comes back as the same object."""
+    tensor = as_tensor(value, name)
+    if tensor.is_complex():
+        raise TypeError(f"{name} must be real, got a tensor of dtype {tensor.dtype}")
+    if not tensor.is_floating_point():
+        tensor = tensor.to(torch.get_default_dtype())
+    return tensor
 
 
 class Prediction:
@@ -44,10 +93,20 @@ class ClassPrediction(Prediction):
 
     ``predictive`` is their mean over samples ``[N, C]``, the posterior-predictive
     distribution ``p(y | x, D) ~= 1/S sum_s p(y | x, theta_s)``.
+
+    Checked at construction: ``probs`` must be an array of rank 3 with ``S, N >= 1`` and
+    ``C >= 2``, finite, non-negative and summing to 1 along ``C`` (within the rounding of its
+    dtype); a ``ValueError``/``TypeError`` says what is wrong. Numpy arrays and integer
+    tensors are converted to floating tensors.
     """
 
     probs: torch.Tensor
     task = "classification"
+
+    def __post_init__(self):
+        probs = check_probs(self.probs, "probs", ndim=3)
+        if probs is not self.probs:
+            object.__setattr__(self, "probs", probs)
 
     @property
     def num_samples(self) -> int:
@@ -74,7 +133,15 @@ class RegressionPrediction(Prediction):
     With homoscedastic noise (``Gaussian``) ``noise`` is the same at every sample and input
     (a fixed precision ``tau``: ``noise = tau^-1/2``, as in Gal & Ghahramani 2016); with
     heteroscedastic noise (``HeteroscedasticGaussian``) the network predicts it per input and
-    per sample. Example::
+    per sample.
+
+    Checked at construction (``ValueError``/``TypeError`` naming what is wrong): ``mean`` and
+    ``noise`` are arrays of the same shape -- ``[S, N]``, samples first, trailing event
+    dimensions ``[S, N, ...]`` allowed, and ``[S]`` read as ``S`` samples of one scalar target
+    (what one draw ``[N]`` of ``Gaussian.predict`` gives) -- on the same device, with at least
+    one sample and one input; ``mean`` finite; ``noise`` finite and > 0 (a zero scale is a
+    point mass, whose log density is -inf or NaN). Numpy arrays and integer tensors are
+    converted to floating tensors. Example::
 
         >>> p = RegressionPrediction(torch.tensor([[0.0], [2.0]]), torch.tensor([[1.0], [1.0]]))
         >>> p.predictive_mean, p.aleatoric, p.epistemic, p.variance
@@ -84,6 +151,39 @@ class RegressionPrediction(Prediction):
     mean: torch.Tensor
     noise: torch.Tensor
     task = "regression"
+
+    def __post_init__(self):
+        mean, noise = _as_float_tensor(self.mean, "mean"), _as_float_tensor(self.noise, "noise")
+        if mean.dim() == 0:
+            raise ValueError("mean and noise must have shape [S, N] (samples first), got scalars; "
+                             "for one sample of N inputs pass mean[None] and noise[None]")
+        if mean.shape != noise.shape:
+            raise ValueError(
+                f"mean and noise must have the same shape [S, N] (samples first), got mean "
+                f"{tuple(mean.shape)} and noise {tuple(noise.shape)}; for one noise scale per input "
+                "or one for all, pass noise.expand_as(mean)")
+        if mean.device != noise.device:
+            raise ValueError(f"mean and noise must be on the same device, got {mean.device} and "
+                             f"{noise.device}")
+        if mean.shape[0] == 0:
+            raise ValueError(f"the prediction has no sample (S = 0, shape {tuple(mean.shape)}); "
+                             "pass at least one posterior sample")
+        if mean.numel() == 0:
+            raise ValueError(f"the prediction has no input (N = 0, shape {tuple(mean.shape)}); "
+                             "predict at least one input")
+        check_finite(mean, "mean")
+        check_finite(noise, "noise")
+        low = float(noise.min())
+        if low <= 0:
+            why = ("a zero noise scale is a point mass, whose log density is -inf or NaN; use a small "
+                   "positive scale" if low == 0 else
+                   "pass standard deviations (e.g. exp of a log-scale), not log-scales")
+            raise ValueError(f"noise must be > 0 (the standard deviation of the Gaussian), got min "
+                             f"{low:g}: {why}")
+        if mean is not self.mean:
+            object.__setattr__(self, "mean", mean)
+        if noise is not self.noise:
+            object.__setattr__(self, "noise", noise)
 
     @property
     def num_samples(self) -> int:
@@ -145,11 +245,39 @@ class RegressionPrediction(Prediction):
     def affine(self, shift, scale) -> RegressionPrediction:
         """The prediction of ``shift + scale * y`` (e.g. undoing a target normalisation):
         means ``shift + scale * mean``, noise ``|scale| * noise``. ``shift``, ``scale``: numbers
-        or tensors broadcasting against ``[N]``."""
+        or tensors broadcasting against ``[N]`` (a ``ValueError`` otherwise, or when they are
+        not finite or ``scale`` has a zero)."""
+        shift = self._coefficient(shift, "shift")
+        self._coefficient(scale, "scale")
         scale = torch.as_tensor(scale, dtype=self.mean.dtype, device=self.mean.device)
         if not bool(torch.all(scale != 0)):
             raise ValueError("scale must be non-zero")
         return RegressionPrediction(shift + scale * self.mean, scale.abs() * self.noise)
+
+    def _coefficient(self, value, name: str):
+        """``value`` of :meth:`affine` checked: a finite number, or a finite array whose shape
+        broadcasts against ``[N]`` to ``[N]``. Numbers come back unchanged, arrays as tensors
+        on the device of the prediction."""
+        if isinstance(value, numbers.Real) and not isinstance(value, bool):
+            check_finite(torch.tensor(float(value)), name)
+            return value
+        if isinstance(value, bool):
+            raise TypeError(f"{name} must be a number or a tensor, got bool")
+        tensor = as_tensor(value, name)
+        if tensor.is_complex():
+            raise TypeError(f"{name} must be real, got a tensor of dtype {tensor.dtype}")
+        check_finite(tensor, name)
+        event = tuple(self.mean.shape[1:])
+        try:
+            fits = tuple(torch.broadcast_shapes(tensor.shape, event)) == event
+        except RuntimeError:
+            fits = False
+        if not fits:
+            raise ValueError(f"{name} must be a number or broadcast against [N] = {event}, got shape "
+                             f"{tuple(tensor.shape)}")
+        if not isinstance(value, torch.Tensor):  # numpy: as a tensor of the prediction's dtype
+            tensor = tensor.to(self.mean.dtype)
+        return tensor.to(self.mean.device)
 
     def cpu(self) -> RegressionPrediction:
         return RegressionPrediction(self.mean.cpu(), self.noise.cpu())

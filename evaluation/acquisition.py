@@ -33,6 +33,7 @@ Example::
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -70,8 +71,27 @@ def mean_std(probs) -> torch.Tensor:
     return variance.sqrt().mean(-1)
 
 
+def _check_generator(generator) -> torch.Generator | None:
+    """``generator`` if it is None or a CPU ``torch.Generator`` (the draws are made on the CPU,
+    then moved to the device of ``probs``), else a ``TypeError``/``ValueError``."""
+    if generator is None:
+        return None
+    if not isinstance(generator, torch.Generator):
+        hint = (f"; use torch.Generator().manual_seed({generator})"
+                if isinstance(generator, numbers.Integral) and not isinstance(generator, bool) else "")
+        raise TypeError(f"generator must be a torch.Generator (or None), got "
+                        f"{type(generator).__name__}{hint}")
+    if generator.device.type != "cpu":
+        raise ValueError(f"generator must be a CPU generator (the random draws are made on the CPU, then "
+                         f"moved to the device of probs), got one on {generator.device}; "
+                         "use torch.Generator()")
+    return generator
+
+
 def random_scores(probs, generator: torch.Generator | None = None) -> torch.Tensor:
-    """Uniform random scores ``[N]`` (the samples are only checked and sized): random acquisition."""
+    """Uniform random scores ``[N]`` (the samples are only checked and sized): random acquisition.
+    ``generator``: a CPU ``torch.Generator`` or None."""
+    generator = _check_generator(generator)
     probs = check_probs(probs, ndim=3)
     return torch.rand(probs.shape[1], generator=generator, dtype=probs.dtype).to(probs.device)
 
@@ -84,6 +104,10 @@ ACQUISITION_FUNCTIONS: dict[str, Callable[..., torch.Tensor]] = {
     "mean_std": mean_std,
     "random": random_scores,
 }
+
+
+#: the keyword options :func:`acquire` passes on to :func:`batchbald`
+_BATCHBALD_OPTIONS = ("num_configurations", "exact_limit", "chunk")
 
 
 @dataclass(frozen=True)
@@ -143,6 +167,7 @@ def batchbald(probs, batch_size: int, num_configurations: int = 10_000,
     """
     probs = check_probs(probs, ndim=3).double()
     num_samples, n, c = probs.shape
+    generator = _check_generator(generator)
     batch_size = check_int(batch_size, "batch_size", minimum=1)
     if batch_size > n:
         raise ValueError(f"batch_size ({batch_size}) is larger than the pool ({n} points)")
@@ -198,10 +223,19 @@ def acquire(function: str, probs, batch_size: int, generator: torch.Generator | 
 
     ``function`` is a name of :data:`ACQUISITION_FUNCTIONS` (the top ``batch_size`` scores;
     ties go to the lower index) or ``"batchbald"`` (:func:`batchbald`, which takes ``options``).
-    ``generator`` drives the random choices (``random``, BatchBALD's sampled configurations).
+    ``generator`` (a CPU ``torch.Generator`` or None) drives the random choices (``random``,
+    BatchBALD's sampled configurations); it is checked whatever the function.
     """
+    if not isinstance(function, str):
+        raise TypeError(f"function must be the name of an acquisition function, one of "
+                        f"{sorted([*ACQUISITION_FUNCTIONS, 'batchbald'])}, got {type(function).__name__}")
     batch_size = check_int(batch_size, "batch_size", minimum=1)
+    generator = _check_generator(generator)
     if function == "batchbald":
+        unknown = sorted(set(options) - set(_BATCHBALD_OPTIONS))
+        if unknown:
+            raise TypeError(f"batchbald takes the options {sorted(_BATCHBALD_OPTIONS)}, got unknown "
+                            f"{unknown}")
         return batchbald(probs, batch_size, generator=generator, **options).indices
     if function not in ACQUISITION_FUNCTIONS:
         raise ValueError(f"unknown acquisition function {function!r}; choose one of "

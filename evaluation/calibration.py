@@ -23,6 +23,7 @@ Example::
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -44,6 +45,13 @@ __all__ = [
     "fit_temperature",
     "apply_temperature",
 ]
+
+
+def _check_probs_and_labels(probs, labels) -> tuple[torch.Tensor, torch.Tensor]:
+    """``probs`` ``[N, C]`` and ``labels`` ``[N]`` checked, on the CPU (the metrics are CPU
+    reductions to floats, so predictions left on a GPU, and labels on another device, work)."""
+    probs = check_probs(probs, ndim=2).cpu()
+    return probs, check_labels(labels, probs.shape[1], probs.shape[0]).cpu()
 
 
 @dataclass(frozen=True)
@@ -77,8 +85,7 @@ class ReliabilityBins:
 def reliability_bins(probs, labels, n_bins: int = 15) -> ReliabilityBins:
     """Per-bin accuracy, mean confidence and count of the predictions, for ``n_bins`` bins."""
     n_bins = check_int(n_bins, "n_bins", minimum=1)
-    probs = check_probs(probs, ndim=2)
-    labels = check_labels(labels, probs.shape[1], probs.shape[0])
+    probs, labels = _check_probs_and_labels(probs, labels)
     confidence, predicted = probs.max(-1)
     # Bin in the dtype of the input, so a confidence equal to an edge (0.6 in float32,
     # say) falls in the bin that edge closes, as the definition asks.
@@ -114,16 +121,15 @@ def negative_log_likelihood(probs, labels) -> float:
     A probability that underflowed to 0 is read as the smallest positive float of its
     dtype, so one hopeless prediction gives a large finite loss instead of Inf.
     """
-    probs = check_probs(probs, ndim=2)
-    labels = check_labels(labels, probs.shape[1], probs.shape[0])
+    probs, labels = _check_probs_and_labels(probs, labels)
     picked = probs.gather(1, labels[:, None]).squeeze(1).double()
     return float(-torch.log(picked.clamp_min(torch.finfo(probs.dtype).tiny)).mean())
 
 
 def brier_score(probs, labels) -> float:
     """Multi-class Brier score ``mean_n sum_c (p_nc - 1[y_n = c])^2`` (Brier 1950), in [0, 2]."""
-    probs = check_probs(probs, ndim=2).double()
-    labels = check_labels(labels, probs.shape[1], probs.shape[0])
+    probs, labels = _check_probs_and_labels(probs, labels)
+    probs = probs.double()
     onehot = torch.nn.functional.one_hot(labels, probs.shape[1]).double()
     return float(((probs - onehot) ** 2).sum(-1).mean())
 
@@ -131,8 +137,7 @@ def brier_score(probs, labels) -> float:
 def calibration_metrics(probs, labels, n_bins: int = 15) -> dict[str, float]:
     """Accuracy, ECE, MCE, NLL and Brier score of ``probs`` ``[N, C]`` in one dict."""
     bins = reliability_bins(probs, labels, n_bins)
-    probs = check_probs(probs, ndim=2)
-    labels = check_labels(labels, probs.shape[1], probs.shape[0])
+    probs, labels = _check_probs_and_labels(probs, labels)
     return {
         "accuracy": float((probs.argmax(-1) == labels).double().mean()),
         "ece": bins.ece,
@@ -151,21 +156,38 @@ def _check_logits(logits, name: str = "logits") -> torch.Tensor:
     return check_finite(logits.double(), name)
 
 
+def _check_bounds(bounds) -> tuple[float, float]:
+    """``bounds`` of :func:`fit_temperature` as ``(low, high)`` floats with ``0 < low < high``."""
+    if isinstance(bounds, (torch.Tensor, np.ndarray)):
+        bounds = bounds.tolist() if bounds.ndim == 1 else bounds
+    if not isinstance(bounds, Sequence) or isinstance(bounds, (str, bytes)):
+        raise TypeError(f"bounds must be a pair (low, high) of temperatures such as (0.05, 20.0), "
+                        f"got {type(bounds).__name__}")
+    if len(bounds) != 2:
+        raise ValueError(f"bounds must be a pair (low, high) of temperatures, got {len(bounds)} "
+                         f"value{'s' if len(bounds) != 1 else ''}: {tuple(bounds)}")
+    low, high = (check_positive(value, f"bounds[{i}]") for i, value in enumerate(bounds))
+    if not low < high:
+        raise ValueError(f"bounds must satisfy 0 < low < high, got {tuple(bounds)}; pass (low, high) in "
+                         "increasing order")
+    return low, high
+
+
 def fit_temperature(logits, labels, bounds: tuple[float, float] = (0.05, 20.0)) -> float:
     """Temperature ``T`` minimising the NLL of ``softmax(logits / T)`` (Guo et al. 2017).
 
     ``logits`` ``[N, C]`` are the validation-set scores: network logits, or for a sampled
     posterior the log of the mean predictive probabilities (``probs.mean(0).log()``), so
     the same scaling applies to any method. The NLL is convex in ``1/T``, so a bounded
-    scalar search on ``ln T`` finds the global minimum inside ``bounds``.
+    scalar search on ``ln T`` finds the global minimum inside ``bounds``, a pair
+    ``(low, high)`` of finite temperatures with ``0 < low < high`` (a tuple, list or array of
+    two numbers).
     """
     logits = _check_logits(logits)
     labels = check_labels(labels, logits.shape[1], logits.shape[0])
-    low, high = bounds
-    if not 0 < low < high:
-        raise ValueError(f"bounds must satisfy 0 < low < high, got {bounds}")
-    x = logits.numpy()
-    y = labels.numpy()
+    low, high = _check_bounds(bounds)
+    x = logits.cpu().numpy()
+    y = labels.cpu().numpy()
 
     def nll(log_t: float) -> float:
         scaled = x / np.exp(log_t)

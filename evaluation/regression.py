@@ -6,6 +6,10 @@ All take a :class:`~bayesdl.predictions.RegressionPrediction` (samples first, ``
 
 from __future__ import annotations
 
+import numbers
+from collections.abc import Iterable
+
+import numpy as np
 import torch
 
 from bayesdl.checks import check_probability
@@ -24,6 +28,29 @@ def _check_prediction(prediction) -> RegressionPrediction:
     return prediction
 
 
+def _check_levels(levels) -> list[float]:
+    """``levels`` as a list of floats in (0, 1): a sequence (list, tuple, 1-D array) of numbers,
+    or one number for a single level."""
+    if isinstance(levels, (torch.Tensor, np.ndarray)) and levels.ndim == 0:
+        levels = levels.item()
+    if isinstance(levels, numbers.Real) and not isinstance(levels, bool):
+        levels = [levels]
+    elif isinstance(levels, (str, bytes, dict)) or not isinstance(levels, Iterable):
+        raise TypeError(f"levels must be a number or a sequence of numbers in (0, 1) such as (0.5, 0.9), "
+                        f"got {type(levels).__name__}")
+    checked = []
+    for level in levels:
+        if isinstance(level, (torch.Tensor, np.ndarray)) and level.ndim == 0:
+            level = level.item()
+        if isinstance(level, bool) or not isinstance(level, numbers.Real):
+            raise TypeError(f"levels must be numbers in (0, 1), got an element {level!r} of type "
+                            f"{type(level).__name__}")
+        if not 0 < float(level) < 1:  # NaN fails too
+            raise ValueError(f"levels must lie in (0, 1) (probabilities of central intervals), got {level!r}")
+        checked.append(check_probability(level, "level"))
+    return checked
+
+
 def rmse(prediction: RegressionPrediction, y) -> float:
     """Root mean squared error of the predictive mean, ``sqrt(1/N sum_n (y_n - E[y_n])^2)``."""
     prediction = _check_prediction(prediction)
@@ -34,18 +61,28 @@ def rmse(prediction: RegressionPrediction, y) -> float:
 def interval_coverage(prediction: RegressionPrediction, y, levels=COVERAGE_LEVELS) -> dict[float, float]:
     """Fraction of targets inside the central ``level`` interval of the predictive mixture, for
     each level: ``mean_n [ |F(y_n) - 1/2| <= level / 2 ]`` with ``F`` the predictive CDF
-    (:meth:`RegressionPrediction.cdf`). A calibrated predictive covers a fraction ``level``."""
+    (:meth:`RegressionPrediction.cdf`). A calibrated predictive covers a fraction ``level``.
+
+    ``levels``: a sequence of numbers in (0, 1), or one number for a single level."""
     prediction = _check_prediction(prediction)
+    levels = _check_levels(levels)
     pit = prediction.cdf(y)
-    levels = [check_probability(level, "level") for level in levels]
     return {level: float(((pit - 0.5).abs() <= level / 2).double().mean()) for level in levels}
 
 
 def regression_metrics(prediction: RegressionPrediction, y, levels=COVERAGE_LEVELS) -> dict[str, float]:
     """``rmse``, ``log_likelihood`` (mean over examples of the predictive log density, as in Gal &
     Ghahramani 2016), ``coverage_<pct>`` for each level, and the mean ``aleatoric``,
-    ``epistemic`` and total predictive ``variance``."""
+    ``epistemic`` and total predictive ``variance``. ``levels``: as :func:`interval_coverage`;
+    two levels may not share a key (0.9 and 0.901 would both be ``coverage_90``)."""
     prediction = _check_prediction(prediction)
+    levels, keys = _check_levels(levels), {}
+    for level in levels:
+        key = f"coverage_{round(100 * level)}"
+        if keys.get(key, level) != level:
+            raise ValueError(f"levels {keys[key]} and {level} would both be reported as {key}; "
+                             "pass levels that differ in whole percent")
+        keys[key] = level
     metrics = {"rmse": rmse(prediction, y),
                "log_likelihood": float(prediction.log_likelihood(y).mean())}
     for level, value in interval_coverage(prediction, y, levels).items():

@@ -17,36 +17,52 @@ test error, score a random subset of ``candidates`` pool points with ``num_sampl
 samples (the paper's code scored 2,000 random pool points per step rather than the whole
 pool; ``None`` scores the whole pool), and move the ``acquisition_size`` chosen points from the
 pool to the labelled set. The record -- acquired indices and errors of every step -- is written
-atomically to ``path`` after each step, and a run given an existing record resumes after its
-last step. Every step draws its randomness (initial weights, minibatches, candidates, random
-acquisition, BatchBALD's sampled configurations) from seeds derived from ``(seed, step)``,
-so a resumed run acquires exactly what an uninterrupted one would have.
+atomically to ``path`` after each step, with a SHA-256 digest of its content, and a run given an
+existing record resumes after its last step (a damaged or edited record is reported by a warning,
+removed and recomputed). Every step draws its randomness (initial weights, minibatches,
+candidates, random acquisition, BatchBALD's sampled configurations) from seeds derived from
+``(seed, step)``, so a resumed run acquires exactly what an uninterrupted one would have.
+
+What the loop is given is checked where it is given: the options at construction (a network
+instead of a function returning one, options the method or the acquisition function does not
+take, values it would refuse), the data, indices, model and record path at their first use --
+before a step trains anything. Data are ``TensorDataset(x, y)`` or ``(x, y)`` pairs of tensors,
+``y`` the integer class labels; the model a :class:`~bayesdl.models.BNN` with a categorical
+likelihood.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
 import json
 import math
+import numbers
 import time
-from collections.abc import Callable, Sequence
+import warnings
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
 from torch.utils.data import TensorDataset
 
-from bayesdl.checks import check_int
-from bayesdl.evaluation.acquisition import ACQUISITION_FUNCTIONS, acquire
+from bayesdl.checks import as_tensor, check_device, check_int
+from bayesdl.evaluation.acquisition import ACQUISITION_FUNCTIONS, acquire, batchbald
 from bayesdl.inference import approximate
-from bayesdl.models import BNN, DBALCNN
+from bayesdl.models import BNN, DBALCNN, Categorical, bnn_of
 
-from .io import write_json
+from .io import read_verified_json, write_verified_json
 from .methods import MethodSpec
 
 __all__ = ["ActiveLearning", "ActiveLearningRecord", "balanced_initial_indices", "dbal_model",
            "WEIGHT_DECAY_C"]
 
 WEIGHT_DECAY_C = 3.5  # Gal, Islam & Ghahramani's code: weight decay c / N on fc 128
+#: the format of a saved record (:meth:`ActiveLearningRecord.save`)
+RECORD_FORMAT = "bayesdl-active-learning-1"
+#: the arguments of an acquisition function that the loop itself passes
+_ACQUISITION_ARGUMENTS = ("probs", "batch_size", "generator")
 
 
 def dbal_model():
@@ -86,10 +102,53 @@ class ActiveLearningRecord:
 
     @classmethod
     def load(cls, path) -> ActiveLearningRecord:
-        return cls(**json.loads(Path(path).read_text()))
+        """The record saved at ``path``, verified: ``ValueError`` naming the file when it does not
+        match its digest (edited, truncated) or is not a consistent record. A record written
+        before records carried a digest is accepted once, with a warning, and rewritten with it."""
+        content = read_verified_json(path, RECORD_FORMAT, accept_unversioned=True)
+        problem = _record_problem(content)
+        if problem:
+            raise ValueError(f"{path} is not an active-learning record: {problem}")
+        return cls(**content)
 
     def save(self, path) -> None:
-        write_json(path, asdict(self))
+        """Write the record atomically to ``path``, with the SHA-256 digest :meth:`load` checks."""
+        write_verified_json(path, asdict(self), RECORD_FORMAT)
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _is_index(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _record_problem(content: dict) -> str | None:
+    """What makes ``content`` (a record as saved) no consistent record; None when it is one."""
+    names = [f.name for f in dataclasses.fields(ActiveLearningRecord)]
+    missing, unknown = sorted(set(names) - set(content)), sorted(set(content) - set(names))
+    if missing or unknown:
+        return f"entries missing: {missing}, unknown: {unknown}"
+    kinds = {"config": lambda v: isinstance(v, dict),
+             "initial": lambda v: isinstance(v, list) and all(map(_is_index, v)),
+             "labels": lambda v: isinstance(v, list) and all(map(_is_index, v)),
+             "test_error": lambda v: isinstance(v, list) and all(map(_is_number, v)),
+             "val_error": lambda v: isinstance(v, list) and all(map(_is_number, v)),
+             "acquired": lambda v: isinstance(v, list) and all(isinstance(a, list) and all(map(_is_index, a))
+                                                               for a in v),
+             "seconds": lambda v: isinstance(v, list) and all(isinstance(d, dict) for d in v)}
+    wrong = [name for name, ok in kinds.items() if not ok(content[name])]
+    if wrong:
+        return f"entries {wrong} are not of the types a record holds"
+    steps = [len(content[name]) for name in ("labels", "test_error", "acquired", "seconds")]
+    if len(set(steps)) != 1 or len(content["val_error"]) not in (0, steps[0]):
+        return (f"labels, test_error, acquired, seconds and val_error have inconsistent lengths "
+                f"{[*steps, len(content['val_error'])]}")
+    sizes = [len(content["initial"]) + sum(map(len, content["acquired"][:t])) for t in range(steps[0])]
+    if content["labels"] != sizes:
+        return "labels do not count the initial and acquired indices"
+    return None
 
 
 def balanced_initial_indices(labels: torch.Tensor, per_class: int, seed: int,
@@ -146,6 +205,12 @@ class ActiveLearning:
     device, batch_size:
         Where to train (passed to methods that take ``device``; default theirs) and the batch
         size of prediction.
+
+    Everything is checked here, so that a loop that is built runs: ``model_fn`` must be a
+    function (a network instance is refused: the loop needs a fresh one at every step), the
+    options mappings of JSON values (the record stores them) that the method and the
+    acquisition function take (the acquisition function is tried on a toy pool, so its own
+    checks of their values run here too).
     """
 
     model_fn: Callable
@@ -163,6 +228,15 @@ class ActiveLearning:
     batch_size: int = 1024
 
     def __post_init__(self):
+        if isinstance(self.model_fn, torch.nn.Module):  # a network is callable, but it is one network
+            raise TypeError(f"model_fn is a {type(self.model_fn).__name__} instance, but the loop builds a "
+                            "fresh network at every step: pass a function returning a fresh BNN, e.g. "
+                            "lambda: BNN(...)")
+        for name in ("method_options", "acquisition_options"):
+            if not isinstance(getattr(self, name), Mapping):
+                raise TypeError(f"{name} must be a mapping of option names to values (a dict), got "
+                                f"{type(getattr(self, name)).__name__}")
+            setattr(self, name, dict(getattr(self, name)))
         if isinstance(self.method, MethodSpec):  # one spec: its method and options
             both = sorted(set(self.method.options) & set(self.method_options))
             if both:
@@ -178,6 +252,7 @@ class ActiveLearning:
         if not callable(self.model_fn):
             raise TypeError("model_fn must be a callable returning a fresh bayesdl.models.BNN")
         check_int(self.acquisition_size, "acquisition_size", minimum=1)
+        check_int(self.batch_size, "batch_size", minimum=1)
         check_int(self.max_labels, "max_labels", minimum=1)
         check_int(self.num_samples, "num_samples", minimum=1)
         check_int(self.seed, "seed", minimum=0)
@@ -185,9 +260,42 @@ class ActiveLearning:
             check_int(self.candidates, "candidates", minimum=self.acquisition_size)
         if self.test_samples is not None:
             check_int(self.test_samples, "test_samples", minimum=1)
+        if self.device is not None:
+            check_device(self.device)  # kept as given, as the methods take it
         reserved = {"seed", "progress", "device"} & set(self.method_options)
         if reserved:
             raise ValueError(f"method_options may not set {sorted(reserved)}: the loop sets them")
+        unknown = sorted(set(self.method_options) - self.spec.info.options)
+        if unknown:
+            raise TypeError(f"method {self.method!r} takes no option {unknown}; its options: "
+                            f"{sorted(self.spec.info.options - {'seed', 'progress', 'device'})}")
+        self._check_acquisition_options()
+        try:  # the record stores the configuration, to compare it when a run resumes
+            json.dumps([self.method_options, self.acquisition_options], allow_nan=False)
+        except (TypeError, ValueError) as err:
+            raise TypeError("method_options and acquisition_options must hold JSON values (numbers, strings, "
+                            f"booleans, None, lists, dicts), which the record stores: {err}") from None
+
+    def _check_acquisition_options(self) -> None:
+        """The acquisition options against the function's signature, then the function itself on a
+        toy pool: whatever it would refuse after a step's training is refused here."""
+        function = batchbald if self.acquisition == "batchbald" else ACQUISITION_FUNCTIONS[self.acquisition]
+        parameters = inspect.signature(function).parameters.values()
+        takes = {p.name for p in parameters if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+        takes -= set(_ACQUISITION_ARGUMENTS)
+        loop_sets = sorted(set(self.acquisition_options) & set(_ACQUISITION_ARGUMENTS))
+        if loop_sets:
+            raise ValueError(f"acquisition_options may not set {loop_sets}: the loop sets them")
+        unknown = sorted(set(self.acquisition_options) - takes)
+        if unknown:
+            raise TypeError(f"acquisition function {self.acquisition!r} takes no option {unknown}; "
+                            f"its options: {sorted(takes) or 'none'}")
+        toy = torch.tensor([[[0.9, 0.1], [0.5, 0.5]], [[0.2, 0.8], [0.5, 0.5]]])  # 2 passes, 2 points
+        options = self.acquisition_options
+        try:
+            acquire(self.acquisition, toy, 1, generator=torch.Generator().manual_seed(0), **options)
+        except (TypeError, ValueError) as err:
+            raise type(err)(f"acquisition_options {options} of {self.acquisition!r}: {err}") from None
 
     def config(self, initial: Sequence[int], exclude: Sequence[int]) -> dict:
         """What determines the run (compared when resuming)."""
@@ -202,23 +310,35 @@ class ActiveLearning:
     def start(self, train: TensorDataset, initial: Sequence[int], path=None,
               exclude: Sequence[int] = ()) -> ActiveLearningRecord:
         """The record to continue: loaded from ``path`` when it exists (its configuration must
-        match), else a new one."""
-        initial = [int(i) for i in initial]
+        match), else a new one. A record that is damaged (it does not match its digest, or is no
+        consistent record) is reported by a warning and removed: the run starts afresh."""
+        train = _dataset(train, "train")
         n = len(train)
+        initial = _indices(initial, n, "initial")
+        exclude = _indices(exclude, n, "exclude")
+        path = _record_file(path)
         if not initial:
             raise ValueError("the initial labelled set is empty; pass at least one index")
-        if len(set(initial)) != len(initial) or min(initial) < 0 or max(initial) >= n:
-            raise ValueError(f"initial indices must be distinct and in [0, {n}), got {len(initial)} indices")
-        if set(initial) & {int(i) for i in exclude}:
+        if len(set(initial)) != len(initial):
+            raise ValueError(f"initial indices must be distinct, got {len(initial)} indices with repeats")
+        if set(initial) & set(exclude):
             raise ValueError("an initial index is also in exclude")
         config = json.loads(json.dumps(self.config(initial, exclude)))
-        if path is None or not Path(path).exists():
-            return ActiveLearningRecord(config=config, initial=initial)
-        record = ActiveLearningRecord.load(path)
+        fresh = ActiveLearningRecord(config=config, initial=initial)
+        if path is None or not path.exists():
+            return fresh
+        try:
+            record = ActiveLearningRecord.load(path)
+        except ValueError as err:
+            warnings.warn(f"the active-learning record {path} is damaged and is recomputed: {err}",
+                          stacklevel=2)
+            path.unlink()
+            return fresh
         if ({**record.config, "max_labels": None} != {**config, "max_labels": None}
                 or record.initial != initial):
             raise ValueError(f"{path} holds a run with another configuration or initial set; "
                              "use another path or delete it to start afresh")
+        _indices(record.labelled, n, f"the indices recorded in {path}")
         return self._resized(record)
 
     def _resized(self, record: ActiveLearningRecord) -> ActiveLearningRecord:
@@ -249,13 +369,17 @@ class ActiveLearning:
         """Run one step on ``record`` (train, test, acquire), save it to ``path``, return it."""
         if self.done(record):
             return record
+        train, test = _dataset(train, "train"), _dataset(test, "test")
+        val = None if val is None else _dataset(val, "val")
         t = len(record.labels)
         x, y = train.tensors
-        labelled = record.labelled
+        exclude = _indices(exclude, len(y), "exclude")
+        labelled = _indices(record.labelled, len(y), "the record's labelled")
+        path = _record_file(path)
         seconds = {}
         clock = time.perf_counter()
         torch.manual_seed(_step_seed(self.seed, t, 0))
-        model = self.model_fn()
+        model = _classifier(self.model_fn())
         offered = {"seed": _step_seed(self.seed, t, 1), "progress": progress, "device": self.device}
         accepted = {k: v for k, v in offered.items() if k in self.spec.info.run_options and v is not None}
         posterior = approximate(self.spec.method, model, (x[labelled], y[labelled]), **accepted,
@@ -272,7 +396,7 @@ class ActiveLearning:
             clock = time.perf_counter()
             taken = torch.zeros(len(y), dtype=torch.bool)
             taken[labelled] = True
-            taken[[int(i) for i in exclude]] = True
+            taken[exclude] = True
             pool = torch.nonzero(~taken).flatten()
             generator = torch.Generator().manual_seed(_step_seed(self.seed, t, 2))
             if self.candidates is not None and len(pool) > self.candidates:
@@ -305,6 +429,8 @@ class ActiveLearning:
         the start; ``exclude``, e.g. a validation split, is never acquired); ``test`` measures
         the error after every step; ``val`` (optional) too.
         """
+        train, test = _dataset(train, "train"), _dataset(test, "test")
+        val = None if val is None else _dataset(val, "val")
         record = self.start(train, initial, path, exclude)
         while not self.done(record):
             self.step(record, train, test, path, exclude, val, progress)
@@ -324,3 +450,74 @@ class ActiveLearning:
                 predictive = posterior.predict(xb, num_samples=self.test_samples).predictive
                 wrong += int((predictive.argmax(-1).cpu() != yb).sum())
         return wrong / len(y)
+
+
+def _dataset(data, name: str) -> TensorDataset:
+    """``data`` -- a ``TensorDataset(x, y)`` or an ``(x, y)`` pair -- as a ``TensorDataset`` whose
+    ``y`` are integer class labels ``[N]``; ``TypeError``/``ValueError`` naming ``name`` otherwise."""
+    if isinstance(data, TensorDataset):
+        if len(data.tensors) != 2:
+            raise TypeError(f"{name} must hold two tensors (x, y), got {len(data.tensors)}")
+        x, y = data.tensors
+    elif isinstance(data, (tuple, list)) and len(data) == 2:
+        x, y = as_tensor(data[0], f"{name} x"), as_tensor(data[1], f"{name} y")
+    else:
+        raise TypeError(f"{name} must be a TensorDataset or an (x, y) pair of tensors, got "
+                        f"{type(data).__name__}")
+    if x.dim() == 0 or y.dim() == 0 or len(x) != len(y):
+        raise ValueError(f"{name}: x and y must have the same length, got shapes {tuple(x.shape)} and "
+                         f"{tuple(y.shape)}")
+    if len(x) == 0:
+        raise ValueError(f"{name} is empty; pass at least one example")
+    labels = y.reshape(-1) if y.dim() == 2 and y.shape[1] == 1 else y
+    if labels.dim() != 1:
+        raise ValueError(f"{name}: y must have shape [N] (class labels), got shape {tuple(y.shape)}")
+    if labels.dtype == torch.bool or labels.is_complex() or (labels.is_floating_point() and not bool(
+            (torch.isfinite(labels) & (labels == labels.round())).all())):
+        raise ValueError(f"{name}: y must be integer class indices, got {labels.dtype} values that are not")
+    if int(labels.min()) < 0:
+        raise ValueError(f"{name}: y must be class indices >= 0, got {int(labels.min())}")
+    labels = labels.long()
+    return data if isinstance(data, TensorDataset) and labels is y else TensorDataset(x, labels)
+
+
+def _indices(values, n: int, name: str) -> list[int]:
+    """``values`` as a list of integer indices in ``[0, n)``, else ``ValueError`` naming ``name``."""
+    if isinstance(values, torch.Tensor):
+        values = values.tolist() if values.dim() else [values.item()]
+    values = list(values)
+    if not all(isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in values):
+        raise TypeError(f"{name} indices must be integers")
+    bad = [int(v) for v in values if not 0 <= v < n]
+    if bad:
+        raise ValueError(f"{name} indices must lie in [0, {n}) (the training set), got {bad[:5]}"
+                         + ("..." if len(bad) > 5 else ""))
+    return [int(v) for v in values]
+
+
+def _record_file(path) -> Path | None:
+    """``path`` as a ``Path`` where a record can be written, else ``ValueError`` saying why not."""
+    if path is None:
+        return None
+    path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"the record path {path} is a folder; pass the path of a file in it, e.g. "
+                         f"{path / 'run.json'}")
+    for parent in path.absolute().parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise ValueError(f"cannot write the record {path}: {parent} is a file")
+            break
+    return path
+
+
+def _classifier(model):
+    """``model`` if it is a BNN that classifies (a categorical likelihood), else a clear error."""
+    bnn = bnn_of(model)
+    if bnn is None:
+        raise TypeError(f"model_fn must return a bayesdl.models.BNN, got {type(model).__name__}")
+    if not isinstance(bnn.likelihood, Categorical):
+        raise ValueError("active learning scores the pool by class probabilities, so it needs a BNN with a "
+                         "categorical likelihood; model_fn returned one with a "
+                         f"{type(bnn.likelihood).__name__} likelihood (a regression or binary model)")
+    return model

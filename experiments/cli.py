@@ -119,7 +119,13 @@ def _main(argv):
     malformed = [item for item in args.options if "=" not in item]
     if malformed:
         return _error(f"--set takes KEY=VALUE, got {malformed}")
-    options = dict(item.split("=", 1) for item in args.options)
+    options = {}
+    for item in args.options:
+        key, value = item.split("=", 1)
+        key = key.strip()
+        if key in options:  # one value per option: which of two was meant cannot be guessed
+            return _error(f"--set {key} given twice: {options[key]} and {value}")
+        options[key] = value
     try:
         metrics = run_study(args.study, out, seed=args.seed, quick=args.quick,
                             data_root=args.data_root, device=args.device,

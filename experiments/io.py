@@ -6,6 +6,11 @@ in for the output folder in one atomic step (:class:`RunFolder`). An interrupted
 therefore leaves the previous results untouched, and the output folder never mixes two runs;
 ``bdl diagnose`` checks the files against the manifest (:func:`verify_run_folder`).
 
+The JSON entries of the study caches (active-learning records, UCI per-split results) carry a
+SHA-256 digest of their content (:func:`write_verified_json`), checked whenever they are read
+(:func:`read_verified_json`): an edited, truncated or otherwise damaged entry is a
+``ValueError`` naming the file, which the study reports, removes and recomputes.
+
 ``metrics.json`` schema, shared by every study::
 
     {"study": str, "config": {...}, "results": {method: {metric: value}}, "versions": {...}}
@@ -23,6 +28,7 @@ import platform
 import shutil
 import sys
 import tempfile
+import warnings
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
@@ -33,7 +39,7 @@ from bayesdl.atomic import atomic_path, file_lock, try_lock, umask_mode
 
 __all__ = ["to_jsonable", "write_json", "write_text", "save_figure", "versions", "RunFolder",
            "SCHEMA_KEYS", "markdown_table", "MANIFEST", "check_output_folder", "is_run_folder",
-           "verify_run_folder", "sha256_of"]
+           "verify_run_folder", "sha256_of", "write_verified_json", "read_verified_json"]
 
 SCHEMA_KEYS = ("study", "config", "results", "versions")
 
@@ -71,6 +77,77 @@ def write_json(path, obj) -> None:
     """Write ``obj`` as indented JSON, atomically."""
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(to_jsonable(obj), indent=2, sort_keys=False) + "\n")
+
+
+#: the keys a verified JSON file adds to its content (:func:`write_verified_json`)
+_VERIFIED_KEYS = ("format", "sha256")
+
+
+def _content_digest(format: str, content: dict) -> str:
+    """SHA-256 of ``content`` (JSON types) and its ``format``, independent of key order and layout."""
+    canonical = json.dumps({"format": format, "content": content}, sort_keys=True, separators=(",", ":"),
+                           ensure_ascii=False, allow_nan=False)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def write_verified_json(path, content: dict, format: str) -> None:
+    """Write the dict ``content`` as indented JSON, atomically, with its ``format`` and the SHA-256
+    of both (keys ``format`` and ``sha256`` beside the content's own, so the file still reads as
+    the plain result it is); :func:`read_verified_json` checks them."""
+    if not isinstance(content, dict):
+        raise TypeError(f"a verified JSON file holds a dict, got {type(content).__name__}")
+    content = to_jsonable(content)
+    reserved = sorted(set(content) & set(_VERIFIED_KEYS))
+    if reserved:
+        raise ValueError(f"the keys {reserved} are reserved for the format and digest of a verified "
+                         "JSON file")
+    write_json(path, {"format": format, "sha256": _content_digest(format, content), **content})
+
+
+def read_verified_json(path, format: str, *, accept_unversioned: bool = False) -> dict:
+    """The content of a file of :func:`write_verified_json` of this ``format``, verified.
+
+    Raises ``ValueError`` naming the file when it is not readable JSON (truncated, not text), not
+    a ``format`` file, or its content does not match its digest (edited, damaged);
+    ``FileNotFoundError`` when there is none. A file written before digests (a plain JSON dict,
+    neither ``format`` nor ``sha256``) cannot be verified: refused, or with
+    ``accept_unversioned`` accepted once with a warning and rewritten with its digest.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"{path} is a folder, not a {format} file")
+    try:
+        stored = json.loads(path.read_bytes().decode("utf-8"))
+    except FileNotFoundError:
+        raise
+    except (UnicodeDecodeError, ValueError) as err:
+        raise ValueError(f"{path} is not valid JSON ({type(err).__name__}: {err}); it was truncated or "
+                         "damaged after it was written") from None
+    if not isinstance(stored, dict):
+        raise ValueError(f"{path} holds a JSON {type(stored).__name__}, not a {format} file")
+    if not any(key in stored for key in _VERIFIED_KEYS):
+        if not accept_unversioned:
+            raise ValueError(f"{path} has no digest (written before {format} files carried one); it cannot "
+                             "be verified")
+        warnings.warn(f"{path} was written without a digest (by an earlier version) and cannot be verified; "
+                      "it is used as it is and rewritten with its digest (delete it to recompute it)",
+                      stacklevel=2)
+        write_verified_json(path, stored, format)
+        return stored
+    found = stored.pop("format", None)
+    digest = stored.pop("sha256", None)
+    if found != format:
+        raise ValueError(f"{path} is not a {format} file (format {found!r})")
+    if digest is None:
+        raise ValueError(f"{path} has no digest: it was altered after it was written")
+    try:
+        expected = _content_digest(format, stored)
+    except ValueError:  # NaN or Infinity, which the writer never stores
+        expected = None
+    if digest != expected:
+        raise ValueError(f"{path} does not match its SHA-256 digest: its content was edited or damaged after "
+                         "it was written")
+    return stored
 
 
 def write_text(path, text: str) -> None:

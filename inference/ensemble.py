@@ -19,10 +19,11 @@ may predict through its own linearisation (Laplace).
 from __future__ import annotations
 
 import copy
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 import torch
 
+from bayesdl.checks import check_int
 from bayesdl.models.bnn import bnn_of
 
 from .posterior import Approximation, Posterior
@@ -38,6 +39,9 @@ class Ensemble(Approximation):
     """
 
     def __init__(self, members: Sequence[Posterior]):
+        if isinstance(members, (Posterior, str, bytes)) or not isinstance(members, Iterable):
+            hint = "; wrap one in a list: Ensemble([posterior])" if isinstance(members, Posterior) else ""
+            raise TypeError(f"members must be a list of Posteriors, got a {type(members).__name__}{hint}")
         members = tuple(members)
         if not members:
             raise ValueError("an ensemble needs at least one member")
@@ -119,6 +123,9 @@ def reinitialised(model, seed: int):
             "an ensemble initialises each member afresh from a bayesdl.models.BNN; pass one, or pass "
             "fit_member=(method, seed) -> Posterior to build the members yourself"
         )
+    seed = check_int(seed, "seed", minimum=0)
+    if seed >= 2**64:
+        raise ValueError(f"seed must be < 2**64 (torch's seeds are 64-bit), got {seed}")
     member = copy.deepcopy(bnn)
     with torch.random.fork_rng(devices=[]), torch.no_grad():
         torch.manual_seed(seed)

@@ -23,13 +23,15 @@ Summaries, convergence figures, LOO comparisons and plots of the result live in
 from __future__ import annotations
 
 import warnings
+from collections.abc import Iterable
 
 import numpy as np
 import torch
 
+from bayesdl.checks import check_int
 from bayesdl.progress import track
 
-from .posterior import Posterior
+from .posterior import Posterior, check_flag, check_result_size
 
 __all__ = ["to_inference_data", "DEFAULT_DRAWS"]
 
@@ -70,6 +72,20 @@ def _point_mass_sites(draws: dict) -> list[str]:
             if value.shape[0] * value.shape[1] > 1 and bool((value == value[:1, :1]).all())]
 
 
+def _check_var_names(var_names) -> list[str] | None:
+    if var_names is None:
+        return None
+    if isinstance(var_names, str):  # one site, as ArviZ takes it
+        return [var_names]
+    names = list(var_names) if isinstance(var_names, Iterable) else None
+    if names is None or not all(isinstance(v, str) for v in names):
+        raise TypeError(f"var_names must be a site name or a list of them, e.g. ['head.weight'], got "
+                        f"{var_names!r}")
+    if not names:
+        raise ValueError("var_names is empty; pass the sites to keep, or None for the default choice")
+    return names
+
+
 @torch.no_grad()
 def to_inference_data(posterior: Posterior, x=None, y=None, num_samples: int | None = None, var_names=None,
                       max_weights: int = 5000, seed: int = 0, progress: bool = True):
@@ -85,13 +101,36 @@ def to_inference_data(posterior: Posterior, x=None, y=None, num_samples: int | N
     weights of a MAP -- have no spread, R-hat or ESS: they are left out of the ``posterior``
     group (listed in its ``point_mass_sites`` attribute) with a ``UserWarning``, except for a
     point-mass posterior, whose one draw is kept as it is.
+
+    Checked first: ``x`` and ``y`` come together (both or neither), ``num_samples`` and
+    ``max_weights`` are integers >= 1, ``var_names`` one site name or a non-empty list of them,
+    ``seed`` >= 0; predictive groups above :data:`~bayesdl.inference.posterior.MAX_RESULT_BYTES`
+    are refused before any draw.
     """
     import arviz as az
 
     if not isinstance(posterior, Posterior):
         raise TypeError(f"to_inference_data needs a bayesdl Posterior, got {type(posterior).__name__}")
+    if (x is None) != (y is None):
+        missing = "y" if y is None else "x"
+        raise ValueError(f"the predictive groups need x and y together, but {missing} is missing: pass "
+                         "both (to_inference_data(posterior, x, y)) for log_likelihood and "
+                         "posterior_predictive, or neither for the posterior draws alone")
+    if num_samples is not None:
+        num_samples = check_int(num_samples, "num_samples", minimum=1)
+    max_weights = check_int(max_weights, "max_weights", minimum=1)
+    seed = check_int(seed, "seed", minimum=0)
+    progress = check_flag(progress, "progress")
+    var_names = _check_var_names(var_names)
     if num_samples is None:
         num_samples = 1 if posterior.is_point_mass else DEFAULT_DRAWS
+    if x is not None:
+        x, y = posterior.bnn.check_data(x, y)
+        count = posterior.fixed_draws or num_samples
+        check_result_size(2 * count * x.shape[0] * 4, "to_inference_data",
+                          f"log_likelihood and posterior_predictive: 2 x {count:,} draws x {x.shape[0]:,} "
+                          "observations x 4 bytes",
+                          "ask for fewer draws (num_samples) or pass fewer observations")
     draws = posterior.draws(num_samples)
     samples = {k: v.detach().cpu() for k, v in draws.samples.items()}
     constant = [] if posterior.is_point_mass else _point_mass_sites(samples)
@@ -106,9 +145,8 @@ def to_inference_data(posterior: Posterior, x=None, y=None, num_samples: int | N
     groups = {"posterior": {k: v.numpy() for k, v in chosen.items()}}
     if draws.diverging is not None:
         groups["sample_stats"] = {"diverging": draws.diverging.cpu().numpy().astype(bool)}
-    if x is not None and y is not None:
+    if x is not None:
         bnn = posterior.bnn
-        x, y = bnn.check_data(x, y)
         generator = torch.Generator().manual_seed(seed)
         log_lik = torch.empty(draws.num_chains, draws.num_draws, x.shape[0])
         replicated = torch.empty(draws.num_chains, draws.num_draws, x.shape[0])

@@ -108,16 +108,23 @@ def _clamp_eigenvalues(values: torch.Tensor, what: str) -> torch.Tensor:
     return values
 
 
-def _map_weights(source, likelihood=None, prior_scale: float = 1.0) -> tuple[BNN, torch.Tensor]:
+def _map_weights(source, likelihood=None, prior_scale: float | None = None) -> tuple[BNN, torch.Tensor]:
     """``(model, flat MAP weights)`` from a Posterior or an approximation (a ``MAPGuide``) of a BNN,
-    or from a plain ``nn.Module`` trained by the user (with ``likelihood``)."""
+    or from a plain ``nn.Module`` trained by the user (with ``likelihood`` and ``prior_scale``)."""
     if isinstance(source, (Posterior, Approximation)):
         model = bnn_of(source.model)
         if model is None:
             raise TypeError("Laplace needs the posterior of a bayesdl.models.BNN (fit it with MAPGuide)")
         if likelihood is not None:
             raise TypeError("likelihood is for a plain network; a Posterior's model already has one")
-        return model, model.flatten(source.point_estimate()).detach()
+        if prior_scale is not None:
+            raise TypeError("prior_scale is for a plain network; a BNN model has its prior (set it when "
+                            "building the BNN: BNN(net, prior_scale=...))")
+        weights = model.flatten(source.point_estimate()).detach()
+        if not bool(torch.isfinite(weights).all()):
+            raise ValueError("the MAP weights hold NaN or Inf: train the MAP again (a smaller learning rate) "
+                             "before fitting a Laplace approximation around it")
+        return model, weights
     if isinstance(source, BNN):
         raise TypeError(
             "a BNN holds no trained weights: fit its MAP first (approximate('map', model, data) or "
@@ -129,6 +136,7 @@ def _map_weights(source, likelihood=None, prior_scale: float = 1.0) -> tuple[BNN
                 "Laplace around a plain torch network needs its likelihood: pass likelihood='categorical' "
                 "(softmax classifier), 'bernoulli' (one logit) or a Gaussian likelihood for regression"
             )
+        prior_scale = 1.0 if prior_scale is None else check_positive(prior_scale, "prior_scale")
         # A copy: BNN turns the network's parameters into buffers, and the user's network must stay trainable.
         model = BNN(copy.deepcopy(source), prior_scale=prior_scale, likelihood=likelihood)
         return model, model.initial_values().detach()
@@ -285,9 +293,7 @@ class BaseLaplace(Approximation):
         if method != "marglik":
             raise ValueError(f"method must be 'marglik', got {method!r}")
         self._require_fit()
-        low, high = bounds
-        if not 0 < low < high:
-            raise ValueError(f"bounds must satisfy 0 < low < high, got {bounds}")
+        low, high = _check_bounds(bounds)
         result = minimize_scalar(lambda t: -self.log_marginal_likelihood(math.exp(t)),
                                  bounds=(math.log(low), math.log(high)), method="bounded",
                                  options={"xatol": 1e-4})
@@ -319,9 +325,7 @@ class BaseLaplace(Approximation):
         if not isinstance(likelihood, Gaussian):
             raise TypeError("the noise scale can be optimised for a homoscedastic Gaussian likelihood only, "
                             f"this model has {type(likelihood).__name__}")
-        low, high = bounds
-        if not 0 < low < high:
-            raise ValueError(f"bounds must satisfy 0 < low < high, got {bounds}")
+        low, high = _check_bounds(bounds)
         n, p = self.n_data_, self.num_params
         sigma0 = float(likelihood.scale.detach())
         sse = -2.0 * sigma0**2 * (self.log_likelihood_ + 0.5 * n * math.log(2 * math.pi * sigma0**2))
@@ -419,6 +423,21 @@ class BaseLaplace(Approximation):
     def __repr__(self) -> str:
         return (f"{type(self).__name__}(subset={self.subset.value}, structure={self.structure.value}, "
                 f"{self.num_params} weights, prior_precision={self.prior_precision:.4g})")
+
+
+def _check_bounds(bounds) -> tuple[float, float]:
+    """``(low, high)`` of a search for the prior precision: two numbers with ``0 < low < high``."""
+    try:
+        low, high = bounds
+    except (TypeError, ValueError):
+        low = high = None
+    if isinstance(bounds, (str, bytes)) or low is None:
+        raise TypeError(f"bounds must be a pair (low, high) of prior precisions, e.g. (1e-4, 1e4), got "
+                        f"{bounds!r}")
+    low, high = check_positive(low, "bounds"), check_positive(high, "bounds")
+    if not low < high:
+        raise ValueError(f"bounds must satisfy 0 < low < high, got {tuple(bounds)}")
+    return low, high
 
 
 def _output_2d(output: torch.Tensor) -> torch.Tensor:
@@ -737,21 +756,9 @@ LAPLACE_CLASSES: dict[tuple[Subset, Structure], type[BaseLaplace]] = {
 }
 
 
-def laplace(source, subset: str = "all", structure: str = "full", *, hessian: str = "ggn",
-            prior_precision: float | None = None, likelihood=None, prior_scale: float = 1.0) -> BaseLaplace:
-    """A Laplace approximation around a MAP; call ``.fit(data)`` next.
-
-    ``source`` is the MAP as a Posterior (from ``fit`` with ``MAPGuide`` or ``approximate("map",
-    ...)``), or -- as in laplace-torch -- any ``nn.Module`` trained with plain PyTorch, together
-    with its ``likelihood`` (``"categorical"`` for a softmax classifier trained with
-    cross-entropy, ``"bernoulli"``, or a Gaussian for regression). The network is copied, never
-    changed; its weights get the prior ``N(0, prior_scale^2)`` (the default prior precision,
-    ``1 / prior_scale^2``, is then tuned by :meth:`BaseLaplace.optimize_prior_precision`).
-
-    ``subset="all"`` with ``structure="full"`` or ``"diag"``; ``subset="last_layer"`` with
-    ``"kron"``, ``"diag"`` or ``"full"`` (:data:`LAPLACE_CLASSES`).
-    """
-    model, weights = _map_weights(source, likelihood, prior_scale)
+def check_options(subset, structure, hessian) -> tuple[Subset, Structure]:
+    """The ``(subset, structure)`` key of :data:`LAPLACE_CLASSES`, with ``hessian`` checked: a
+    ``ValueError`` listing the choices for any other -- before any work (a MAP to train)."""
     key = (check_choice(subset, "subset", Subset), check_choice(structure, "structure", Structure))
     check_choice(hessian, "hessian", ("ggn", "exact"))
     if key not in LAPLACE_CLASSES:
@@ -760,12 +767,49 @@ def laplace(source, subset: str = "all", structure: str = "full", *, hessian: st
             f"no Laplace approximation for subset={key[0].value!r}, structure={key[1].value!r} (the "
             f"Kronecker structure is for the last layer: use subset='last_layer'); available: {pairs}"
         )
+    if hessian not in LAPLACE_CLASSES[key].hessians:
+        cls = LAPLACE_CLASSES[key]
+        raise ValueError(
+            f"hessian={hessian!r} is not available for subset={cls.subset.value!r}, "
+            f"structure={cls.structure.value!r}, which uses the GGN ({cls.hessians}); "
+            "hessian='exact' needs subset='all', structure='full'"
+        )
+    return key
+
+
+def check_fit_options(optimize_prior, optimize_noise, batch_size, name: str = "batch_size") -> int:
+    """The flags and the curvature batch size of :func:`fit_laplace`, checked; returns the batch size."""
+    for option, flag in (("optimize_prior", optimize_prior), ("optimize_noise", optimize_noise)):
+        if not isinstance(flag, bool):
+            raise TypeError(f"{option} must be True or False, got {type(flag).__name__}")
+    return check_int(batch_size, name, minimum=1)
+
+
+def laplace(source, subset: str = "all", structure: str = "full", *, hessian: str = "ggn",
+            prior_precision: float | None = None, likelihood=None,
+            prior_scale: float | None = None) -> BaseLaplace:
+    """A Laplace approximation around a MAP; call ``.fit(data)`` next.
+
+    ``source`` is the MAP as a Posterior (from ``fit`` with ``MAPGuide`` or ``approximate("map",
+    ...)``), or -- as in laplace-torch -- any ``nn.Module`` trained with plain PyTorch, together
+    with its ``likelihood`` (``"categorical"`` for a softmax classifier trained with
+    cross-entropy, ``"bernoulli"``, or a Gaussian for regression). The network is copied, never
+    changed; its weights get the prior ``N(0, prior_scale^2)`` (``prior_scale`` > 0, default 1; the
+    default prior precision, ``1 / prior_scale^2``, is then tuned by
+    :meth:`BaseLaplace.optimize_prior_precision`). ``likelihood`` and ``prior_scale`` are for a
+    plain network only: a Posterior's BNN has both (a ``TypeError`` otherwise).
+
+    ``subset="all"`` with ``structure="full"`` or ``"diag"``; ``subset="last_layer"`` with
+    ``"kron"``, ``"diag"`` or ``"full"`` (:data:`LAPLACE_CLASSES`).
+    """
+    model, weights = _map_weights(source, likelihood, prior_scale)
+    key = check_options(subset, structure, hessian)
     return LAPLACE_CLASSES[key](model, weights, prior_precision, hessian=hessian)
 
 
 def fit_laplace(source, data, subset: str = "all", structure: str = "full", *, hessian: str = "ggn",
                 optimize_prior: bool = True, batch_size: int = 256, optimize_noise: bool = False,
-                likelihood=None, prior_scale: float = 1.0) -> Posterior:
+                likelihood=None, prior_scale: float | None = None) -> Posterior:
     """Build a Laplace approximation around the MAP ``source``, fit it on ``data``, choose the
     prior precision by marginal likelihood, and return it as a :class:`Posterior`.
 
@@ -778,9 +822,7 @@ def fit_laplace(source, data, subset: str = "all", structure: str = "full", *, h
 
     ``optimize_noise`` (regression with a Gaussian likelihood) chooses the noise scale with the
     prior precision (:meth:`BaseLaplace.optimize_noise_and_prior_precision`)."""
-    for name, flag in (("optimize_prior", optimize_prior), ("optimize_noise", optimize_noise)):
-        if not isinstance(flag, bool):
-            raise TypeError(f"{name} must be True or False, got {type(flag).__name__}")
+    check_fit_options(optimize_prior, optimize_noise, batch_size)
     la = laplace(source, subset, structure, hessian=hessian, likelihood=likelihood,
                  prior_scale=prior_scale).fit(data, batch_size=batch_size)
     if optimize_noise:

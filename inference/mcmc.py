@@ -13,6 +13,7 @@ model's trace) with far less Python per gradient. Any other Pyro model runs as i
 
 from __future__ import annotations
 
+import inspect
 import math
 import time
 import warnings
@@ -26,7 +27,7 @@ from bayesdl.checks import check_int, check_probability
 from bayesdl.models.bnn import bnn_of
 from bayesdl.progress import is_terminal, progress_bar
 
-from .posterior import Approximation, Draws, Posterior, _require_bnn
+from .posterior import Approximation, Draws, Posterior, _require_bnn, check_flag
 
 __all__ = ["nuts", "MCMCSamples"]
 
@@ -72,6 +73,9 @@ class MCMCSamples(Approximation):
     def sample_parameters(self, num_samples: int) -> dict[str, torch.Tensor]:
         index = self._indices(num_samples)
         return {name: value.reshape(-1, *value.shape[2:])[index] for name, value in self.samples.items()}
+
+    def draw_bytes(self):
+        return sum(value[0, 0].numel() * value.element_size() for value in self.samples.values())
 
     def point_estimate(self):
         return {name: value.mean((0, 1)) for name, value in self.samples.items()}
@@ -144,16 +148,29 @@ def nuts(model, *args, num_samples: int = 500, warmup_steps: int = 500, num_chai
     seed = check_int(seed, "seed", minimum=0)
     target_accept_prob = check_probability(target_accept_prob, "target_accept_prob", lower_inclusive=False)
     max_tree_depth = check_int(max_tree_depth, "max_tree_depth", minimum=1)
+    progress = check_flag(progress, "progress")
+    jit_compile = check_flag(jit_compile, "jit_compile")
+    if threads is not None:
+        threads = check_int(threads, "threads", minimum=1)
     if seed + num_chains > 2**32:  # chain c is seeded with seed + c, and numpy takes seeds < 2**32
         raise ValueError(f"seed must be < 2**32 - num_chains = {2**32 - num_chains}, got {seed}")
+    if not callable(model):
+        raise TypeError(f"model must be a Pyro model (a function) or a bayesdl.models.BNN, got "
+                        f"{type(model).__name__}")
     bnn = bnn_of(model)
     if bnn is not None and jit_compile:
         raise ValueError("jit_compile is not available for BNN models (functional_call cannot be traced)")
+    if bnn is not None:
+        try:
+            inspect.signature(_bnn_potential).bind(bnn, *args, **kwargs)
+        except TypeError as err:
+            raise TypeError(f"nuts of a BNN samples p(weights | x, y): pass nuts(model, x, y, ...), and "
+                            f"optionally dataset_size=N ({err})") from None
     potential = _bnn_potential(bnn, *args, **kwargs) if bnn is not None else None
     starts = _initial_weights(bnn, initial, num_chains)
     previous_threads = torch.get_num_threads()
     if threads is not None:
-        torch.set_num_threads(check_int(threads, "threads", minimum=1))
+        torch.set_num_threads(threads)
     try:
         options = {"target_accept_prob": target_accept_prob, "max_tree_depth": max_tree_depth}
         chains, diverging, seconds = _run_chains(model, bnn, potential, args, kwargs, num_samples,
@@ -178,15 +195,31 @@ def _initial_weights(bnn, initial, num_chains: int) -> list[torch.Tensor | None]
     sites = {s.name: s.shape for s in bnn.sites}
     starts = []
     for weights in per_chain:
+        if isinstance(weights, dict) and set(weights) == set(sites):
+            try:
+                weights = {k: torch.as_tensor(v) for k, v in weights.items()}
+            except (TypeError, ValueError, RuntimeError):  # strings, ragged lists
+                weights = None
         if (not isinstance(weights, dict) or set(weights) != set(sites)
-                or any(tuple(torch.as_tensor(v).shape) != tuple(sites[k]) for k, v in weights.items())):
+                or any(tuple(v.shape) != tuple(sites[k]) for k, v in weights.items())):
             raise ValueError("each starting point must be a {site: tensor} dict of the model's weights with "
                              "their shapes, e.g. posterior.point_estimate() of a MAP fit of the same model")
-        flat = bnn.flatten({k: torch.as_tensor(v) for k, v in weights.items()}).detach()
+        flat = bnn.flatten(weights).detach()
         if not torch.isfinite(flat).all():
             raise ValueError("a starting point of NUTS holds a NaN or infinite weight")
         starts.append(flat.to(bnn.prior_scales))
     return starts
+
+
+def _divergences(mcmc: MCMC) -> list[int]:
+    """The indices of the divergent kept draws of a one-chain run: the record of the kernel's
+    ``diagnostics()`` that ``MCMC`` keeps per chain. Not ``MCMC.diagnostics()``, which also computes
+    R-hat and the ESS of every site -- unused here, and Pyro asserts that it has 4 draws or more, so
+    ``num_samples`` of 1 to 3 failed there."""
+    record = mcmc._diagnostics[0]
+    if not isinstance(record, dict) or "divergences" not in record:  # a Pyro without that record
+        return list(mcmc.diagnostics()["divergences"]["chain 0"])
+    return list(record["divergences"])
 
 
 def _run_chains(model, bnn, potential, args, kwargs, num_samples, warmup_steps, num_chains, seed, progress,
@@ -224,7 +257,7 @@ def _run_chains(model, bnn, potential, args, kwargs, num_samples, warmup_steps, 
             draws = {k: v.detach() for k, v in mcmc.get_samples().items()}
         chains.append(draws)
         flags = np.zeros(num_samples, dtype=bool)
-        flags[mcmc.diagnostics()["divergences"]["chain 0"]] = True
+        flags[_divergences(mcmc)] = True
         diverging.append(flags)
         lines.set_postfix(divergences=int(flags.sum()))
         lines.update()

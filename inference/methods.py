@@ -48,7 +48,7 @@ computes them whole, and :func:`approximate` warns once.
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -57,13 +57,15 @@ from bayesdl.checks import check_int
 from bayesdl.models.bnn import bnn_of
 
 from . import distributed
-from .ensemble import Ensemble, reinitialised
+from .ensemble import Ensemble, _signature, reinitialised
 from .guides import DropoutGuide, MAPGuide, MeanFieldGuide
-from .laplace import fit_laplace
+from .laplace import check_fit_options, fit_laplace
+from .laplace import check_options as check_laplace_options
 from .mcmc import nuts
-from .posterior import Posterior
+from .posterior import Approximation, Posterior
 from .svi import FitConfig, _gather, _options_of, fit
 from .swag import SHARED_FIT_OPTIONS, fit_swag
+from .swag import check_phase as check_swag_phase
 
 __all__ = ["approximate", "register_method", "METHODS", "MethodInfo", "fit_ensemble"]
 
@@ -202,6 +204,22 @@ def _map_training(method: str, map_posterior, map_training, fit_options: dict, s
     return _gather(map_training, options, method, "map_training"), fabric  # both at once: a TypeError
 
 
+def _check_map_posterior(method: str, model, map_posterior, accepted=Posterior) -> None:
+    """``map_posterior`` (when given) is a fitted posterior of ``model``'s network (an instance of
+    ``accepted``): a TypeError for anything else, a ValueError for the MAP of another architecture --
+    before any work."""
+    if map_posterior is None:
+        return
+    if not isinstance(map_posterior, accepted):
+        raise TypeError(f"map_posterior must be a Posterior of the MAP, e.g. approximate('map', model, "
+                        f"data), got {type(map_posterior).__name__}")
+    if bnn_of(model) is not None and bnn_of(map_posterior.model) is not None and (
+            _signature(model) != _signature(map_posterior.model)):
+        raise ValueError(f"map_posterior is the MAP of another network than model (other latent weights "
+                         f"or likelihood); {method} is fitted around the MAP of model: pass the MAP of this "
+                         "model, or leave map_posterior out to train one")
+
+
 def _spread(options: dict, name: str, method: str, fit_member) -> dict:
     """``options`` with the FitConfig ``options[name]`` spread into the flat ``fit`` options it
     sets: an ensemble passes each member its own ``seed`` (the config's plus ``k``) flat, so the
@@ -240,7 +258,10 @@ def _dropout(model, data, *, p: float | None = None, **fit_options) -> Posterior
 def _laplace(model, data, *, map_posterior: Posterior | None = None, map_training: FitConfig | None = None,
              subset: str = "all", structure: str = "full", hessian: str = "ggn", optimize_prior: bool = True,
              curvature_batch_size: int = 256, optimize_noise: bool = False, likelihood=None,
-             prior_scale: float = 1.0, **fit_options) -> Posterior:
+             prior_scale: float | None = None, **fit_options) -> Posterior:
+    # Laplace's own options first: a typo must not cost a MAP training.
+    check_laplace_options(subset, structure, hessian)
+    check_fit_options(optimize_prior, optimize_noise, curvature_batch_size, "curvature_batch_size")
     if bnn_of(model) is None and isinstance(model, torch.nn.Module):
         # A network trained with plain PyTorch: its weights are the MAP (laplace-torch's main use).
         if map_posterior is not None or map_training is not None or fit_options:
@@ -250,6 +271,11 @@ def _laplace(model, data, *, map_posterior: Posterior | None = None, map_trainin
                            likelihood=likelihood, prior_scale=prior_scale)
     if likelihood is not None:
         raise TypeError("likelihood is for a plain network; a BNN model already has its likelihood")
+    if prior_scale is not None:
+        raise TypeError("prior_scale is for a plain network; a BNN model has its prior (set it when building "
+                        "the BNN: BNN(net, prior_scale=...))")
+    # fit_laplace also takes the MAP's approximation itself (a MAPGuide)
+    _check_map_posterior("laplace", model, map_posterior, accepted=(Posterior, Approximation))
     config, fabric = _map_training("laplace", map_posterior, map_training, fit_options)
     if map_posterior is None:
         map_posterior = fit(model, MAPGuide(model), data, config, fabric=fabric)
@@ -272,6 +298,9 @@ def _swag(model, data, *, map_posterior: Posterior | None = None, map_training: 
           swag_epochs: int = 10, swag_lr: float = 0.01, swag_momentum: float = 0.9, rank: int = 20,
           collect_every: int | None = None, burn_in: int = 0, swag_checkpoint=None,
           **fit_options) -> Posterior:
+    # the SWAG phase's options first: a typo must not cost a MAP training
+    check_swag_phase(swag_epochs, swag_lr, swag_momentum, rank, collect_every, burn_in, prefix="swag_")
+    _check_map_posterior("swag", model, map_posterior)
     config, fabric = _map_training(
         "swag", map_posterior, map_training, fit_options, shared=SHARED_FIT_OPTIONS,
         hint="; the SWAG phase takes swag_epochs, swag_lr, swag_momentum, swag_checkpoint")
@@ -292,15 +321,31 @@ def fit_ensemble(model, data, method: str = "map", members: int = 5, seeds: Sequ
     Member ``k`` has seed ``seeds[k]`` (default ``seed + k``, with ``seed`` from
     ``member_options`` or 0). By default it is ``approximate(method, reinitialised(model,
     seed_k), data, seed=seed_k, **member_options)``; ``fit_member(method, seed_k)`` replaces
-    that (a study serving members from its cache; ``model`` and ``data`` are then unused).
+    that (a study serving members from its cache; ``model`` and ``data`` are then unused) and
+    must return the member's :class:`Posterior`. ``method`` is no ensemble itself (an ensemble
+    of ensembles is one ensemble with more members).
     """
+    if not isinstance(method, str):
+        raise TypeError(f"method must be the name of a registered method, e.g. 'map', got "
+                        f"{type(method).__name__}")
     if method not in METHODS:
         raise ValueError(f"unknown member method {method!r}; choose one of {sorted(METHODS)}")
+    if METHODS[method].is_ensemble:
+        plain = sorted(name for name, info in METHODS.items() if not info.is_ensemble)
+        raise ValueError(f"the member method {method!r} is itself an ensemble; an ensemble of L ensembles of "
+                         f"K members is one ensemble of members=K * L members of its member method "
+                         f"({METHODS[method].member_of()!r}): pass that, or one of {plain}")
     if isinstance(members, bool) or not isinstance(members, int) or members < 1:
         raise ValueError(f"members (K) must be a whole number >= 1, got {members!r}")
+    if fit_member is not None and not callable(fit_member):
+        raise TypeError(f"fit_member must be a function (method, seed) -> Posterior fitting one member, got "
+                        f"{type(fit_member).__name__}")
     base = check_int(member_options.pop("seed", 0), "seed", minimum=0)
     if seeds is None:
         seeds = [base + k for k in range(members)]
+    elif isinstance(seeds, (str, bytes)) or not isinstance(seeds, Sequence):
+        raise TypeError(f"seeds must be a list of {members} integers, one per member, got "
+                        f"{type(seeds).__name__}")
     seeds = [check_int(s, "seed", minimum=0) for s in seeds]
     if len(seeds) != members:
         raise ValueError(f"{members} members need {members} seeds, got {len(seeds)}")
@@ -314,7 +359,14 @@ def fit_ensemble(model, data, method: str = "map", members: int = 5, seeds: Sequ
             return approximate(name, reinitialised(model, seed), data, **extra, **member_options)
     elif member_options:
         raise TypeError(f"options {sorted(member_options)} fit the members, but fit_member was given")
-    fitted = [fit_member(method, seed) for seed in seeds]
+    fitted = []
+    for seed in seeds:
+        member = fit_member(method, seed)
+        if not isinstance(member, Posterior):
+            raise TypeError(f"fit_member({method!r}, {seed}) returned a {type(member).__name__}, not a "
+                            "Posterior: it must return the fitted member, e.g. approximate(method, model, "
+                            "data, seed=seed)")
+        fitted.append(member)
     return Posterior(fitted[0].model, Ensemble(fitted), method=f"ensemble of {method}")
 
 
@@ -322,6 +374,9 @@ def fit_ensemble(model, data, method: str = "map", members: int = 5, seeds: Sequ
                  label="ensemble", member="map")
 def _ensemble(model, data, *, member: str = "map", members: int = 5, seeds=None, fit_member=None,
               member_options: dict | None = None) -> Posterior:
+    if member_options is not None and not isinstance(member_options, Mapping):
+        raise TypeError(f"member_options must be a dict of the members' options (e.g. {{'epochs': 10}}), got "
+                        f"{type(member_options).__name__}")
     return fit_ensemble(model, data, member, members, seeds, fit_member, **(member_options or {}))
 
 

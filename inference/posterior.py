@@ -23,12 +23,23 @@ and nothing outside :mod:`bayesdl.inference` needs to know which method is behin
   draws afresh every time.
 
 An approximation plugs in by subclassing :class:`Approximation`.
+
+How much one call may allocate: ``predict``, ``predictive_outputs``, ``predictive_probs``,
+``sample``, ``draws`` and ``log_likelihood`` estimate the bytes of their result (``num_samples x N
+x outputs x element size``; ``predictive_probs`` per batch, since it averages the samples batch
+by batch) before any work, and refuse with a ``ValueError`` above :data:`MAX_RESULT_BYTES`
+(8 GiB), saying what it would need and what to do instead. Raise the limit where the memory is
+there: ``bayesdl.inference.posterior.MAX_RESULT_BYTES = 64 * 2**30``.
 """
 
 from __future__ import annotations
 
+import numbers
+import weakref
+from collections.abc import Mapping
 from dataclasses import dataclass
 
+import numpy as np
 import pyro
 import torch
 from pyro import poutine
@@ -40,7 +51,71 @@ from bayesdl.progress import track
 
 from . import distributed
 
-__all__ = ["Posterior", "Approximation", "Draws", "PyroGuideApproximation"]
+__all__ = ["Posterior", "Approximation", "Draws", "PyroGuideApproximation", "MAX_RESULT_BYTES"]
+
+#: The most bytes one call of a :class:`Posterior` may allocate for its result (8 GiB): a
+#: ``predict(x, num_samples)`` of ``num_samples x N x outputs`` numbers, ``sample(S)`` of ``S``
+#: weight vectors, ... A call above it is refused before any work, with the memory it would need
+#: and what to do instead. Read at every call: set it to change the limit, e.g.
+#: ``bayesdl.inference.posterior.MAX_RESULT_BYTES = 64 * 2**30``.
+MAX_RESULT_BYTES = 8 * 2**30
+
+
+def _bytes(count: float) -> str:
+    for unit in ("bytes", "KiB", "MiB", "GiB", "TiB", "PiB"):
+        if count < 1024 or unit == "PiB":
+            return f"{count:.0f} {unit}" if unit == "bytes" else f"{count:.1f} {unit}"
+        count /= 1024
+    raise AssertionError("unreachable")
+
+
+def check_result_size(nbytes: int, what: str, sizes: str, advice: str) -> None:
+    """Raise ``ValueError`` if a result of ``nbytes`` exceeds :data:`MAX_RESULT_BYTES`; ``sizes`` says
+    how the estimate was made, ``advice`` what to do instead."""
+    limit = MAX_RESULT_BYTES
+    if nbytes > limit:
+        raise ValueError(
+            f"{what} would need about {_bytes(nbytes)} for its result ({sizes}), more than the limit of "
+            f"{_bytes(limit)} (bayesdl.inference.posterior.MAX_RESULT_BYTES): {advice}; or raise the limit "
+            "if the memory is there"
+        )
+
+
+def check_flag(value, name: str) -> bool:
+    """``value`` as a bool: True/False (or 0/1), else ``TypeError`` naming ``name``."""
+    if isinstance(value, (bool, np.bool_)) or (isinstance(value, numbers.Integral) and value in (0, 1)):
+        return bool(value)
+    raise TypeError(f"{name} must be True or False, got {value!r}")
+
+
+#: per model, the network output of one example for each input shape seen (a size probe)
+_OUTPUT_PROBES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _probe(bnn: BNN, x: torch.Tensor) -> torch.Tensor:
+    """The network's output ``[1, ...]`` for one (checked) input like ``x``, at the initial weights --
+    what the size of a prediction is estimated from; computed once per model and input shape (or
+    taken from a pass the call made anyway, :func:`_remember`)."""
+    shapes = _OUTPUT_PROBES.setdefault(bnn, {})
+    key = tuple(x.shape[1:])
+    if key not in shapes:
+        with torch.no_grad():
+            shapes[key] = bnn.network(x[:1], bnn.initial_values()).detach()
+    return shapes[key]
+
+
+def _remember(bnn: BNN, x: torch.Tensor, output: torch.Tensor) -> None:
+    """Keep the output ``[1, ...]`` of one input like ``x`` as the size probe of that input shape."""
+    _OUTPUT_PROBES.setdefault(bnn, {}).setdefault(tuple(x.shape[1:]), output.detach()[:1].clone())
+
+
+def _prediction_numbers(bnn: BNN, probe: torch.Tensor) -> int:
+    """How many numbers ``likelihood.predict`` returns per sample and example: the class
+    probabilities, or a regression's mean and noise scale."""
+    likelihood = bnn.likelihood
+    if likelihood.task == "classification":
+        return likelihood.probabilities(probe).numel()
+    return 2
 
 
 @dataclass(frozen=True)
@@ -85,6 +160,12 @@ class Approximation:
         """Weight draws ``{site: [S, *shape]}``."""
         raise NotImplementedError
 
+    def draw_bytes(self) -> int | None:
+        """The bytes of one joint draw (all sites), for the size check of ``sample`` and ``draws``;
+        ``None`` when unknown before drawing. Default: the weights of a BNN model."""
+        bnn = bnn_of(self.model)
+        return None if bnn is None else bnn.num_latent * bnn.prior_scales.element_size()
+
     def point_estimate(self) -> dict[str, torch.Tensor]:
         """Representative weights ``{site: tensor}``."""
         raise NotImplementedError
@@ -127,6 +208,10 @@ def _batches(x: torch.Tensor, batch_size: int | None):
     return x.split(check_int(batch_size, "batch_size", minimum=1))
 
 
+def _sites(bnn: BNN) -> list[tuple[str, tuple[int, ...]]]:
+    return [(s.name, tuple(s.shape)) for s in bnn.sites]
+
+
 def _require_bnn(model) -> BNN:
     bnn = bnn_of(model)
     if bnn is None:
@@ -143,30 +228,63 @@ class PyroGuideApproximation(Approximation):
     ``args``/``kwargs`` are the model arguments the guide is called with (autoguides ignore
     them once set up). The point estimate is the guide's ``median()`` where it has one
     (autoguides), else the mean of 1,000 draws. An ``AutoDelta`` guide is a point mass.
+    An autoguide that was never set up (never trained, never called) and cannot be called with
+    ``args`` is a ``ValueError`` saying so, rather than an error from inside Pyro.
     """
 
     def __init__(self, model, guide, args=(), kwargs=None):
         from pyro.infer.autoguide import AutoDelta
 
+        if not callable(guide):
+            raise TypeError(f"guide must be a Pyro guide (a callable), got {type(guide).__name__}")
+        if not isinstance(args, (tuple, list)):
+            raise TypeError(f"args must be a tuple of the model's arguments, got {type(args).__name__}")
+        if kwargs is not None and not isinstance(kwargs, Mapping):
+            raise TypeError(f"kwargs must be a dict of the model's keyword arguments, got "
+                            f"{type(kwargs).__name__}")
         self.model = model
         self.guide = guide
-        self.args = args
-        self.kwargs = kwargs or {}
+        self.args = tuple(args)
+        self.kwargs = dict(kwargs or {})
         self.is_point_mass = isinstance(guide, AutoDelta)
 
+    def _never_set_up(self) -> bool:
+        from pyro.infer.autoguide import AutoGuide
+
+        return isinstance(self.guide, AutoGuide) and self.guide.prototype_trace is None
+
+    def _run(self, call):
+        """``call()`` (a run of the guide), with the failure of an autoguide never set up explained."""
+        fresh = self._never_set_up()
+        try:
+            return call()
+        except (TypeError, AttributeError) as err:
+            if not fresh:
+                raise
+            raise ValueError(
+                f"the {type(self.guide).__name__} guide has not been set up: an autoguide creates its "
+                "parameters on its first call, with the model's arguments; fit it first (fit(model, guide, "
+                "data, elbo=pyro.infer.Trace_ELBO())), or give it the arguments: Posterior(model, "
+                f"PyroGuideApproximation(model, guide, args=(x, y))) ({type(err).__name__}: {err})"
+            ) from err
+
     def _draw(self) -> dict[str, torch.Tensor]:
-        trace = poutine.trace(self.guide).get_trace(*self.args, **self.kwargs)
+        trace = self._run(lambda: poutine.trace(self.guide).get_trace(*self.args, **self.kwargs))
         return {name: site["value"].detach() for name, site in trace.nodes.items()
                 if site["type"] == "sample" and not site["is_observed"]}
 
     def sample_parameters(self, num_samples: int) -> dict[str, torch.Tensor]:
-        draws = [self._draw() for _ in range(num_samples)]
+        first = self._draw()  # the size of a draw is known once one is drawn
+        per_draw = sum(v.numel() * v.element_size() for v in first.values())
+        check_result_size(num_samples * per_draw, "sample", f"{num_samples:,} draws x {per_draw:,} bytes",
+                          "ask for fewer draws")
+        draws = [first] + [self._draw() for _ in range(num_samples - 1)]
         return {name: torch.stack([d[name] for d in draws]) for name in draws[0]}
 
     def point_estimate(self):
         median = getattr(self.guide, "median", None)
         if callable(median):
-            return {k: v.detach() for k, v in median(*self.args, **self.kwargs).items()}
+            return {k: v.detach() for k, v in self._run(lambda: median(*self.args, **self.kwargs)).items()}
         return {k: v.mean(0) for k, v in self.sample_parameters(1000).items()}
 
     def predictive_outputs(self, x, num_samples):
@@ -205,6 +323,12 @@ class Posterior:
                     "approximation must be a bayesdl Approximation (a guide, Laplace, NUTS draws) or a "
                     f"Pyro guide, got {type(approximation).__name__}"
                 )
+        if method is not None and not isinstance(method, str):
+            raise TypeError(f"method must be the method's name (a string), got {type(method).__name__}")
+        mine, theirs = bnn_of(model), bnn_of(getattr(approximation, "model", None))
+        if mine is not None and theirs is not None and mine is not theirs and _sites(mine) != _sites(theirs):
+            raise ValueError("the approximation was built for another network than model (other latent "
+                             "weights); pass the model it approximates")
         self.model = model
         self._approximation = approximation
         self.history = history
@@ -226,6 +350,31 @@ class Posterior:
         """The :class:`bayesdl.models.BNN` behind the model (``TypeError`` for other models)."""
         return _require_bnn(self.model)
 
+    # ---------------------------------------------------------------- size checks
+    def _check_outputs_size(self, what: str, x: torch.Tensor, num_samples: int, *, materialised: bool,
+                            prediction: bool, rows: int | None = None, advice: str | None = None) -> None:
+        """Refuse (``ValueError``) ``num_samples`` passes over ``rows`` (default: all) inputs ``x``
+        whose numbers -- the outputs when ``materialised``, plus the prediction made of them when
+        ``prediction`` -- would exceed :data:`MAX_RESULT_BYTES`."""
+        bnn = self.bnn
+        probe = _probe(bnn, x)
+        per_example = (probe[0].numel() if materialised else 0) + (
+            _prediction_numbers(bnn, probe) if prediction else 0)
+        rows = x.shape[0] if rows is None else rows
+        size = probe.element_size()
+        if advice is None:
+            advice = ("ask for fewer samples, or predict fewer inputs at a time (x[i:i + k]); for the mean "
+                      "class probabilities use predictive_probs, which averages the samples batch by batch")
+        sizes = f"{num_samples:,} samples x {rows:,} inputs x {per_example:,} numbers x {size} bytes"
+        check_result_size(num_samples * rows * per_example * size, what, sizes, advice)
+
+    def _check_draws_size(self, what: str, num_samples: int) -> None:
+        per_draw = self._approximation.draw_bytes()
+        if per_draw is not None:
+            check_result_size(num_samples * per_draw, what, f"{num_samples:,} draws x {per_draw:,} bytes",
+                              "ask for fewer draws, or draw them in several calls and reduce each (a running "
+                              "mean, a histogram)")
+
     # ---------------------------------------------------------------- prediction
     @torch.no_grad()
     def predictive_outputs(self, x, num_samples: int = 100, batch_size: int = 1024,
@@ -235,11 +384,30 @@ class Posterior:
         A point mass runs the network once and returns that output ``num_samples`` times (a view).
         Under a launched Fabric (:mod:`bayesdl.inference.distributed`) the inputs are split over
         the ranks and the samples gathered in input order on every rank: call it on every rank.
+        A result above :data:`MAX_RESULT_BYTES` (counted as if materialised) is refused first.
         """
         bnn = self.bnn
         x = bnn.check_inputs(x)
         num_samples = check_int(num_samples, "num_samples", minimum=1)
         batch_size = check_int(batch_size, "batch_size", minimum=1)
+        progress = check_flag(progress, "progress")
+        return self._checked_outputs("predictive_outputs", x, num_samples, batch_size, progress,
+                                     materialised=True, prediction=False)
+
+    def _checked_outputs(self, what, x, num_samples, batch_size, progress, *, materialised, prediction):
+        """The outputs ``[S, N, ...]``, their size checked first -- for a point mass (or one sample)
+        after its one pass, which any prediction makes (so no extra pass learns the output size)."""
+        if not (self.is_point_mass or num_samples == 1):
+            self._check_outputs_size(what, x, num_samples, materialised=materialised, prediction=prediction)
+            return self._outputs(x, num_samples, batch_size, progress)
+        outputs = self._outputs(x, 1, batch_size, progress)
+        _remember(self.bnn, x, outputs[0])
+        if num_samples > 1:
+            self._check_outputs_size(what, x, num_samples, materialised=materialised, prediction=prediction)
+            outputs = outputs.expand(num_samples, *outputs.shape[1:])
+        return outputs
+
+    def _outputs(self, x, num_samples, batch_size, progress):
         passes = 1 if self.is_point_mass else num_samples
 
         def outputs_of(inputs):
@@ -258,8 +426,10 @@ class Posterior:
         ensemble. On the model's device; differentiable in ``x`` (ODIN and attacks take input
         gradients), so wrap it in ``torch.no_grad()`` when none is needed. ``batch_size`` inputs
         at a time (default: all at once)."""
-        bnn, x, weights = self.bnn, self.bnn.check_inputs(x), self.point_estimate()
-        return torch.cat([bnn.network(chunk, weights) for chunk in _batches(x, batch_size)])
+        bnn, x = self.bnn, self.bnn.check_inputs(x)
+        batches = _batches(x, batch_size)
+        weights = self.point_estimate()
+        return torch.cat([bnn.network(chunk, weights) for chunk in batches])
 
     @torch.no_grad()
     def point_features(self, x, batch_size: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -267,8 +437,10 @@ class Posterior:
         outputs of :meth:`point_outputs` and the input of the output layer (the penultimate
         features a ConfidNet head or a NeuralLinear model reads). On the model's device,
         ``batch_size`` inputs at a time (default: all at once)."""
-        bnn, x, weights = self.bnn, self.bnn.check_inputs(x), self.point_estimate()
-        pairs = [bnn.features(chunk, weights) for chunk in _batches(x, batch_size)]
+        bnn, x = self.bnn, self.bnn.check_inputs(x)
+        batches = _batches(x, batch_size)
+        weights = self.point_estimate()
+        pairs = [bnn.features(chunk, weights) for chunk in batches]
         return torch.cat([o for o, _ in pairs]), torch.cat([f for _, f in pairs])
 
     def predict(self, x, num_samples: int = 100, batch_size: int = 1024,
@@ -279,10 +451,20 @@ class Posterior:
         models give ``C = 2``) for classification, or a
         :class:`~bayesdl.predictions.RegressionPrediction` (``mean``, ``noise`` ``[S, N]``) for
         regression. Inputs are processed ``batch_size`` at a time, so ``N`` can be large;
-        ``progress`` shows a progress bar over the batches.
+        ``progress`` shows a progress bar over the batches. A prediction that would need more
+        than :data:`MAX_RESULT_BYTES` (the outputs and the prediction made of them) is refused
+        before any work, with what it would need.
         """
-        outputs = self.predictive_outputs(x, num_samples, batch_size, progress)
-        return self.bnn.likelihood.predict(outputs)
+        bnn = self.bnn
+        x = bnn.check_inputs(x)
+        num_samples = check_int(num_samples, "num_samples", minimum=1)
+        batch_size = check_int(batch_size, "batch_size", minimum=1)
+        progress = check_flag(progress, "progress")
+        with torch.no_grad():
+            # a point mass's outputs are a view of one pass; its prediction is materialised
+            outputs = self._checked_outputs("predict", x, num_samples, batch_size, progress,
+                                            materialised=not self.is_point_mass, prediction=True)
+        return bnn.likelihood.predict(outputs)
 
     @torch.no_grad()
     def predictive_probs(self, x, link_approx: str = "mc", num_samples: int = 100, batch_size: int = 1024,
@@ -294,7 +476,9 @@ class Posterior:
         the probit approximation of the linearised (GLM) predictive, MacKay (1992),
         ``softmax(f(x; theta*) / sqrt(1 + pi/8 diag(J Sigma J^T)))`` -- deterministic, no sampling;
         the ``link_approx="probit"`` of laplace-torch. Other posteriors refuse it with a
-        ``ValueError``. Binary (Bernoulli) models give ``C = 2``.
+        ``ValueError``. Binary (Bernoulli) models give ``C = 2``. With ``"mc"``, the samples of one
+        batch are held at a time: ``num_samples x batch_size`` outputs and probabilities above
+        :data:`MAX_RESULT_BYTES` are refused first (pass a smaller ``batch_size``).
         """
         bnn = self.bnn
         if bnn.likelihood.task != "classification":
@@ -306,6 +490,12 @@ class Posterior:
         x = bnn.check_inputs(x)
         num_samples = check_int(num_samples, "num_samples", minimum=1)
         batch_size = check_int(batch_size, "batch_size", minimum=1)
+        progress = check_flag(progress, "progress")
+        if link_approx == "mc" and not self.is_point_mass and num_samples > 1:  # one pass: no bigger than x
+            self._check_outputs_size("predictive_probs", x, num_samples, materialised=True, prediction=True,
+                                     rows=min(batch_size, x.shape[0]),
+                                     advice="pass a smaller batch_size (the samples of one batch are held "
+                                            "at a time) or ask for fewer samples")
         batches = track(x.split(batch_size), desc=f"predictive_probs ({link_approx})", unit="batch",
                         enabled=progress)
         return torch.cat([self._approximation.predictive_probs(chunk, link_approx, num_samples)
@@ -320,8 +510,10 @@ class Posterior:
 
     @torch.no_grad()
     def sample(self, num_samples: int = 100) -> dict[str, torch.Tensor]:
-        """Draws of the latent variables, ``{site: [S, *shape]}``."""
+        """Draws of the latent variables, ``{site: [S, *shape]}`` (refused above
+        :data:`MAX_RESULT_BYTES`)."""
         num_samples = check_int(num_samples, "num_samples", minimum=1)
+        self._check_draws_size("sample", num_samples)
         with pyro.poutine.block():
             return self._approximation.sample_parameters(num_samples)
 
@@ -330,11 +522,36 @@ class Posterior:
         """Draws kept by chain, ``[chains, draws, *shape]``, with divergences for MCMC.
 
         A posterior that holds its draws (NUTS) returns all of them, whatever ``num_samples``;
-        others draw ``num_samples`` independent draws, as one chain.
+        others draw ``num_samples`` independent draws, as one chain (refused above
+        :data:`MAX_RESULT_BYTES`).
         """
         num_samples = check_int(num_samples, "num_samples", minimum=1)
+        if self.fixed_draws is None:
+            self._check_draws_size("draws", num_samples)
         with pyro.poutine.block():
             return self._approximation.draws(num_samples)
+
+    def _check_weights(self, weights) -> dict[str, torch.Tensor]:
+        """Joint draws ``{site: [S, *shape]}`` of every site of the model, one ``S`` for all."""
+        bnn = self.bnn
+        if not isinstance(weights, Mapping):
+            raise TypeError(f"weights must be a {{site: [S, *shape]}} dict of joint draws (from sample(S) "
+                            f"or one chain of draws()), got {type(weights).__name__}")
+        missing = [s.name for s in bnn.sites if s.name not in weights]
+        if missing:
+            raise ValueError(f"weights must hold every site of the model; missing {missing}")
+        counts = set()
+        for site in bnn.sites:
+            value = weights[site.name]
+            if not isinstance(value, torch.Tensor) or tuple(value.shape[1:]) != tuple(site.shape):
+                shape = tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
+                expected = ", ".join(map(str, site.shape))
+                raise ValueError(f"weights[{site.name!r}] must have shape [S, {expected}], got {shape}")
+            counts.add(value.shape[0])
+        if len(counts) != 1 or 0 in counts:
+            raise ValueError(f"every site of weights needs the same number S >= 1 of draws, got "
+                             f"{sorted(counts)}")
+        return dict(weights)
 
     @torch.no_grad()
     def outputs_at(self, x, weights: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -342,6 +559,11 @@ class Posterior:
         :meth:`sample` or one chain of :meth:`draws`), as this posterior predicts: a Laplace
         approximation through its linearised network, the others through the network."""
         x = self.bnn.check_inputs(x)
+        weights = self._check_weights(weights)
+        count = next(iter(weights.values())).shape[0]
+        if count > 1:
+            self._check_outputs_size("outputs_at", x, count, materialised=True, prediction=False,
+                                     advice="pass fewer draws at a time")
         return self._approximation.outputs_at(x, weights)
 
     @torch.no_grad()
@@ -352,6 +574,15 @@ class Posterior:
         ``draws`` defaults to :meth:`draws` ``(num_samples)``.
         """
         x, y = self.bnn.check_data(x, y)
+        if draws is None:
+            num_samples = check_int(num_samples, "num_samples", minimum=1)
+            count = self.fixed_draws or num_samples
+        elif not isinstance(draws, Draws):
+            raise TypeError(f"draws must be a Draws (from posterior.draws()), got {type(draws).__name__}")
+        else:
+            count = draws.num_chains * draws.num_draws
+        check_result_size(count * x.shape[0] * 4, "log_likelihood", f"{count:,} draws x {x.shape[0]:,} "
+                          "inputs x 4 bytes", "ask for fewer draws, or pass fewer inputs at a time")
         draws = self.draws(num_samples) if draws is None else draws
         log_lik = torch.empty(draws.num_chains, draws.num_draws, x.shape[0])
         for c, d, output in self.outputs_by_draw(x, draws):
@@ -362,7 +593,10 @@ class Posterior:
         """``(chain, draw, outputs [N, ...])`` for every draw of ``draws``, one chain at a time,
         as this posterior predicts (see :meth:`outputs_at`): a generator, so a caller turning each
         pass into several quantities (log-likelihood, replicated targets) runs the network once."""
+        if not isinstance(draws, Draws):
+            raise TypeError(f"draws must be a Draws (from posterior.draws()), got {type(draws).__name__}")
         x = self.bnn.check_inputs(x)
+        self._check_weights({k: v[0] for k, v in draws.samples.items()})  # the sites of one chain
         for c in range(draws.num_chains):
             outputs = self._approximation.outputs_at(x, {k: v[c] for k, v in draws.samples.items()})
             for d, output in enumerate(outputs):

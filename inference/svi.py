@@ -19,6 +19,7 @@ import inspect
 import math
 import os
 import time
+import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
@@ -36,7 +37,7 @@ from .checkpoints import resume as resume_checkpoint
 from .elbo import BNNElbo
 from .guides import BNNGuide
 from .history import TrainingHistory
-from .posterior import Posterior
+from .posterior import Posterior, check_flag
 
 __all__ = ["fit", "FitConfig", "exponential_decay", "NonFiniteLossError"]
 
@@ -113,6 +114,9 @@ class FitConfig:
             "kl_weight": check_positive(self.kl_weight, "kl_weight", allow_zero=True),
             "num_particles": check_int(self.num_particles, "num_particles", minimum=1),
             "callbacks": _check_callbacks(self.callbacks),
+            "resume": check_flag(self.resume, "resume"),
+            "progress": check_flag(self.progress, "progress"),
+            "shuffle": check_flag(self.shuffle, "shuffle"),
         }
         if self.dataset_size is not None:
             checked["dataset_size"] = check_int(self.dataset_size, "dataset_size", minimum=1)
@@ -209,7 +213,9 @@ def fit(model, guide, data, config: FitConfig | None = None, *, fabric=None, **o
         A :class:`FitConfig` holding the options below (default: the flat keywords, each
         defaulting as shown in the signature).
     epochs, lr:
-        Passes over the data; learning rate of the default Adam optimizer.
+        Passes over the data; learning rate of the default Adam optimizer. ``epochs=0`` trains
+        nothing and warns (``UserWarning``), unless a checkpoint is resumed: the guide is returned
+        as it was initialised (or loaded).
     elbo:
         The objective (default :class:`BNNElbo` for BNN guides).
     optimizer:
@@ -266,6 +272,11 @@ def fit(model, guide, data, config: FitConfig | None = None, *, fabric=None, **o
     """
     trainer = _Trainer(model, guide, _gather(config, options), fabric)
     trainer.prepare(data)
+    if trainer.config.epochs == 0 and trainer.start_epoch == 0:  # no checkpoint loaded either
+        warnings.warn(
+            "fit got epochs=0: nothing was trained, and the posterior is the guide at its initialisation; "
+            "pass epochs >= 1 to train it (to load a finished run, pass its checkpoint with resume=True and "
+            "the run's epochs, or use load_checkpoint)", UserWarning, stacklevel=2)
     try:
         for epoch in range(trainer.start_epoch, trainer.config.epochs):
             first_step = len(trainer.history.elbo)

@@ -32,7 +32,7 @@ import math
 
 import torch
 
-from bayesdl.checks import check_int, check_positive
+from bayesdl.checks import check_int, check_positive, check_probability
 
 from ._data import as_loader, dataset_size_of
 from .guides import MAPGuide
@@ -75,10 +75,18 @@ class SWAGGuide(MAPGuide):
         self.collect_every = check_int(collect_every, "collect_every", minimum=1)
         self.burn_in = check_int(burn_in, "burn_in", minimum=0)
         if init is not None:
+            if isinstance(init, dict):
+                missing = [s.name for s in model.sites if s.name not in init]
+                if missing:
+                    raise ValueError(f"init must hold every site of the model, e.g. a MAP's "
+                                     f"point_estimate(); missing {missing}")
             flat = model.flatten(init) if isinstance(init, dict) else torch.as_tensor(init)
             if flat.shape != self.weights.shape:
                 raise ValueError(f"init has shape {tuple(flat.shape)}; the network has "
                                  f"{self.weights.shape[0]} weights")
+            if flat.is_floating_point() and not bool(torch.isfinite(flat).all()):
+                raise ValueError("init holds NaN or Inf weights: start SWAG from a finite MAP (train it "
+                                 "again with a smaller learning rate)")
             with torch.no_grad():
                 self.weights.copy_(flat.to(self.weights))
         size = self.weights.shape[0]
@@ -190,6 +198,36 @@ SHARED_FIT_OPTIONS = frozenset({"seed", "device", "progress", "batch_size", "dat
                                 "resume"})
 
 
+def check_phase(epochs, lr, momentum, rank, collect_every, burn_in, prefix: str = "") -> tuple:
+    """The options of SWAG's SGD phase, checked before any work: ``epochs`` >= 1, ``lr`` > 0,
+    ``momentum`` in [0, 1), ``rank`` >= 0, ``collect_every`` >= 1 (or None), ``burn_in`` >= 0.
+    ``prefix`` names them as the caller takes them (``swag_`` for ``approximate("swag", ...)``)."""
+    epochs = check_int(epochs, f"{prefix}epochs", minimum=1)
+    lr = check_positive(lr, f"{prefix}lr")
+    momentum = check_probability(momentum, f"{prefix}momentum")
+    rank = check_int(rank, "rank", minimum=0)
+    if collect_every is not None:
+        collect_every = check_int(collect_every, "collect_every", minimum=1)
+    burn_in = check_int(burn_in, "burn_in", minimum=0)
+    return epochs, lr, momentum, rank, collect_every, burn_in
+
+
+def _check_collections(epochs: int, steps_per_epoch: int, rank: int, collect_every: int,
+                       burn_in: int) -> None:
+    """Refuse a phase that cannot collect what SWAG needs: one iterate, two for the low-rank part
+    (counted on the whole loader: a data-parallel rank steps less, never more)."""
+    steps = epochs * steps_per_epoch
+    most = max(0, (steps - burn_in) // collect_every)
+    run = f"{epochs} epoch(s) x {steps_per_epoch} step(s), burn_in={burn_in}, collect_every={collect_every}"
+    if most == 0:
+        raise ValueError(f"this SWAG phase collects at most 0 iterates ({run}): lower burn_in or "
+                         "collect_every, or train more epochs")
+    if rank and most < 2:
+        raise ValueError(f"rank={rank} needs at least 2 collected iterates (the low-rank part divides by "
+                         f"K - 1), but this SWAG phase collects at most {most} ({run}): train more epochs, "
+                         "lower collect_every, or use rank=0 (SWAG-Diagonal)")
+
+
 def fit_swag(map_posterior: Posterior, data, *, epochs: int = 10, lr: float = 0.01, momentum: float = 0.9,
              rank: int = 20, collect_every: int | None = None, burn_in: int = 0, batch_size: int = 128,
              shuffle: bool = True, dataset_size: int | None = None, **fit_options) -> Posterior:
@@ -201,6 +239,10 @@ def fit_swag(map_posterior: Posterior, data, *, epochs: int = 10, lr: float = 0.
     prior's weight decay divided by ``N``), the scale SWAG's papers quote; the optimiser steps
     on ``fit``'s whole-dataset objective with ``lr / N``. ``fit_options`` go to
     :func:`~bayesdl.inference.fit` (``seed``, ``device``, ``checkpoint``, ``resume``, ...).
+
+    Checked before any work: ``epochs`` >= 1, ``lr`` > 0, ``momentum`` in [0, 1), ``rank`` >= 0,
+    ``collect_every`` >= 1, ``burn_in`` >= 0, and that the phase can collect an iterate (two for
+    ``rank`` >= 1).
     """
     if not isinstance(map_posterior, Posterior):
         raise TypeError(f"fit_swag starts from a MAP Posterior, got {type(map_posterior).__name__}")
@@ -210,12 +252,18 @@ def fit_swag(map_posterior: Posterior, data, *, epochs: int = 10, lr: float = 0.
     if "config" in fit_options:
         raise TypeError("fit_swag takes its epochs, lr and fit's run options (seed, device, checkpoint, ...) "
                         "as keywords, not as config=")
-    lr = check_positive(lr, "lr")
-    momentum = check_positive(momentum, "momentum", allow_zero=True)
+    epochs, lr, momentum, rank, collect_every, burn_in = check_phase(
+        epochs, lr, momentum, rank, collect_every, burn_in)
     loader = as_loader(data, check_int(batch_size, "batch_size", minimum=1), shuffle)
     n_data = dataset_size_of(loader, dataset_size)
     if collect_every is None:
         collect_every = max(len(loader), 1)
+    try:
+        steps_per_epoch = len(loader)
+    except TypeError:  # an iterable dataset of unknown length: the phase says so after it ran
+        steps_per_epoch = None
+    if steps_per_epoch is not None:
+        _check_collections(epochs, steps_per_epoch, rank, collect_every, burn_in)
     model = map_posterior.model
     guide = SWAGGuide(model, rank=rank, collect_every=collect_every, burn_in=burn_in,
                       init=map_posterior.point_estimate())

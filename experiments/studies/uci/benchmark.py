@@ -1,10 +1,16 @@
 """The benchmark's units: each (dataset, method spec, split) run by the spec's procedure and saved
-to ``folder/<dataset>/<spec name>_<k>.json``; the posteriors of one split from its lab."""
+to ``folder/<dataset>/<spec name>_<k>.json``; the posteriors of one split from its lab.
+
+A split's file carries a SHA-256 digest of its result (:func:`read_split`): one that is damaged
+or edited is reported by a warning, removed and run again; one written before the digests is
+used once, with a warning, and rewritten with its digest.
+"""
 
 from __future__ import annotations
 
 import math
 import time
+import warnings
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -14,14 +20,33 @@ from bayesdl.evaluation import regression_metrics
 from bayesdl.inference import Posterior, approximate
 from bayesdl.models import BNN, Gaussian
 
-from ...io import write_json
+from ...io import read_verified_json, write_verified_json
 from ...lab import Lab
 from ...methods import MethodSpec, specs_by_name
 from ...uci_data import UCIDataset, load_uci, uci_split
 from .config import Settings, network
 from .specs import UCIMethod, method_specs, validation_scores
 
-__all__ = ["Benchmark", "SplitLab"]
+__all__ = ["Benchmark", "SplitLab", "read_split", "SPLIT_FORMAT"]
+
+#: the format of a split's result file
+SPLIT_FORMAT = "bayesdl-uci-split-1"
+
+
+def read_split(path) -> dict:
+    """The result saved at ``path`` (``<method>_<k>.json``) by :meth:`Benchmark.run`, verified:
+    ``ValueError`` naming the file when it does not match its digest (edited, truncated) or is no
+    result of split ``k``; ``FileNotFoundError`` when there is none. A file written before the
+    digests is accepted once, with a warning, and rewritten with its digest."""
+    path = Path(path)
+    result = read_verified_json(path, SPLIT_FORMAT, accept_unversioned=True)
+    k = path.stem.rsplit("_", 1)[-1]
+    if not isinstance(result.get("split"), int) or not k.isdigit() or result["split"] != int(k):
+        raise ValueError(f"{path} is not the result of split {k} (it records split {result.get('split')!r})")
+    missing = [key for key in ("rmse", "log_likelihood", "seconds") if key not in result]
+    if missing:
+        raise ValueError(f"{path} is not a split's result: it lacks {missing}")
+    return result
 
 
 class SplitLab(Lab):
@@ -99,15 +124,32 @@ class Benchmark:
                     if splits is not None and k not in splits:
                         continue
                     path = self.path(name, spec.name, k)
-                    if path.exists():
+                    if self._saved(path):
                         continue
                     start = time.perf_counter()
                     result = spec.procedure(self, spec, data, k)
                     result["split"] = k
                     result["seconds"] = round(time.perf_counter() - start, 2)
-                    write_json(path, result)
+                    write_verified_json(path, result, SPLIT_FORMAT)
                     self.log(f"{name} {spec.name} split {k}: RMSE {result['rmse']:.3f} LL "
                              f"{result['log_likelihood']:.3f} ({result['seconds']:.0f} s)")
+
+    @staticmethod
+    def _saved(path: Path) -> bool:
+        """Whether ``path`` holds a sound result; a damaged one is reported and removed."""
+        if not path.exists():
+            return False
+        try:
+            read_split(path)
+            return True
+        except ValueError as err:
+            warnings.warn(f"the UCI split result {path} is damaged and is recomputed: {err}", stacklevel=3)
+            path.unlink()
+            return False
+
+    def result(self, dataset: str, method: UCIMethod | str, split: int) -> dict:
+        """The saved result of ``method`` on split ``split`` of ``dataset``, verified (:func:`read_split`)."""
+        return read_split(self.path(dataset, getattr(method, "name", method), split))
 
     # --------------------------------------------------------------- what the procedures share
     def lab(self, data: UCIDataset, k: int) -> SplitLab:
