@@ -53,6 +53,7 @@ say "speed benchmark: rc=$? ($(( $(date +%s) - t0 )) s)"
 grep -E '^\| |x  \(target' "$OUT/bnn_speed.txt" >> "$OUT/summary.txt"
 
 # --- 3. every course study at full size on the GPU, in the course's order, until the budget
+#        (calibration includes its conformal section: THR/APS/RAPS sets of every method, 100 splits)
 total=0
 for study in regression logistic-2d two-moons mnist-guides mnist-dropout calibration failure ood; do
     budget=$(left)
@@ -66,5 +67,15 @@ for study in regression logistic-2d two-moons mnist-guides mnist-dropout calibra
     say "$study: rc=$rc ${seconds} s$([ $rc -eq 124 ] && echo ' (stopped at the budget; rerun to resume)')"
 done
 say "studies: ${total} s in all (cached networks count 0 when resumed)"
+
+# --- 4. UCI regression on yacht and energy with its conformal intervals (absolute, normalised, CQR)
+for dataset in yacht energy; do
+    budget=$(left)
+    if [ "$budget" -le 10 ]; then say "uci $dataset: not run (budget spent)"; continue; fi
+    t0=$(date +%s)
+    timeout "$budget" python3 -P -m bayesdl.experiments run uci --set "dataset=$dataset" --device cuda \
+        --no-progress --out "runs/gpu/uci-$dataset" --cache-dir runs/gpu/.cache > "$OUT/study-uci-$dataset.log" 2>&1
+    say "uci $dataset: rc=$? $(( $(date +%s) - t0 )) s"
+done
 tar -czf "$OUT/results.tar.gz" runs/gpu/*/metrics.json runs/gpu/*/report.md 2>/dev/null
 say "all parts: $(( $(date +%s) - start )) s"

@@ -7,6 +7,8 @@ are "higher = more confident / more in-distribution" everywhere. The regression 
 a typed :class:`~bayesdl.predictions.RegressionPrediction`; the typed predictions live in
 :mod:`bayesdl.predictions` and are re-exported here. :func:`paired_bootstrap_difference` puts
 an interval on the difference of a metric between two scorers on the same test examples.
+:mod:`~bayesdl.evaluation.conformal` turns the predictive of any method into conformal sets
+(classification) and intervals (regression) with a finite-sample coverage guarantee.
 
 Nothing here imports :mod:`bayesdl.models`, :mod:`bayesdl.inference` or
 :mod:`bayesdl.experiments` (tests/test_structure.py checks it).
@@ -41,6 +43,26 @@ from .calibration import (
     maximum_calibration_error,
     negative_log_likelihood,
     reliability_bins,
+)
+from .conformal import (
+    ConformalClassifier,
+    ConformalRegressor,
+    StratifiedCoverage,
+    class_conditional_coverage,
+    classification_scores,
+    conformal_interval_metrics,
+    conformal_quantile,
+    conformal_set_metrics,
+    mean_set_size,
+    mixture_quantiles,
+    prediction_intervals,
+    prediction_sets,
+    random_splits,
+    regression_scores,
+    required_calibration_size,
+    set_coverage,
+    size_stratified_coverage,
+    split_conformal_trials,
 )
 from .ood import max_probability, negative_entropy, negative_mutual_information, odin_scores, tune_odin
 from .plotting import new_figure, plot_precision_recall, plot_reliability_diagram, plot_roc
@@ -84,6 +106,24 @@ __all__ = [
     "rmse",
     "interval_coverage",
     "regression_metrics",
+    "conformal_quantile",
+    "required_calibration_size",
+    "classification_scores",
+    "prediction_sets",
+    "mixture_quantiles",
+    "regression_scores",
+    "prediction_intervals",
+    "ConformalClassifier",
+    "random_splits",
+    "split_conformal_trials",
+    "ConformalRegressor",
+    "StratifiedCoverage",
+    "set_coverage",
+    "mean_set_size",
+    "size_stratified_coverage",
+    "class_conditional_coverage",
+    "conformal_set_metrics",
+    "conformal_interval_metrics",
     "paired_bootstrap_difference",
     "BootstrapDifference",
     "Prediction",

@@ -20,6 +20,9 @@ __all__ = ["StudyInfo", "STUDIES", "load_study"]
 
 #: the acquisition functions the active-learning study compares (Gal et al. 2017, Table 1)
 ACQUISITION_FUNCTIONS = ("bald", "variation_ratios", "max_entropy", "mean_std", "random")
+#: the active-learning protocol's initial labels (2 per class, 10 MNIST classes) and points acquired
+#: per step: the minima of max_labels and candidates (the study's INITIAL_PER_CLASS, ACQUISITION_SIZE)
+AL_INITIAL_LABELS, AL_ACQUISITION_SIZE = 20, 10
 #: the nine UCI regression sets of Gal & Ghahramani (2016), smallest first (the order the study runs)
 UCI_DATASETS = ("yacht", "bostonHousing", "energy", "concrete", "wine-quality-red", "kin8nm",
                 "power-plant", "naval-propulsion-plant", "protein-tertiary-structure")
@@ -33,6 +36,12 @@ class ReducedRunOptions(StudyOptions):
 
     epochs: int | None = option("epochs of every network (default: the recipe's, 50; quick 1)")
     samples: int | None = option("posterior samples per prediction (default 100; quick 10)")
+
+
+@dataclass(frozen=True)
+class CalibrationOptions(ReducedRunOptions):
+    conformal_trials: int = option("random calibration/test splits of the test set per conformal cell", 100,
+                                   quick=20)
 
 
 @dataclass(frozen=True)
@@ -53,8 +62,14 @@ class ActiveLearningOptions(StudyOptions):
         message=f"functions must be a comma-separated subset of {list(ACQUISITION_FUNCTIONS)}, got {{text!r}}")
     seeds: int = option("runs of seeds seed .. seed + N - 1 per function", 3, quick=1)
     epochs: int = option("training epochs at every step", 50, quick=10)
-    max_labels: int = option("labels at which a run stops", 1000, quick=40)
-    candidates: int | None = option("random pool points scored per step (none: the whole pool)", 2000, quick=100)
+    max_labels: int = option(
+        "labels at which a run stops", 1000, quick=40, minimum=AL_INITIAL_LABELS + 1,
+        message=f"option {{name}} must be more than the {AL_INITIAL_LABELS} initial labels (2 per class x 10), "
+                f"at least {AL_INITIAL_LABELS + 1}, for a step to acquire anything; got {{text!r}}")
+    candidates: int | None = option(
+        "random pool points scored per step (none: the whole pool)", 2000, quick=100, minimum=AL_ACQUISITION_SIZE,
+        message=f"option {{name}} must be at least the {AL_ACQUISITION_SIZE} points acquired per step, or none, "
+                f"got {{text!r}}")
     num_samples: int = option("MC dropout samples per scored point", 20, quick=5)
     batchbald: bool = option("also run BatchBALD against BALD (true/false)", True)
     num_configurations: int = option("BatchBALD's sampled configurations", 10_000, quick=500)
@@ -102,7 +117,7 @@ _ALL = (
               "mnist.dropout:run", needs_data=True, options=ReducedRunOptions),
     StudyInfo("calibration", "Calibration on MNIST: reliability diagrams, ECE, NLL, Brier; temperature scaling",
               "course week 3 (Guo et al. 2017): MAP, MC dropout, mean-field VI, Laplace, before/after temperature",
-              "mnist.calibration:run", needs_data=True, options=ReducedRunOptions),
+              "mnist.calibration:run", needs_data=True, options=CalibrationOptions),
     StudyInfo("failure", "Failure prediction on MNIST: MCP, MC dropout, ConfidNet, TCP oracle (AUPR-error)",
               "course week 3 (Corbiere et al. 2019): which confidence separates errors from correct predictions",
               "mnist.failure:run", needs_data=True, options=FailureOptions),

@@ -49,6 +49,22 @@ def test_calibration(runs):
         assert row["nll_after"] <= row["nll"] + 0.05  # fitted on validation, so no guarantee on test
 
 
+def test_calibration_conformal_sets_keep_their_guarantee(runs):
+    """Every method's conformal sets, every score and alpha: the mean coverage over the random
+    splits lies in [1 - alpha, 1 - alpha + 1/(n + 1)] up to its Monte-Carlo error (3 SE), and a
+    smaller alpha never buys smaller sets."""
+    metrics, folder = runs["calibration"]
+    for row in metrics["results"].values():
+        for score in ("thr", "aps", "raps"):
+            cells = row["conformal"][score]
+            for alpha, cell in cells.items():
+                slack = 3 * cell["coverage_se"]
+                assert cell["guarantee_low"] - slack <= cell["coverage"] <= cell["guarantee_high"] + slack, alpha
+                assert cell["within_guarantee"] and cell["trials"] == 20 and cell["calibration_size"] == 500
+            assert cells["alpha_0.01"]["set_size"] >= cells["alpha_0.05"]["set_size"] >= cells["alpha_0.1"]["set_size"]
+    assert (folder / "conformal_set_sizes.png").stat().st_size > 0
+
+
 def test_ensembles_are_served_by_the_network_cache(runs):
     config = runs["calibration"][0]["config"]
     # members 1..4 of the deep ensemble were trained here (member 0 is the map row's network)

@@ -218,6 +218,23 @@ def test_uci_errors_are_clear(tmp_path):
         load_uci("yacht", tmp_path)
 
 
+def test_uci_conformal_intervals_keep_their_guarantee_where_the_test_set_allows(tmp_path):
+    """Fake yacht, 60 rows, 40 test rows per split (20 to calibrate): every method's conformal
+    intervals cover within [1 - alpha, 1 - alpha + 1/21] on every split (up to 3 SE over the
+    halves); at 95% a half of 20 points can calibrate (19 needed)."""
+    _fake_uci(tmp_path / "data", n=400)
+    metrics = run_study("uci", tmp_path / "run", quick=True, data_root=tmp_path / "data",
+                        options={"dataset": "yacht", "splits": "1"}, progress=False)
+    for method, r in metrics["results"]["yacht"].items():
+        assert set(r["conformal"]) == {"absolute", "normalized", "cqr"}, method
+        for score, by_level in r["conformal"].items():
+            assert set(by_level) == {"coverage_50", "coverage_90", "coverage_95"}
+            for level, c in by_level.items():
+                assert c["splits_within_guarantee"] == c["splits"] == 1, (method, score, level)
+                assert c["guarantee_low"] == pytest.approx(int(level.split("_")[1]) / 100)
+    assert "Conformal intervals beside the Bayesian ones" in (tmp_path / "run" / "report.md").read_text()
+
+
 def test_uci_quick_study_writes_each_split_and_resumes(tmp_path):
     _fake_uci(tmp_path / "data")
     out = tmp_path / "run"

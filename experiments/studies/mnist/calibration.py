@@ -1,5 +1,6 @@
 """``calibration``: reliability diagrams, ECE, NLL and Brier of every method on MNIST, before and
-after temperature scaling (course week 3; Guo et al. 2017)."""
+after temperature scaling (course week 3; Guo et al. 2017), and conformal prediction sets with
+guaranteed coverage on top of every method's predictive (:mod:`.conformal`)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from bayesdl.evaluation.plotting import new_figure, plot_reliability_diagram
 
 from ...io import markdown_table
 from ...registry import RunContext, StudyResult
+from .conformal import conformal_figure, conformal_report, conformal_results
 from .lab import SWAG_COLLECTIONS, SWAG_LR, SWAG_RANK, MnistLab, against_the_ensemble
 
 #: the rows of the study: row name (in metrics.json) -> the lab's method spec. A new registered
@@ -18,8 +20,9 @@ ROWS = {"map": "map", "mc_dropout": "dropout", "mean_field": "mean_field", "lapl
         "deep_ensemble": "deep_ensemble", "multiswag": "multiswag"}
 
 
-def _calibrate(lab: MnistLab, posterior) -> tuple[dict, object, object]:
-    """The row's metrics before and after temperature scaling, and its reliability bins."""
+def _calibrate(lab: MnistLab, posterior) -> tuple[dict, object, object, torch.Tensor]:
+    """The row's metrics before and after temperature scaling, its reliability bins, and its
+    test predictive ``[N, C]``."""
     x_val, y_val = lab.splits["val"].tensors
     x, y = lab.splits["test"].tensors
     draws = 1 if posterior.is_point_mass else lab.s.samples
@@ -29,7 +32,7 @@ def _calibrate(lab: MnistLab, posterior) -> tuple[dict, object, object]:
     scaled = torch.softmax(test.clamp_min(1e-12).log() / temperature, -1)
     m0, m1 = calibration_metrics(test, y), calibration_metrics(scaled, y)
     metrics = {**m0, "temperature": temperature, **{f"{k}_after": v for k, v in m1.items()}}
-    return metrics, reliability_bins(test, y), reliability_bins(scaled, y)
+    return metrics, reliability_bins(test, y), reliability_bins(scaled, y), test
 
 
 def _diagrams(ctx, lab: MnistLab, results: dict, before: dict, after: dict) -> str:
@@ -47,14 +50,24 @@ def run(ctx: RunContext) -> StudyResult:
     lab = MnistLab(ctx)
     posteriors = {row: lab.posterior(spec) for row, spec in ROWS.items()}
     costs = lab.costs(ROWS)
-    results, before, after = {}, {}, {}
+    results, before, after, predictive = {}, {}, {}, {}
     for name, posterior in posteriors.items():
-        results[name], before[name], after[name] = _calibrate(lab, posterior)
+        results[name], before[name], after[name], predictive[name] = _calibrate(lab, posterior)
     diagrams = _diagrams(ctx, lab, results, before, after)
     versus = against_the_ensemble(lab, {k: r["nll"] for k, r in results.items()}, ROWS, "deep_ensemble", 0.005,
                                   higher_is_better=False, unit="nats of NLL")
-    return StudyResult(config=lab.config(n_bins=15, training_cost_seconds=costs), results=results,
-                       report=_report(ctx, lab, results, costs, versus, diagrams))
+    conformal = conformal_results(predictive, lab.splits["test"].tensors[1], ctx.options.conformal_trials, ctx.seed)
+    for name, by_score in conformal.items():
+        results[name]["conformal"] = by_score
+
+    def label(row):
+        return lab.label(ROWS[row])
+
+    section = conformal_report(label, conformal, conformal_figure(ctx, label, conformal))
+    report = _report(ctx, lab, results, costs, versus, diagrams) + "\n" + section
+    return StudyResult(config=lab.config(n_bins=15, training_cost_seconds=costs,
+                                         conformal_trials=ctx.options.conformal_trials), results=results,
+                       report=report)
 
 
 def _report(ctx, lab: MnistLab, results: dict, costs: dict, versus: str, diagrams: str) -> str:

@@ -6,8 +6,8 @@ chain diagnostics, MC dropout's chosen pair and fewer-pass metrics) is summarise
 
 from __future__ import annotations
 
-import json
 import math
+import re
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -18,8 +18,9 @@ from bayesdl.evaluation.regression import COVERAGE_LEVELS
 
 from ...io import markdown_table
 from ...methods import specs_by_name
+from .benchmark import read_split
 from .config import NUTS_DATASETS, PAPER, T_CHECKS, Settings
-from .specs import UCIMethod, method_specs
+from .specs import CONFORMAL_TRIALS, UCIMethod, method_specs
 
 __all__ = ["summarise", "render_report", "coverage_figure", "against_reference"]
 
@@ -31,9 +32,12 @@ METRICS = ("rmse", "log_likelihood", *[f"coverage_{round(100 * lv)}" for lv in C
 
 
 def _load(folder: Path, dataset: str, method: str, splits: int | None = None) -> list[dict]:
-    """The saved results of ``method`` on ``dataset``: every split, or the first ``splits``."""
-    runs = [json.loads(p.read_text()) for p in sorted((folder / dataset).glob(f"{method}_*.json"))]
-    return runs if splits is None else [r for r in runs if int(r["split"]) < splits]
+    """The saved results of ``method`` on ``dataset``: every split, or the first ``splits``, each
+    verified (:func:`~.benchmark.read_split`: ``ValueError`` naming a damaged file)."""
+    name = re.compile(rf"{re.escape(method)}_(\d+)\.json")
+    found = sorted((int(match.group(1)), path) for path in (folder / dataset).glob(f"{method}_*.json")
+                   if (match := name.fullmatch(path.name)))
+    return [read_split(path) for k, path in found if splits is None or k < splits]
 
 
 def _mean_se(values) -> tuple[float, float]:
@@ -56,6 +60,32 @@ def _at_fewer_samples(runs: list[dict]) -> dict[str, dict[str, float]]:
     return fewer
 
 
+#: the tolerance of a split's "within the guarantee": standard errors of its mean over the halves
+CONFORMAL_TOLERANCE_SE = 3.0
+
+
+def _conformal_summary(runs: list[dict]) -> dict:
+    """Per conformal score and level: the mean over the splits of each split's mean coverage and
+    width (over its random halves), and how many splits lie within the guarantee (up to
+    :data:`CONFORMAL_TOLERANCE_SE` standard errors of their mean over the halves)."""
+    summary = {}
+    for score, by_level in runs[0]["conformal"].items():
+        for level in by_level:
+            cells = [r["conformal"][score][level] for r in runs]
+            if any("skipped" in c for c in cells):
+                summary.setdefault(score, {})[level] = {"skipped": cells[0].get("skipped", "")}
+                continue
+            within = sum(c["guarantee_low"] - CONFORMAL_TOLERANCE_SE * c["coverage_se"] <= c["coverage"]
+                         <= c["guarantee_high"] + CONFORMAL_TOLERANCE_SE * c["coverage_se"] for c in cells)
+            summary.setdefault(score, {})[level] = {
+                "coverage": float(np.mean([c["coverage"] for c in cells])),
+                "width": float(np.mean([c["size"] for c in cells])),
+                "guarantee_low": cells[0]["guarantee_low"],
+                "guarantee_high": float(np.mean([c["guarantee_high"] for c in cells])),
+                "splits_within_guarantee": int(within), "splits": len(cells)}
+    return summary
+
+
 def _entry(runs: list[dict]) -> dict:
     """The summary of one method's saved runs on one dataset."""
     entry = {"splits": len(runs), "split_indices": [int(r["split"]) for r in runs],
@@ -69,6 +99,8 @@ def _entry(runs: list[dict]) -> dict:
         entry["chosen"] = [f"p={r['p']:g},tau={r['tau']:g}" for r in runs]
     if any("metrics_at_fewer_samples" in r for r in runs):
         entry["metrics_at_fewer_samples"] = _at_fewer_samples(runs)
+    if all("conformal" in r for r in runs):  # splits saved before the conformal intervals have none
+        entry["conformal"] = _conformal_summary(runs)
     return entry
 
 
@@ -205,6 +237,37 @@ def coverage_figure(summary: dict, specs: Iterable[UCIMethod]):
     return fig
 
 
+def _conformal_table(summary: dict, specs: dict[str, UCIMethod]) -> str:
+    """Per dataset, method and level: the Bayesian interval's coverage beside the conformal ones'."""
+    rows, cells, within, skipped = [], 0, 0, ""
+    for name, by_method in summary.items():
+        for method, r in by_method.items():
+            if "conformal" not in r:
+                continue
+            for lv in COVERAGE_LEVELS:
+                key = f"coverage_{round(100 * lv)}"
+                row = [name, specs[method].label, f"{round(100 * lv)}%", f"{100 * r[key]:.1f}"]
+                for by_level in r["conformal"].values():
+                    c = by_level[key]
+                    if "skipped" in c:
+                        row.append("-- (too few points)")
+                        skipped = c["skipped"]
+                        continue
+                    cells, within = cells + 1, within + (c["splits_within_guarantee"] == c["splits"])
+                    row.append(f"{100 * c['coverage']:.1f} / {c['width']:.3g}"
+                               + ("" if c["splits_within_guarantee"] == c["splits"]
+                                  else f" ({c['splits_within_guarantee']}/{c['splits']} splits within)"))
+                rows.append(row)
+    if not rows:
+        return ""
+    header = ["dataset", "method", "level", "Bayesian coverage (%)",
+              *[f"{score}: coverage (%) / width" for score in next(r["conformal"] for b in summary.values()
+                                                                   for r in b.values() if "conformal" in r)]]
+    note = f" A dash: {skipped} (the quantile at that level would be infinite)." if skipped else ""
+    return (f"(Dataset, method, level, score) cells whose every split lies within the guarantee: {within} of "
+            f"{cells}.{note}\n\n" + markdown_table(header, rows))
+
+
 def render_report(summary: dict, settings: Settings, figure: str, seconds: float, folder: Path,
                   specs: Iterable[UCIMethod] | None = None) -> str:
     """The Markdown report of a summary (:func:`summarise`) of the finished splits; ``specs``
@@ -212,6 +275,7 @@ def render_report(summary: dict, settings: Settings, figure: str, seconds: float
     by_name = specs_by_name(method_specs(settings) if specs is None else specs)
     table, coverage = _results_table(summary, by_name), _coverage_table(summary, by_name)
     fewer, reference = _fewer_table(summary, by_name), against_reference(folder, summary, by_name.values())
+    conformal = _conformal_table(summary, by_name)
     epochs = settings.epochs or "the dataset's n_epochs (40; protein 20)"
     return f"""# UCI regression benchmark (Gal & Ghahramani 2016, Table 1)
 
@@ -233,6 +297,17 @@ squared, mean over test points and splits).
 {coverage}
 
 ![coverage]({figure})
+
+## Conformal intervals beside the Bayesian ones
+
+Split conformal on each split's test predictive: {CONFORMAL_TRIALS} random halves of the test points,
+one to calibrate and one to measure (mean coverage and width over the halves, then over the
+splits). Scores: absolute residual (mean +- q), residual over the predictive standard deviation
+(aleatoric plus epistemic), and CQR on the quantiles of the Bayesian mixture. Guarantee of each
+split: coverage in [1 - alpha, 1 - alpha + 1/(n + 1)], n half the test points, up to
+{CONFORMAL_TOLERANCE_SE:g} standard errors of the mean over the halves.
+
+{conformal or '(not measured: the splits were saved before the conformal intervals)'}
 
 ## Against NUTS on {', '.join(NUTS_DATASETS)}
 

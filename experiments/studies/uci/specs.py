@@ -11,7 +11,6 @@ Adding a registered method is one :class:`UCIMethod` line in :func:`method_specs
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -21,7 +20,14 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from bayesdl.evaluation import regression_metrics
+from bayesdl.evaluation import (
+    ConformalRegressor,
+    mixture_quantiles,
+    regression_metrics,
+    required_calibration_size,
+    split_conformal_trials,
+)
+from bayesdl.evaluation.regression import COVERAGE_LEVELS
 from bayesdl.inference import approximate
 from bayesdl.models import BNN, Gaussian, NormalPrior, RegressionPrediction
 
@@ -35,6 +41,37 @@ if TYPE_CHECKING:
 __all__ = ["UCIMethod", "method_specs", "fit_and_score", "mc_dropout", "nuts_from_maps", "validation_scores"]
 
 
+#: conformal scores beside the Bayesian intervals, and the random calibration/test halves of a
+#: split's test points they are measured over
+CONFORMAL_SCORES, CONFORMAL_TRIALS = ("absolute", "normalized", "cqr"), 100
+
+
+def conformal_intervals(prediction: RegressionPrediction, y: torch.Tensor, seed: int) -> dict:
+    """Split conformal intervals from the split's test predictive at each level of
+    :data:`COVERAGE_LEVELS`: ``{score: {"coverage_50": {...}, ...}}`` with the mean coverage and
+    width over :data:`CONFORMAL_TRIALS` random halves of the test points (calibration on one half,
+    measured on the other; see :func:`bayesdl.evaluation.split_conformal_trials`). The base
+    intervals are computed once: the predictive mean and standard deviation (aleatoric plus
+    epistemic), and for CQR the mixture's quantiles. A level whose conformal quantile needs more
+    calibration points than half the test set holds records why instead."""
+    pair = (prediction.predictive_mean, prediction.variance.sqrt())
+    results = {score: {} for score in CONFORMAL_SCORES}
+    n_cal = len(y) // 2
+    for level in COVERAGE_LEVELS:
+        alpha, key = 1 - level, f"coverage_{round(100 * level)}"
+        if n_cal < required_calibration_size(alpha):
+            for score in CONFORMAL_SCORES:
+                results[score][key] = {"skipped": f"needs {required_calibration_size(alpha)} calibration points, "
+                                                  f"half the test set is {n_cal}"}
+            continue
+        quantiles = mixture_quantiles(prediction, [alpha / 2, 1 - alpha / 2])
+        bases = {"absolute": pair, "normalized": pair, "cqr": (quantiles[0], quantiles[1])}
+        for score in CONFORMAL_SCORES:
+            results[score][key] = split_conformal_trials(lambda t, score=score, alpha=alpha: ConformalRegressor(
+                score, alpha), bases[score], y, trials=CONFORMAL_TRIALS, seed=seed)
+    return results
+
+
 def fit_and_score(bench: Benchmark, spec: UCIMethod, data: UCIDataset, k: int) -> dict:
     """One split of a method with no procedure of its own: the split lab's posterior of ``spec``
     for the seed of salt ``fit`` (a plain method is fitted on the split; one declared around a MAP,
@@ -44,7 +81,8 @@ def fit_and_score(bench: Benchmark, spec: UCIMethod, data: UCIDataset, k: int) -
     posterior = lab.posterior(spec, bench.split_seed(k, spec.salts["fit"]))
     torch.manual_seed(bench.split_seed(k, spec.salts["predict"]))
     prediction, metrics = bench.score(posterior, lab.split, spec.samples or bench.s.other_samples)
-    return {**metrics, "noise_scale": float(prediction.noise.mean()), "samples": prediction.num_samples}
+    return {**metrics, "noise_scale": float(prediction.noise.mean()), "samples": prediction.num_samples,
+            "conformal": conformal_intervals(prediction, lab.split.y_test_raw, bench.split_seed(k))}
 
 
 @dataclass(frozen=True)
@@ -126,11 +164,10 @@ def validation_scores(bench: Benchmark, spec: UCIMethod, data: UCIDataset, k: in
 
 def _searched_pair(bench: Benchmark, spec: UCIMethod, data: UCIDataset) -> tuple[float, float]:
     """The pair of the best mean validation LL over the first ``grid_splits`` splits (running
-    those not saved yet)."""
+    those not saved yet, and repairing a damaged one: ``Benchmark.run`` verifies what it skips)."""
     for j in range(bench.s.grid_splits):
-        if not bench.path(data.name, spec.name, j).exists():
-            bench.run([data.name], [spec], splits=range(j, j + 1))
-    runs = [json.loads(bench.path(data.name, spec.name, j).read_text()) for j in range(bench.s.grid_splits)]
+        bench.run([data.name], [spec], splits=range(j, j + 1))
+    runs = [bench.result(data.name, spec, j) for j in range(bench.s.grid_splits)]
     keys = runs[0]["validation_log_likelihood"]
     searched = {key: float(np.mean([r["validation_log_likelihood"][key] for r in runs])) for key in keys}
     p, tau = (float(v.split("=")[1]) for v in max(searched, key=searched.get).split(","))
@@ -167,7 +204,8 @@ def mc_dropout(bench: Benchmark, spec: UCIMethod, data: UCIDataset, k: int) -> d
     return {**metrics, "p": p, "tau": tau,
             "validation_log_likelihood": {f"p={a:g},tau={b:g}": v for (a, b), v in scores.items()},
             "samples": prediction.num_samples,
-            "metrics_at_fewer_samples": _at_fewer_samples(prediction, split.y_test_raw)}
+            "metrics_at_fewer_samples": _at_fewer_samples(prediction, split.y_test_raw),
+            "conformal": conformal_intervals(prediction, split.y_test_raw, bench.split_seed(k))}
 
 
 # --------------------------------------------------------------- NUTS (the reference)
@@ -193,4 +231,5 @@ def nuts_from_maps(bench: Benchmark, spec: UCIMethod, data: UCIDataset, k: int, 
     return {**metrics, "noise_scale": noise * lab.split.y_std, "samples": prediction.num_samples,
             "chains": chains, "max_r_hat_predictions": float(az.rhat(functions)["f"].max()),
             "min_ess_bulk_predictions": float(az.ess(functions)["f"].min()),
-            "divergences": int(diverging.sum())}
+            "divergences": int(diverging.sum()),
+            "conformal": conformal_intervals(prediction, lab.split.y_test_raw, bench.split_seed(k))}
