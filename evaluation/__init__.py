@@ -65,7 +65,13 @@ from .conformal import (
     split_conformal_trials,
 )
 from .ood import max_probability, negative_entropy, negative_mutual_information, odin_scores, tune_odin
-from .plotting import new_figure, plot_precision_recall, plot_reliability_diagram, plot_roc
+from .plotting import (
+    new_figure,
+    plot_precision_recall,
+    plot_predictive_interval,
+    plot_reliability_diagram,
+    plot_roc,
+)
 from .ranking import aupr_error, failure_metrics, fpr_at_tpr, ood_metrics
 from .regression import interval_coverage, regression_metrics, rmse
 from .statistics import BootstrapDifference, paired_bootstrap_difference
@@ -133,4 +139,5 @@ __all__ = [
     "plot_reliability_diagram",
     "plot_precision_recall",
     "plot_roc",
+    "plot_predictive_interval",
 ]

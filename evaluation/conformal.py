@@ -426,38 +426,13 @@ def mixture_quantiles(prediction: RegressionPrediction, levels) -> torch.Tensor:
     ``levels``: a number in ``(0, 1)`` (result ``[N]``) or a sequence of ``L`` of them
     (result ``[L, N]``), float64. Solved by bisection on ``F``, vectorised over inputs and
     levels, inside the bracket ``[min_s, max_s] (mean_s + noise_s Phi^-1(level))`` (``F`` is
-    ``<= level`` at its left end and ``>= level`` at its right), to float64 precision.
+    ``<= level`` at its left end and ``>= level`` at its right), to float64 precision: the one
+    implementation, :meth:`bayesdl.predictions.RegressionPrediction.quantile`.
     """
     prediction = _check_regression_prediction(prediction)
-    mean = prediction.mean.double()
-    noise = prediction.noise.double()
-    level_tensor = as_tensor(levels, "levels").double()
-    scalar = level_tensor.dim() == 0
-    level_tensor = level_tensor.reshape(-1)
-    if level_tensor.numel() == 0:
-        raise ValueError("levels is empty; pass at least one level in (0, 1)")
-    for level in level_tensor.tolist():
+    for level in as_tensor(levels, "levels").double().reshape(-1).tolist():
         check_probability(level, "level", lower_inclusive=False)
-    level_tensor = level_tensor.to(mean.device)
-    out = torch.empty(level_tensor.shape[0], mean.shape[1], dtype=torch.float64, device=mean.device)
-    z = torch.special.ndtri(level_tensor)
-    # keep [L, S, chunk] at a few million numbers
-    chunk = max(1, 4_000_000 // (mean.shape[0] * level_tensor.shape[0]))
-    for start in range(0, mean.shape[1], chunk):
-        m = mean[None, :, start:start + chunk]
-        s = noise[None, :, start:start + chunk]
-        components = m + s * z[:, None, None]  # each component's own quantile, [L, S, n]
-        lo, hi = components.amin(1), components.amax(1)
-        target = level_tensor[:, None]
-        for _ in range(200):
-            mid = 0.5 * (lo + hi)
-            below = torch.special.ndtr((mid[:, None, :] - m) / s).mean(1) < target
-            lo, hi = torch.where(below, mid, lo), torch.where(below, hi, mid)
-            if bool(((hi - lo) <= 4 * torch.finfo(torch.float64).eps * hi.abs().maximum(lo.abs())
-                     + torch.finfo(torch.float64).tiny).all()):
-                break
-        out[:, start:start + chunk] = 0.5 * (lo + hi)
-    return out[0] if scalar else out
+    return prediction.quantile(levels)
 
 
 def _check_pair(pair, names: tuple[str, str]) -> tuple[torch.Tensor, torch.Tensor | None]:

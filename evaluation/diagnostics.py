@@ -19,11 +19,21 @@ __all__ = ["summary", "convergence", "convergence_verdict", "worst_components", 
            "ESS_PER_CHAIN_TARGET", "compare", "save", "load", "plot_rank", "plot_trace"]
 
 
-def summary(idata, var_names=None):
+def summary(idata, var_names=None, max_components: int | None = 30, hdi_prob: float = 0.94):
     """``az.summary`` (means, HDIs, R-hat, ESS) of an ``InferenceData``.
 
-    R-hat and ESS judge MCMC chains: for a single chain (independent draws of VI, Laplace) only
-    the statistics are returned, with a ``UserWarning``.
+    R-hat and ESS judge MCMC chains: with several chains every scalar component is summarised by
+    ``az.summary``. For a single chain (independent draws of VI, MC dropout, Laplace) only the
+    statistics are returned, with a ``UserWarning`` -- and, so that a network's posterior stays
+    readable, only the first ``max_components`` scalar components (``None``: all of them):
+
+    - components that are a point mass (every draw equal, e.g. the sites a guide keeps at a point)
+      are left out of the table;
+    - a component whose mean lies outside its own ``hdi_prob`` HDI (a two-point or bimodal
+      marginal, such as a weight masked by dropout: a spike at 0 and one at ``w / (1 - p)``) has
+      no meaningful HDI, so its HDI is left out (NaN) and its mean and sd kept.
+
+    Both are listed in the warning and in ``table.attrs["notes"]``.
     """
     import arviz as az
 
@@ -32,13 +42,64 @@ def summary(idata, var_names=None):
             f"summary needs arviz.InferenceData, got {type(idata).__name__}; build it from a posterior "
             "with bayesdl.inference.to_inference_data(posterior)"
         )
-    if idata.posterior.sizes.get("chain", 1) < 2:
-        warnings.warn(
-            "R-hat and ESS need several MCMC chains; this posterior has one chain of independent draws "
-            "(VI, MC dropout, Laplace, MAP), so only means, sds and HDIs are reported. Check such a "
-            "posterior against a reference (NUTS) or by PSIS-LOO instead", UserWarning, stacklevel=2)
-        return az.summary(idata, var_names=var_names, kind="stats")
-    return az.summary(idata, var_names=var_names)
+    if idata.posterior.sizes.get("chain", 1) >= 2:
+        return az.summary(idata, var_names=var_names, hdi_prob=hdi_prob)
+    table, notes = _single_chain_summary(idata, var_names, max_components, hdi_prob)
+    warnings.warn(
+        "R-hat and ESS need several MCMC chains; this posterior has one chain of independent draws "
+        "(VI, MC dropout, Laplace, MAP), so only means, sds and HDIs are reported. Check such a "
+        "posterior against a reference (NUTS) or by PSIS-LOO instead" + "".join(f". {n}" for n in notes),
+        UserWarning, stacklevel=2)
+    return table
+
+
+def _single_chain_summary(idata, var_names, max_components, hdi_prob):
+    """Mean, sd and HDI of the scalar components of a one-chain posterior; returns ``(table,
+    notes)`` (see :func:`summary`)."""
+    import arviz as az
+    import numpy as np
+    import pandas as pd
+
+    post = idata.posterior if var_names is None else idata.posterior[list(var_names)]
+    tail = round(100 * (1 - hdi_prob) / 2, 6)
+    low_name, high_name = f"hdi_{tail:g}%", f"hdi_{100 - tail:g}%"
+    rows, constant, degenerate, total = {}, [], [], 0
+    for name, array in post.data_vars.items():
+        values = np.asarray(array.values, dtype=float)
+        shape = values.shape[2:]
+        flat_values = values.reshape(-1, int(np.prod(shape, dtype=int)))
+        for flat in range(flat_values.shape[1]):
+            index = np.unravel_index(flat, shape) if shape else ()
+            label = f"{name}[{', '.join(str(int(i)) for i in index)}]" if shape else name
+            draws = flat_values[:, flat]
+            total += 1
+            if np.all(draws == draws[0]):
+                constant.append(label)
+                continue
+            if max_components is not None and len(rows) >= max_components:
+                continue
+            mean, sd = float(draws.mean()), float(draws.std(ddof=1))
+            low, high = (float(v) for v in az.hdi(draws, hdi_prob=hdi_prob))
+            if not low <= mean <= high:
+                degenerate.append(label)
+                low = high = float("nan")
+            rows[label] = {"mean": mean, "sd": sd, low_name: low, high_name: high}
+    table = pd.DataFrame.from_dict(rows, orient="index", columns=["mean", "sd", low_name, high_name])
+    notes = []
+    varying = total - len(constant)
+    if max_components is not None and varying > len(rows):
+        notes.append(f"Summarised the first {len(rows)} of {varying} scalar components (max_components="
+                     f"{max_components}; pass max_components=None for all)")
+    if constant:
+        notes.append(f"Left out {len(constant)} point-mass component{'s' if len(constant) != 1 else ''} "
+                     f"(every draw equal: a site the guide keeps at a point), e.g. {constant[0]}")
+    if degenerate:
+        plural = "s" if len(degenerate) != 1 else ""
+        notes.append(f"No HDI for {len(degenerate)} component{plural} whose mean "
+                     f"lies outside its {hdi_prob:.0%} HDI (a two-point or bimodal marginal, such as a "
+                     f"dropout-masked weight), e.g. {degenerate[0]}")
+    table.attrs["notes"] = notes
+    return table, notes
 
 
 def convergence(idata, table=None) -> dict:

@@ -1,4 +1,5 @@
-"""Figures shared by the studies: reliability diagrams, precision-recall and ROC curves.
+"""Figures shared by the studies: reliability diagrams, precision-recall and ROC curves, and the
+central intervals of a regression predictive.
 
 Every helper draws on a given matplotlib ``Axes`` or makes a new ``Figure`` (without pyplot,
 so no GUI backend or global state is involved) and returns the figure. Save it with
@@ -10,12 +11,16 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import numpy as np
+import torch
 from matplotlib.figure import Figure
 from sklearn.metrics import precision_recall_curve, roc_curve
 
+from bayesdl.predictions import RegressionPrediction
+
 from .calibration import ReliabilityBins
 
-__all__ = ["new_figure", "plot_reliability_diagram", "plot_precision_recall", "plot_roc"]
+__all__ = ["new_figure", "plot_reliability_diagram", "plot_precision_recall", "plot_roc",
+           "plot_predictive_interval"]
 
 
 def new_figure(ncols: int = 1, nrows: int = 1, size: tuple[float, float] = (4.2, 3.6)):
@@ -143,4 +148,53 @@ def plot_roc(curves: Mapping[str, tuple], ax=None, title: str | None = None, pos
     if title:
         ax.set_title(title, fontsize="medium")
     ax.legend(loc="lower right", fontsize="x-small")
+    return fig
+
+
+def plot_predictive_interval(x, prediction: RegressionPrediction, y=None, levels=(0.5, 0.95), ax=None,
+                             title: str | None = None, xlabel: str = "x", ylabel: str = "y"):
+    """The predictive of a regression model along a 1-D input: a band per central interval of
+    ``levels`` (:meth:`RegressionPrediction.interval`, the mixture's own intervals, whose
+    coverage :func:`~bayesdl.evaluation.interval_coverage` reports -- not ``mean +- 1.96 sd``),
+    the predictive mean, and the data points ``y`` when given. Points are drawn sorted by ``x``.
+
+    ``x``: the inputs ``[N]`` (or ``[N, 1]``) at which ``prediction`` (``[S, N]``) was made;
+    ``y``: optional targets ``[N]``. Returns the figure.
+    """
+    if not isinstance(prediction, RegressionPrediction):
+        raise TypeError(f"prediction must be a RegressionPrediction (from Posterior.predict on a regression "
+                        f"model), got {type(prediction).__name__}")
+    x = np.asarray(x.detach().cpu() if isinstance(x, torch.Tensor) else x, dtype=float)
+    if x.ndim == 2 and x.shape[1] == 1:
+        x = x[:, 0]
+    if x.ndim != 1:
+        raise ValueError(f"plot_predictive_interval draws along one input: x must have shape [N] or [N, 1], "
+                         f"got {x.shape}; for inputs of several features plot against one of them "
+                         "(e.g. x[:, j]) or against the index")
+    if prediction.mean.dim() != 2 or prediction.mean.shape[1] != len(x):
+        raise ValueError(f"prediction must have shape [S, N] with N = len(x) = {len(x)}, got "
+                         f"{tuple(prediction.mean.shape)}")
+    if isinstance(levels, (int, float)) and not isinstance(levels, bool):
+        levels = [levels]
+    levels = sorted((float(level) for level in levels), reverse=True)  # widest band first, underneath
+    order = np.argsort(x, kind="stable")
+    xs = x[order]
+    fig, ax = _axes(ax)
+    for k, level in enumerate(levels):
+        lower, upper = prediction.interval(level)
+        alpha = 0.2 + 0.35 * k / max(1, len(levels) - 1) if len(levels) > 1 else 0.3
+        ax.fill_between(xs, lower.cpu().numpy()[order], upper.cpu().numpy()[order], color="C0",
+                        alpha=alpha, linewidth=0, label=f"{100 * level:g}% interval")
+    ax.plot(xs, prediction.predictive_mean.detach().cpu().double().numpy()[order], color="C0",
+            linewidth=1.5, label="predictive mean")
+    if y is not None:
+        y = np.asarray(y.detach().cpu() if isinstance(y, torch.Tensor) else y, dtype=float).reshape(-1)
+        if len(y) != len(x):
+            raise ValueError(f"y must have one target per input ({len(x)}), got {len(y)}")
+        ax.scatter(x, y, s=8, color="k", alpha=0.6, zorder=3, label="data")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    if title:
+        ax.set_title(title, fontsize="medium")
+    ax.legend(loc="best", fontsize="x-small")
     return fig

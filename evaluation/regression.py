@@ -62,6 +62,9 @@ def interval_coverage(prediction: RegressionPrediction, y, levels=COVERAGE_LEVEL
     """Fraction of targets inside the central ``level`` interval of the predictive mixture, for
     each level: ``mean_n [ |F(y_n) - 1/2| <= level / 2 ]`` with ``F`` the predictive CDF
     (:meth:`RegressionPrediction.cdf`). A calibrated predictive covers a fraction ``level``.
+    The interval itself, ``(lower, upper)`` with ``lower <= y_n <= upper`` exactly when
+    ``|F(y_n) - 1/2| <= level / 2``, is :meth:`RegressionPrediction.interval` (the same mixture
+    CDF, inverted); plot it with :func:`~bayesdl.evaluation.plotting.plot_predictive_interval`.
 
     ``levels``: a sequence of numbers in (0, 1), or one number for a single level."""
     prediction = _check_prediction(prediction)

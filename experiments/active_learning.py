@@ -1,9 +1,10 @@
 """Pool-based active learning with any approximate posterior of the registry.
 
-Four separate parts, as in Baal: the data (a labelled set and a pool over any
-``TensorDataset``), the posterior (any method of :func:`bayesdl.inference.approximate`, retrained
-from scratch at every step), the acquisition function (:mod:`bayesdl.evaluation.acquisition`, a
-pure function of predictive samples) and this loop, which records what it did::
+Four separate parts, as in Baal: the data (a labelled set and a pool over any map-style
+``Dataset`` of ``(x, y)`` pairs), the posterior (any method of
+:func:`bayesdl.inference.approximate`, retrained from scratch at every step), the acquisition
+function (:mod:`bayesdl.evaluation.acquisition`, a pure function of predictive samples) and this
+loop, which records what it did::
 
     >>> loop = ActiveLearning(lambda: BNN(DBALCNN(), prior_scale=0.44), method="dropout",
     ...                       acquisition="bald", acquisition_size=10, max_labels=1000,
@@ -26,9 +27,23 @@ candidates, random acquisition, BatchBALD's sampled configurations) from seeds d
 What the loop is given is checked where it is given: the options at construction (a network
 instead of a function returning one, options the method or the acquisition function does not
 take, values it would refuse), the data, indices, model and record path at their first use --
-before a step trains anything. Data are ``TensorDataset(x, y)`` or ``(x, y)`` pairs of tensors,
-``y`` the integer class labels; the model a :class:`~bayesdl.models.BNN` with a categorical
-likelihood.
+before a step trains anything. Data are ``TensorDataset(x, y)``, an ``(x, y)`` pair of tensors, or
+any map-style ``torch.utils.data.Dataset`` whose items are ``(x, y)`` pairs (a ``Subset``, an
+image folder with a ``ToTensor`` transform): ``y`` the integer class labels. A dataset of another
+kind is read once, item by item, and its inputs stacked into one tensor -- it is held in memory
+whole (as a ``TensorDataset`` is), ``N x`` the size of one input, so a pool too large for memory
+needs a ``Subset`` of it; :meth:`ActiveLearning.run` reads it once per call, :meth:`ActiveLearning.step`
+once per step (pass it a ``TensorDataset`` to read nothing). The model is a
+:class:`~bayesdl.models.BNN` with a categorical likelihood.
+
+Labels from an oracle: by default the labels of acquired points are those of the dataset
+(simulated active learning, as in the paper). ``oracle`` -- ``(indices) -> labels``, called
+after each step with the indices it acquired (a person labelling them, as Baal's
+``ActiveLearningDataset.label()``) -- gives their labels instead; they replace the dataset's
+for every later step, and are stored in the record (``oracle_labels``, ``[index, label]``
+pairs; a record without an oracle has no such entry, in the format it always had), so a
+resumed run trains on them without asking again. ``run(..., steps=k)`` stops after ``k`` steps
+(saved to ``path``: the next call resumes), e.g. to label in sessions.
 """
 
 from __future__ import annotations
@@ -45,7 +60,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
-from torch.utils.data import TensorDataset
+from torch.utils.data import Dataset, Subset, TensorDataset
+from torch.utils.data._utils.collate import default_collate
 
 from bayesdl.checks import as_tensor, check_device, check_int
 from bayesdl.evaluation.acquisition import ACQUISITION_FUNCTIONS, acquire, batchbald
@@ -90,6 +106,8 @@ class ActiveLearningRecord:
     val_error: list[float] = field(default_factory=list)
     acquired: list[list[int]] = field(default_factory=list)
     seconds: list[dict] = field(default_factory=list)
+    #: ``[index, label]`` pairs given by an oracle (None: none was; then not saved)
+    oracle_labels: list[list[int]] | None = None
 
     @property
     def labelled(self) -> list[int]:
@@ -113,7 +131,19 @@ class ActiveLearningRecord:
 
     def save(self, path) -> None:
         """Write the record atomically to ``path``, with the SHA-256 digest :meth:`load` checks."""
-        write_verified_json(path, asdict(self), RECORD_FORMAT)
+        content = asdict(self)
+        if content["oracle_labels"] is None:  # the format of a run without an oracle, unchanged
+            del content["oracle_labels"]
+        write_verified_json(path, content, RECORD_FORMAT)
+
+    def apply_labels(self, y: torch.Tensor) -> torch.Tensor:
+        """The labels ``y`` ``[N]`` with the oracle's (a copy; ``y`` itself when there are none)."""
+        if not self.oracle_labels:
+            return y
+        pairs = torch.tensor(self.oracle_labels, dtype=torch.long)
+        y = y.clone()
+        y[pairs[:, 0].to(y.device)] = pairs[:, 1].to(y.device, y.dtype)
+        return y
 
 
 def _is_number(value) -> bool:
@@ -127,7 +157,9 @@ def _is_index(value) -> bool:
 def _record_problem(content: dict) -> str | None:
     """What makes ``content`` (a record as saved) no consistent record; None when it is one."""
     names = [f.name for f in dataclasses.fields(ActiveLearningRecord)]
-    missing, unknown = sorted(set(names) - set(content)), sorted(set(content) - set(names))
+    optional = {"oracle_labels"}
+    missing = sorted(set(names) - set(content) - optional)
+    unknown = sorted(set(content) - set(names))
     if missing or unknown:
         return f"entries missing: {missing}, unknown: {unknown}"
     kinds = {"config": lambda v: isinstance(v, dict),
@@ -138,6 +170,9 @@ def _record_problem(content: dict) -> str | None:
              "acquired": lambda v: isinstance(v, list) and all(isinstance(a, list) and all(map(_is_index, a))
                                                                for a in v),
              "seconds": lambda v: isinstance(v, list) and all(isinstance(d, dict) for d in v)}
+    if "oracle_labels" in content:
+        kinds["oracle_labels"] = lambda v: v is None or (isinstance(v, list) and all(
+            isinstance(p, list) and len(p) == 2 and all(map(_is_index, p)) for p in v))
     wrong = [name for name, ok in kinds.items() if not ok(content[name])]
     if wrong:
         return f"entries {wrong} are not of the types a record holds"
@@ -307,7 +342,7 @@ class ActiveLearning:
                 "initial_size": len(initial), "excluded": len(exclude)}
 
     # ------------------------------------------------------------------ running
-    def start(self, train: TensorDataset, initial: Sequence[int], path=None,
+    def start(self, train: Dataset, initial: Sequence[int], path=None,
               exclude: Sequence[int] = ()) -> ActiveLearningRecord:
         """The record to continue: loaded from ``path`` when it exists (its configuration must
         match), else a new one. A record that is damaged (it does not match its digest, or is no
@@ -339,6 +374,8 @@ class ActiveLearning:
             raise ValueError(f"{path} holds a run with another configuration or initial set; "
                              "use another path or delete it to start afresh")
         _indices(record.labelled, n, f"the indices recorded in {path}")
+        _indices([pair[0] for pair in record.oracle_labels or []], n,
+                 f"the oracle's indices recorded in {path}")
         return self._resized(record)
 
     def _resized(self, record: ActiveLearningRecord) -> ActiveLearningRecord:
@@ -363,16 +400,41 @@ class ActiveLearning:
         """Whether the run has reached ``max_labels`` (or emptied the pool)."""
         return bool(record.labels) and not record.acquired[-1]
 
-    def step(self, record: ActiveLearningRecord, train: TensorDataset, test: TensorDataset,
-             path=None, exclude: Sequence[int] = (), val: TensorDataset | None = None,
-             progress: bool = False) -> ActiveLearningRecord:
-        """Run one step on ``record`` (train, test, acquire), save it to ``path``, return it."""
+    def _acquire(self, posterior, x: torch.Tensor, labelled, exclude, t: int) -> list[int]:
+        """The indices step ``t`` acquires: the acquisition's top (or batch) among the candidates,
+        drawn from the pool (neither labelled nor excluded)."""
+        taken = torch.zeros(len(x), dtype=torch.bool)
+        taken[labelled] = True
+        taken[exclude] = True
+        pool = torch.nonzero(~taken).flatten()
+        generator = torch.Generator().manual_seed(_step_seed(self.seed, t, 2))
+        if self.candidates is not None and len(pool) > self.candidates:
+            pool = pool[torch.randperm(len(pool), generator=generator)[:self.candidates]]
+        size = min(self.acquisition_size, len(pool))
+        if size == 0:
+            return []
+        torch.manual_seed(_step_seed(self.seed, t, 3))
+        probs = posterior.predict(x[pool], num_samples=self.num_samples, batch_size=self.batch_size).probs
+        chosen = acquire(self.acquisition, probs.cpu(), size, generator=generator, **self.acquisition_options)
+        return pool[chosen].tolist()
+
+    def step(self, record: ActiveLearningRecord, train: Dataset, test: Dataset,
+             path=None, exclude: Sequence[int] = (), val: Dataset | None = None,
+             progress: bool = False, oracle: Callable[[list[int]], Sequence[int]] | None = None
+             ) -> ActiveLearningRecord:
+        """Run one step on ``record`` (train, test, acquire), save it to ``path``, return it.
+
+        ``oracle``: ``(acquired indices) -> their labels`` (integer class labels, one per index),
+        called once the step has acquired (not at the last step, which acquires nothing); the labels
+        go in ``record.oracle_labels`` and replace the dataset's from the next step on. When it
+        raises, the step is not recorded (a resumed run redoes it)."""
         if self.done(record):
             return record
         train, test = _dataset(train, "train"), _dataset(test, "test")
         val = None if val is None else _dataset(val, "val")
         t = len(record.labels)
         x, y = train.tensors
+        y = record.apply_labels(y)
         exclude = _indices(exclude, len(y), "exclude")
         labelled = _indices(record.labelled, len(y), "the record's labelled")
         path = _record_file(path)
@@ -394,22 +456,12 @@ class ActiveLearning:
         acquired: list[int] = []
         if len(labelled) < self.max_labels:
             clock = time.perf_counter()
-            taken = torch.zeros(len(y), dtype=torch.bool)
-            taken[labelled] = True
-            taken[exclude] = True
-            pool = torch.nonzero(~taken).flatten()
-            generator = torch.Generator().manual_seed(_step_seed(self.seed, t, 2))
-            if self.candidates is not None and len(pool) > self.candidates:
-                pool = pool[torch.randperm(len(pool), generator=generator)[:self.candidates]]
-            size = min(self.acquisition_size, len(pool))
-            if size > 0:
-                torch.manual_seed(_step_seed(self.seed, t, 3))
-                probs = posterior.predict(x[pool], num_samples=self.num_samples,
-                                          batch_size=self.batch_size).probs
-                chosen = acquire(self.acquisition, probs.cpu(), size, generator=generator,
-                                 **self.acquisition_options)
-                acquired = pool[chosen].tolist()
+            acquired = self._acquire(posterior, x, labelled, exclude, t)
             seconds["acquire"] = time.perf_counter() - clock
+        if oracle is not None and acquired:
+            given = _oracle_labels(oracle, acquired)
+            kept = [pair for pair in record.oracle_labels or [] if pair[0] not in set(acquired)]
+            record.oracle_labels = kept + [[i, label] for i, label in zip(acquired, given)]
         record.labels.append(len(labelled))
         record.test_error.append(test_error)
         if val_error is not None:
@@ -420,20 +472,31 @@ class ActiveLearning:
             record.save(path)
         return record
 
-    def run(self, train: TensorDataset, initial: Sequence[int], test: TensorDataset, path=None,
-            exclude: Sequence[int] = (), val: TensorDataset | None = None,
-            progress: bool = False) -> ActiveLearningRecord:
+    def run(self, train: Dataset, initial: Sequence[int], test: Dataset, path=None,
+            exclude: Sequence[int] = (), val: Dataset | None = None,
+            progress: bool = False, steps: int | None = None,
+            oracle: Callable[[list[int]], Sequence[int]] | None = None) -> ActiveLearningRecord:
         """Run (or resume, from ``path``) until ``max_labels``; returns the record.
 
         ``train`` is the dataset the labelled set and the pool index (``initial`` is labelled at
         the start; ``exclude``, e.g. a validation split, is never acquired); ``test`` measures
-        the error after every step; ``val`` (optional) too.
+        the error after every step; ``val`` (optional) too. Each is a ``TensorDataset``, an
+        ``(x, y)`` pair or any map-style ``Dataset`` of ``(x, y)`` items, read into memory once
+        (module notes). ``steps``: run at most this many steps in this call (``None``: until
+        done); with a ``path`` the next call resumes where it stopped (:meth:`done` says whether
+        the run is over). ``oracle``: labels the acquired points (:meth:`step`).
         """
+        if steps is not None:
+            steps = check_int(steps, "steps", minimum=0)
+        if oracle is not None and not callable(oracle):
+            raise TypeError(f"oracle must be a function (indices) -> labels, got {type(oracle).__name__}")
         train, test = _dataset(train, "train"), _dataset(test, "test")
         val = None if val is None else _dataset(val, "val")
         record = self.start(train, initial, path, exclude)
-        while not self.done(record):
-            self.step(record, train, test, path, exclude, val, progress)
+        taken = 0
+        while not self.done(record) and (steps is None or taken < steps):
+            self.step(record, train, test, path, exclude, val, progress, oracle)
+            taken += 1
         return record
 
     @torch.no_grad()
@@ -452,18 +515,52 @@ class ActiveLearning:
         return wrong / len(y)
 
 
+def _materialise(data: Dataset, name: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """The inputs and labels of a map-style dataset of ``(x, y)`` items, stacked (read once, item
+    by item; a ``Subset`` of a ``TensorDataset`` is indexed directly)."""
+    if (isinstance(data, Subset) and isinstance(data.dataset, TensorDataset)
+            and len(data.dataset.tensors) == 2):
+        index = torch.as_tensor(list(data.indices), dtype=torch.long)
+        return tuple(t[index] for t in data.dataset.tensors)
+    try:
+        n = len(data)
+    except TypeError:
+        raise TypeError(f"{name} must be a map-style Dataset (with __len__ and __getitem__), a TensorDataset "
+                        f"or an (x, y) pair of tensors, got {type(data).__name__} without a length "
+                        "(an IterableDataset cannot be indexed by the pool)") from None
+    if n == 0:
+        raise ValueError(f"{name} is empty; pass at least one example")
+    items = []
+    for i in range(n):
+        item = data[i]
+        if not isinstance(item, (tuple, list)) or len(item) != 2:
+            raise TypeError(f"{name}[{i}] must be an (x, y) pair, got "
+                            + (f"{len(item)} values" if isinstance(item, (tuple, list))
+                               else type(item).__name__))
+        items.append(item)
+    try:
+        x, y = default_collate(items)
+    except (TypeError, RuntimeError) as err:
+        raise TypeError(f"{name}: its items must be (tensor, label) pairs of one shape, which stack into "
+                        f"tensors (e.g. images with a ToTensor transform): {err}") from None
+    return as_tensor(x, f"{name} x"), as_tensor(y, f"{name} y")
+
+
 def _dataset(data, name: str) -> TensorDataset:
-    """``data`` -- a ``TensorDataset(x, y)`` or an ``(x, y)`` pair -- as a ``TensorDataset`` whose
-    ``y`` are integer class labels ``[N]``; ``TypeError``/``ValueError`` naming ``name`` otherwise."""
+    """``data`` -- a ``TensorDataset(x, y)``, an ``(x, y)`` pair or a map-style ``Dataset`` of
+    ``(x, y)`` items (stacked, :func:`_materialise`) -- as a ``TensorDataset`` whose ``y`` are
+    integer class labels ``[N]``; ``TypeError``/``ValueError`` naming ``name`` otherwise."""
     if isinstance(data, TensorDataset):
         if len(data.tensors) != 2:
             raise TypeError(f"{name} must hold two tensors (x, y), got {len(data.tensors)}")
         x, y = data.tensors
     elif isinstance(data, (tuple, list)) and len(data) == 2:
         x, y = as_tensor(data[0], f"{name} x"), as_tensor(data[1], f"{name} y")
+    elif isinstance(data, Dataset):
+        x, y = _materialise(data, name)
     else:
-        raise TypeError(f"{name} must be a TensorDataset or an (x, y) pair of tensors, got "
-                        f"{type(data).__name__}")
+        raise TypeError(f"{name} must be a TensorDataset or an (x, y) pair of tensors, or a map-style "
+                        f"Dataset of (x, y) items, got {type(data).__name__}")
     if x.dim() == 0 or y.dim() == 0 or len(x) != len(y):
         raise ValueError(f"{name}: x and y must have the same length, got shapes {tuple(x.shape)} and "
                          f"{tuple(y.shape)}")
@@ -479,6 +576,27 @@ def _dataset(data, name: str) -> TensorDataset:
         raise ValueError(f"{name}: y must be class indices >= 0, got {int(labels.min())}")
     labels = labels.long()
     return data if isinstance(data, TensorDataset) and labels is y else TensorDataset(x, labels)
+
+
+def _oracle_labels(oracle, acquired: list[int]) -> list[int]:
+    """The oracle's labels of ``acquired``, checked: one integer class index >= 0 per index."""
+    given = oracle(list(acquired))
+    if isinstance(given, torch.Tensor):
+        given = given.tolist() if given.dim() else [given.item()]
+    try:
+        given = list(given)
+    except TypeError:
+        raise TypeError(f"the oracle must return a sequence of labels, got {type(given).__name__}") from None
+    if len(given) != len(acquired):
+        raise ValueError(f"the oracle returned {len(given)} labels for {len(acquired)} acquired indices")
+    labels = []
+    for label in given:
+        if isinstance(label, float) and label.is_integer():
+            label = int(label)
+        if isinstance(label, bool) or not isinstance(label, numbers.Integral) or label < 0:
+            raise ValueError(f"the oracle must return integer class labels >= 0, got {label!r}")
+        labels.append(int(label))
+    return labels
 
 
 def _indices(values, n: int, name: str) -> list[int]:

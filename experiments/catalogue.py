@@ -98,40 +98,55 @@ class StudyInfo:
     needs_data: bool = False
     #: the study's options (``bdl run NAME --set KEY=VALUE``), parsed and checked before any work
     options: type[StudyOptions] = NoOptions
+    #: whether the study imports torchvision (``bdl`` checks the torch/torchvision pair before it runs)
+    uses_torchvision: bool = False
+    #: roughly what ``--quick`` takes (the README's "What `--quick` takes"), or "unknown"
+    quick_cost: str = "unknown"
+    #: roughly what the full run takes (the README's "Results of the full runs"), or "unknown"
+    full_cost: str = "unknown"
+
 
 _ALL = (
     StudyInfo("regression", "Bayesian linear regression: closed form, evidence, Pyro SVI and NUTS",
               "course week 1 (polynomial and Gaussian bases, predictive variance, barycenter result)",
-              "regression:run"),
+              "regression:run", quick_cost="20-29 CPU s", full_cost="about a minute on a laptop CPU"),
     StudyInfo("logistic-2d", "Bayesian logistic regression on 2-D separable data: MAP, Laplace, mean-field VI, NUTS",
               "course week 2, part 1 (MAP is overconfident far from the data; Laplace and VI are not)",
-              "week2:run_logistic"),
+              "week2:run_logistic", quick_cost="23-38 CPU s"),
     StudyInfo("two-moons", "An MLP on two moons: MAP, mean-field VI, MC dropout, Laplace, NUTS",
               "course week 2, part 2 (mean-field VI vs MC dropout; uncertainty maps)",
-              "week2:run_two_moons"),
+              "week2:run_two_moons", quick_cost="45-57 CPU s"),
     StudyInfo("mnist-guides", "LeNet 'all' on MNIST: dropout and mean-field guides vs plain PyTorch dropout",
               "Gal & Ghahramani 2016 lenet-all; the BNN quality targets (10 epochs, full training set)",
-              "mnist_guides:run", needs_data=True),
+              "mnist_guides:run", needs_data=True, uses_torchvision=True, quick_cost="53 CPU s"),
     StudyInfo("mnist-dropout", "LeNet with MC dropout on MNIST: accuracy, uncertainty measures, uncertain digits",
               "course week 3: MC dropout (p = 0.5, T = 50/100), variation ratio / entropy / MI, rotated digit",
-              "mnist.dropout:run", needs_data=True, options=ReducedRunOptions),
+              "mnist.dropout:run", needs_data=True, options=ReducedRunOptions, uses_torchvision=True,
+              quick_cost="27 CPU s"),
     StudyInfo("calibration", "Calibration on MNIST: reliability diagrams, ECE, NLL, Brier; temperature scaling",
               "course week 3 (Guo et al. 2017): MAP, MC dropout, mean-field VI, Laplace, before/after temperature",
-              "mnist.calibration:run", needs_data=True, options=CalibrationOptions),
+              "mnist.calibration:run", needs_data=True, options=CalibrationOptions, uses_torchvision=True,
+              quick_cost="49 CPU s",
+              full_cost="over 3 h on 2 cores (training: ensemble 9,652 s, MC dropout 1,159 s)"),
     StudyInfo("failure", "Failure prediction on MNIST: MCP, MC dropout, ConfidNet, TCP oracle (AUPR-error)",
               "course week 3 (Corbiere et al. 2019): which confidence separates errors from correct predictions",
-              "mnist.failure:run", needs_data=True, options=FailureOptions),
+              "mnist.failure:run", needs_data=True, options=FailureOptions, uses_torchvision=True,
+              quick_cost="33 CPU s",
+              full_cost="about 35-45 min per lenet seed, 2.4-2.7 h per corbiere seed (one core)"),
     StudyInfo("ood", "OOD detection: MNIST against Kuzushiji-MNIST and Fashion-MNIST (MCP, MC dropout, ODIN, Laplace)",
               "course week 3 (Liang et al. 2018; Laplace Redux): AUROC, AUPR, FPR at 95% TPR per OOD set",
-              "mnist.ood:run", needs_data=True, options=ReducedRunOptions),
+              "mnist.ood:run", needs_data=True, options=ReducedRunOptions, uses_torchvision=True,
+              quick_cost="36 CPU s"),
     StudyInfo("active-learning", "Deep Bayesian active learning on MNIST: BALD, variation ratios, max entropy, "
               "mean STD, random; BatchBALD",
               "course applications (Gal, Islam & Ghahramani 2017, Table 1; Kirsch et al. 2019): labels to reach "
               "10% / 5% test error",
-              "active_learning:run", needs_data=True, options=ActiveLearningOptions),
+              "active_learning:run", needs_data=True, options=ActiveLearningOptions, uses_torchvision=True,
+              full_cost="about 11.6 core-hours (40 min per function and seed)"),
     StudyInfo("uci", "UCI regression (9 sets, standard splits): MC dropout, mean-field VI, Laplace; NUTS on yacht",
               "Gal & Ghahramani 2016 Table 1: test RMSE and LL; aleatoric/epistemic split; interval coverage",
-              "uci:run", needs_data=True, options=UCIOptions),
+              "uci:run", needs_data=True, options=UCIOptions,
+              full_cost="about 1.9 h on 2 cores (6,700 s; MC dropout alone about 34 min)"),
 )
 
 #: name -> study, in the course's order (the order ``bdl list`` shows)

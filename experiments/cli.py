@@ -1,6 +1,7 @@
 """The ``bdl`` command: list and run the studies.
 
     bdl list
+    bdl --version
     bdl run regression --out runs/regression [--seed 0] [--quick] [--data-root DIR] [--device cpu]
     bdl run mnist-guides --device cuda --devices 4 [--num-nodes 2] [--strategy ddp] [--precision bf16-mixed]
     bdl run uci --set dataset=yacht
@@ -21,8 +22,10 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="bdl", description="bayesdl: reproduce the Bayesian deep learning course studies."
     )
+    parser.add_argument("--version", action="version", version=f"bdl (bayesdl) {_version()}")
     commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("list", help="list the studies")
+    commands.add_parser("list", help="list the studies: what each reproduces, its options, whether it needs "
+                                     "the data root, and roughly how long it takes")
     run = commands.add_parser("run", help="run a study and write its results",
                               description="Run a study; writes metrics.json, figures and report.md.")
     run.add_argument("study", help="name of the study (see `bdl list`)")
@@ -62,13 +65,23 @@ def _parser() -> argparse.ArgumentParser:
                      help="a study option (repeatable): e.g. --set dataset=yacht (uci), --set epochs=2 --set "
                           "samples=20 (a reduced run of the MNIST week-3 studies), --set "
                           "networks=lenet,corbiere (failure), --set seeds=1 (active-learning); `bdl list` "
-                          "names each study's")
+                          "names each study's options, their defaults and their quick values")
     diagnose = commands.add_parser("diagnose", help="show a saved run's ArviZ diagnostics again",
                                    description="Print the ArviZ diagnostics (R-hat, ESS, PSIS-LOO) of a run "
                                                "folder without refitting.")
     diagnose.add_argument("run_dir", help="the --out folder of a `bdl run`")
     diagnose.add_argument("--plots", default=None, help="also write rank plots into this folder")
     return parser
+
+
+def _version() -> str:
+    """The installed package's version (importlib.metadata: no torch)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("bayesdl")
+    except PackageNotFoundError:  # a source tree that was not installed
+        return "0+unknown"
 
 
 def _error(message) -> int:
@@ -90,19 +103,26 @@ def main(argv: list[str] | None = None) -> int:
         return 141
 
 
+def _list() -> int:
+    width = max(len(name) for name in STUDIES)
+    for name, study in STUDIES.items():  # in the course's order
+        print(f"{name:<{width}}  {study.description}")
+        print(f"{'':<{width}}  reproduces: {study.reproduces}")
+        data = "the data root (--data-root or $BAYESDL_DATA)" if study.needs_data else "no data root"
+        print(f"{'':<{width}}  needs: {data}")
+        print(f"{'':<{width}}  takes: --quick {study.quick_cost}; full run {study.full_cost}")
+        if study.options.names():
+            print(f"{'':<{width}}  options (--set KEY=VALUE):")
+            for key, text in study.options.describe():
+                print(f"{'':<{width}}    {key}: {text}")
+    sys.stdout.flush()  # a closed pipe shows here, inside main
+    return 0
+
+
 def _main(argv):
     args = _parser().parse_args(argv)
     if args.command == "list":
-        width = max(len(name) for name in STUDIES)
-        for name, study in STUDIES.items():  # in the course's order
-            print(f"{name:<{width}}  {study.description}")
-            print(f"{'':<{width}}  reproduces: {study.reproduces}")
-            if study.options.names():
-                print(f"{'':<{width}}  options (--set KEY=VALUE):")
-                for key, text in study.options.describe():
-                    print(f"{'':<{width}}    {key}: {text}")
-        sys.stdout.flush()  # a closed pipe shows here, inside main
-        return 0
+        return _list()
     if args.command == "diagnose":
         from .diagnose import diagnose
 
@@ -113,6 +133,8 @@ def _main(argv):
         return 0
     if args.seed < 0:  # before torch is even imported
         return _error(f"--seed must be >= 0, got {args.seed}")
+    if (mismatch := _torchvision_problem(args.study)) is not None:
+        return _error(mismatch)
     from .registry import run_study
 
     out = args.out or os.path.join("runs", args.study)
@@ -142,6 +164,19 @@ def _main(argv):
         print(f"{args.study}: results in {out}/ (metrics.json, report.md, figures); "
               f"{metrics['config']['wall_time_seconds']} s")
     return 0
+
+
+def _torchvision_problem(study: str) -> ImportError | None:
+    """A torch/torchvision mismatch, named before any work of a study that imports torchvision."""
+    if study not in STUDIES or not STUDIES[study].uses_torchvision:
+        return None
+    from bayesdl._environment import check_torchvision
+
+    try:
+        check_torchvision()
+    except ImportError as err:
+        return err
+    return None
 
 
 def _is_rank_zero() -> bool:

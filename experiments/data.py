@@ -55,6 +55,9 @@ def check_idx_file(path: Path, ndim: int) -> None:
 
 
 def _raw(name: str, root: Path, train: bool, download: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    from bayesdl._environment import check_torchvision
+
+    check_torchvision()  # a torch/torchvision mismatch named here, not as "torchvision::nms does not exist"
     from torchvision import datasets
     from torchvision.datasets.mnist import read_image_file, read_label_file
 

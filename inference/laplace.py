@@ -284,21 +284,85 @@ class BaseLaplace(Approximation):
                                              - self.num_params * math.log(delta) + scatter)
 
     def optimize_prior_precision(self, method: str = "marglik",
-                                 bounds: tuple[float, float] = (1e-4, 1e4)) -> BaseLaplace:
-        """Set ``prior_precision`` to the maximiser of the marginal likelihood in ``bounds``.
+                                 bounds: tuple[float, float] = (1e-4, 1e4), *, val_data=None,
+                                 grid=None, link_approx: str = "probit", num_samples: int = 100,
+                                 batch_size: int = 256) -> BaseLaplace:
+        """Choose ``prior_precision``; returns self.
 
-        A bounded scalar search on ``ln delta`` (the objective is one-dimensional and smooth).
-        Returns self.
+        ``method="marglik"`` (the default): the maximiser of the marginal likelihood in ``bounds``,
+        by a bounded scalar search on ``ln delta`` (the objective is one-dimensional and smooth).
+
+        ``method="validation"`` (laplace-torch's ``method="gridsearch"``): the precision of ``grid``
+        (default: 21 points log-spaced over ``bounds``, ``1e-4 .. 1e4``) whose predictive has the
+        smallest negative log-likelihood on ``val_data`` (a DataLoader, Dataset or ``(x, y)``) --
+        the grid's argmin, the first one on a tie. Classification scores the class probabilities of
+        :meth:`predictive_probs` with ``link_approx`` (``"probit"`` or ``"mc"`` with
+        ``num_samples``); a Gaussian likelihood scores the linearised predictive
+        ``N(f(x; theta*), diag(J Sigma J^T) + sigma^2)``. The NLL of every grid point is kept in
+        ``validation_nll_`` (``{delta: mean NLL per example}``).
         """
-        if method != "marglik":
-            raise ValueError(f"method must be 'marglik', got {method!r}")
+        if method not in ("marglik", "validation"):
+            raise ValueError(f"method must be 'marglik' or 'validation', got {method!r}")
         self._require_fit()
-        low, high = _check_bounds(bounds)
-        result = minimize_scalar(lambda t: -self.log_marginal_likelihood(math.exp(t)),
-                                 bounds=(math.log(low), math.log(high)), method="bounded",
-                                 options={"xatol": 1e-4})
-        self.prior_precision = math.exp(result.x)
+        if method == "marglik":
+            if val_data is not None or grid is not None:
+                raise TypeError("val_data and grid are for method='validation'; 'marglik' needs neither")
+            low, high = _check_bounds(bounds)
+            result = minimize_scalar(lambda t: -self.log_marginal_likelihood(math.exp(t)),
+                                     bounds=(math.log(low), math.log(high)), method="bounded",
+                                     options={"xatol": 1e-4})
+            self.prior_precision = math.exp(result.x)
+            return self
+        if val_data is None:
+            raise ValueError("method='validation' picks the prior precision by the predictive's NLL on "
+                             "held-out data: pass val_data (a DataLoader or a tuple (x, y) of validation "
+                             "examples)")
+        grid = _check_grid(bounds if grid is None else None, grid)
+        if link_approx not in ("probit", "mc"):
+            raise ValueError(f"link_approx must be 'probit' or 'mc', got {link_approx!r}")
+        num_samples = check_int(num_samples, "num_samples", minimum=1)
+        loader = as_loader(val_data, check_int(batch_size, "batch_size", minimum=1), shuffle=False)
+        batches = []
+        for step, batch in enumerate(loader):
+            x, y = batch_to(batch, self.map_weights.device)
+            try:
+                batches.append(self.model.check_data(x, y))
+            except ValueError as err:
+                raise ValueError(f"val_data, batch {step + 1}: {err}") from None
+        if not batches:
+            raise ValueError("val_data is empty; pass at least one validation example")
+        saved, scores = self.prior_precision, {}
+        try:
+            for delta in grid:
+                self.prior_precision = delta
+                scores[delta] = self._validation_nll(batches, link_approx, num_samples)
+        finally:
+            self.prior_precision = saved
+        self.validation_nll_ = scores
+        self.prior_precision = min(grid, key=lambda d: (scores[d], grid.index(d)))
         return self
+
+    @torch.no_grad()
+    def _validation_nll(self, batches, link_approx: str, num_samples: int) -> float:
+        """Mean negative log predictive density of ``batches`` at the current prior precision."""
+        likelihood, total, n = self.model.likelihood, 0.0, 0
+        for x, y in batches:
+            if likelihood.task == "classification":
+                probs = self.predictive_probs(x, link_approx=link_approx, num_samples=num_samples)
+                nll = -torch.log(probs.gather(-1, y.long().reshape(-1, 1)).clamp_min(1e-300))
+            else:
+                from bayesdl.models.likelihoods import Gaussian
+
+                if not isinstance(likelihood, Gaussian):
+                    raise TypeError("method='validation' scores classification or Gaussian likelihoods, this "
+                                    f"model has {type(likelihood).__name__}")
+                mean, cov = self.linearised_predictive(x)
+                var = cov.diagonal(dim1=-2, dim2=-1) + likelihood.scale.detach() ** 2
+                target = y.reshape(mean.shape).to(mean.dtype)
+                nll = 0.5 * (torch.log(2 * math.pi * var) + (target - mean) ** 2 / var)
+            total += float(nll.sum())
+            n += x.shape[0]
+        return total / n
 
     def optimize_noise_and_prior_precision(self, data, batch_size: int = 256,
                                            bounds: tuple[float, float] = (1e-4, 1e4)) -> BaseLaplace:
@@ -423,6 +487,24 @@ class BaseLaplace(Approximation):
     def __repr__(self) -> str:
         return (f"{type(self).__name__}(subset={self.subset.value}, structure={self.structure.value}, "
                 f"{self.num_params} weights, prior_precision={self.prior_precision:.4g})")
+
+
+def _check_grid(bounds, grid) -> list[float]:
+    """The prior precisions a validation search tries: ``grid`` (positive, finite numbers), or 21
+    points log-spaced over ``bounds``."""
+    if grid is None:
+        low, high = _check_bounds(bounds)
+        return [float(v) for v in torch.logspace(math.log10(low), math.log10(high), 21, dtype=torch.float64)]
+    if isinstance(grid, (str, bytes)) or not hasattr(grid, "__iter__"):
+        raise TypeError(f"grid must be a sequence of prior precisions, e.g. numpy.logspace(-4, 4, 21), got "
+                        f"{grid!r}")
+    values = [float(v) for v in (grid.tolist() if hasattr(grid, "tolist") else grid)]
+    if not values:
+        raise ValueError("grid is empty: pass at least one prior precision")
+    bad = [v for v in values if not (math.isfinite(v) and v > 0)]
+    if bad:
+        raise ValueError(f"grid must hold positive, finite prior precisions, got {bad}")
+    return values
 
 
 def _check_bounds(bounds) -> tuple[float, float]:
@@ -777,11 +859,27 @@ def check_options(subset, structure, hessian) -> tuple[Subset, Structure]:
     return key
 
 
-def check_fit_options(optimize_prior, optimize_noise, batch_size, name: str = "batch_size") -> int:
-    """The flags and the curvature batch size of :func:`fit_laplace`, checked; returns the batch size."""
-    for option, flag in (("optimize_prior", optimize_prior), ("optimize_noise", optimize_noise)):
-        if not isinstance(flag, bool):
-            raise TypeError(f"{option} must be True or False, got {type(flag).__name__}")
+def check_fit_options(optimize_prior, optimize_noise, batch_size, name: str = "batch_size",
+                      val_data=None) -> int:
+    """The flags and the curvature batch size of :func:`fit_laplace`, checked; returns the batch size.
+
+    ``optimize_prior`` is True (the marginal likelihood, as ``"marglik"``), False, ``"marglik"`` or
+    ``"validation"`` (which needs ``val_data``)."""
+    if not isinstance(optimize_prior, bool) and optimize_prior not in ("marglik", "validation"):
+        raise TypeError(f"optimize_prior must be True or False, 'marglik' or 'validation', got "
+                        f"{optimize_prior!r}")
+    if not isinstance(optimize_noise, bool):
+        raise TypeError(f"optimize_noise must be True or False, got {type(optimize_noise).__name__}")
+    if optimize_prior == "validation":
+        if val_data is None:
+            raise ValueError("optimize_prior='validation' picks the prior precision by the predictive's "
+                             "NLL on held-out data: pass val_data (a DataLoader or a tuple (x, y))")
+        if optimize_noise:
+            raise TypeError("optimize_noise chooses the noise with the prior precision by marginal "
+                            "likelihood: it does not combine with optimize_prior='validation'")
+    elif val_data is not None:
+        raise TypeError("val_data is for optimize_prior='validation' (the prior precision by validation "
+                        f"NLL); with optimize_prior={optimize_prior!r} it would go unused")
     return check_int(batch_size, name, minimum=1)
 
 
@@ -808,8 +906,8 @@ def laplace(source, subset: str = "all", structure: str = "full", *, hessian: st
 
 
 def fit_laplace(source, data, subset: str = "all", structure: str = "full", *, hessian: str = "ggn",
-                optimize_prior: bool = True, batch_size: int = 256, optimize_noise: bool = False,
-                likelihood=None, prior_scale: float | None = None) -> Posterior:
+                optimize_prior: bool | str = True, batch_size: int = 256, optimize_noise: bool = False,
+                likelihood=None, prior_scale: float | None = None, val_data=None) -> Posterior:
     """Build a Laplace approximation around the MAP ``source``, fit it on ``data``, choose the
     prior precision by marginal likelihood, and return it as a :class:`Posterior`.
 
@@ -821,12 +919,18 @@ def fit_laplace(source, data, subset: str = "all", structure: str = "full", *, h
         >>> posterior.predictive_probs(x_test, link_approx="probit")               # doctest: +SKIP
 
     ``optimize_noise`` (regression with a Gaussian likelihood) chooses the noise scale with the
-    prior precision (:meth:`BaseLaplace.optimize_noise_and_prior_precision`)."""
-    check_fit_options(optimize_prior, optimize_noise, batch_size)
+    prior precision (:meth:`BaseLaplace.optimize_noise_and_prior_precision`).
+
+    ``optimize_prior``: True or ``"marglik"`` -- the prior precision by marginal likelihood;
+    ``"validation"`` -- by the predictive's NLL on ``val_data`` over a log grid (laplace-torch's
+    ``gridsearch``; :meth:`BaseLaplace.optimize_prior_precision`); False -- keep the prior's."""
+    check_fit_options(optimize_prior, optimize_noise, batch_size, val_data=val_data)
     la = laplace(source, subset, structure, hessian=hessian, likelihood=likelihood,
                  prior_scale=prior_scale).fit(data, batch_size=batch_size)
     if optimize_noise:
         la.optimize_noise_and_prior_precision(data, batch_size=batch_size)
+    elif optimize_prior == "validation":
+        la.optimize_prior_precision("validation", val_data=val_data, batch_size=batch_size)
     elif optimize_prior:
         la.optimize_prior_precision()
     history = source.history if isinstance(source, Posterior) else None

@@ -16,12 +16,16 @@ name       what it fits; its own options (the SVI methods also take every option
 ========== =============================================================================
 map        ``MAPGuide`` by ``fit``: a point mass at the MAP
 mean_field ``MeanFieldGuide`` by ``fit``; ``init_scale``
-dropout    ``DropoutGuide`` by ``fit`` (MC dropout as VI); ``p`` (default: each slot's own rate)
+dropout    ``DropoutGuide`` by ``fit`` (MC dropout as VI); ``p`` (default: each slot's own rate);
+           or, around a network trained with plain PyTorch passed as ``model`` (Baal's
+           ``MCDropoutModule``; ``data`` unused, nothing trained), its dropout layers active at
+           prediction (with ``likelihood``, default ``"categorical"``, and ``prior_scale``)
 laplace    ``fit_laplace`` around ``map_posterior``, or around a MAP trained by ``fit`` as
            ``map_training=FitConfig(...)`` says (or the same options flat), or around a
            network trained with plain PyTorch passed as ``model`` (with ``likelihood``,
-           ``prior_scale``); ``subset``, ``structure``, ``hessian``, ``optimize_prior``,
-           ``curvature_batch_size``, ``optimize_noise`` (Gaussian regression)
+           ``prior_scale``); ``subset``, ``structure``, ``hessian``, ``optimize_prior`` (True or
+           ``"marglik"``: marginal likelihood; ``"validation"``: the NLL on ``val_data`` over a
+           log grid; False), ``curvature_batch_size``, ``optimize_noise`` (Gaussian regression)
 nuts       ``nuts`` on ``data = (x, y)``; every option of ``nuts``
 swag       ``fit_swag`` (SWAG, Maddox et al. 2019) from ``map_posterior``, or from a MAP
            trained as ``map_training`` (or the flat ``fit`` options) says;
@@ -47,14 +51,16 @@ computes them whole, and :func:`approximate` warns once.
 
 from __future__ import annotations
 
+import copy
 import inspect
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import torch
 
-from bayesdl.checks import check_int
-from bayesdl.models.bnn import bnn_of
+from bayesdl.checks import check_int, check_positive
+from bayesdl.models.bnn import BNN, bnn_of
+from bayesdl.models.networks import dropout_modules
 
 from . import distributed
 from .ensemble import Ensemble, _signature, reinitialised
@@ -248,27 +254,64 @@ def _mean_field(model, data, *, init_scale: float = 1e-3, **fit_options) -> Post
 
 @register_method("dropout", "MC dropout as variational inference (Bernoulli masks)", passes_to=fit,
                  label="MC dropout", guide=DropoutGuide)
-def _dropout(model, data, *, p: float | None = None, **fit_options) -> Posterior:
+def _dropout(model, data, *, p: float | None = None, likelihood=None, prior_scale: float | None = None,
+             **fit_options) -> Posterior:
+    if bnn_of(model) is None and isinstance(model, torch.nn.Module):
+        return _trained_dropout(model, p, likelihood, prior_scale, fit_options)
+    if likelihood is not None:
+        raise TypeError("likelihood is for a plain network; a BNN model already has its likelihood")
+    if prior_scale is not None:
+        raise TypeError("prior_scale is for a plain network; a BNN model has its prior (set it when building "
+                        "the BNN: BNN(net, prior_scale=...))")
     return fit(model, DropoutGuide(model, p=p), data, **fit_options)
+
+
+def _trained_dropout(net: torch.nn.Module, p, likelihood, prior_scale, fit_options: dict) -> Posterior:
+    """MC dropout around a network trained with plain PyTorch (Baal's ``MCDropoutModule``): its
+    weights are the point of a :class:`DropoutGuide` on a copy of it, nothing is trained, and the
+    predictive runs the copy in eval mode with its dropout layers active (their own rates, or
+    ``p``). The user's network is not changed."""
+    if fit_options:
+        raise TypeError(f"a trained network is not retrained; options {sorted(fit_options)} train one: pass "
+                        "the trained nn.Module alone (with p, likelihood, prior_scale), or wrap it as a BNN "
+                        "(BNN(net, ...)) to train MC dropout as VI with fit's options")
+    if not dropout_modules(net):
+        raise ValueError(
+            f"{type(net).__name__} has no dropout layer (nn.Dropout), so MC dropout has nowhere to draw "
+            "masks (p cannot add one): add dropout layers and train the network with them, or use "
+            "approximate('laplace', net, data, likelihood=...) for the uncertainty of a network without "
+            "dropout"
+        )
+    prior_scale = 1.0 if prior_scale is None else check_positive(prior_scale, "prior_scale")
+    # A copy: BNN turns the network's parameters into buffers, and the user's network must stay trainable.
+    # Eval mode: batch norm uses its running statistics; the guide switches on the dropout layers only.
+    model = BNN(copy.deepcopy(net).eval(), prior_scale=prior_scale,
+                likelihood="categorical" if likelihood is None else likelihood)
+    guide = DropoutGuide(model, p=p)  # its point starts at the network's trained weights
+    if not bool(torch.isfinite(guide.weights).all()):
+        raise ValueError("the network's weights hold NaN or Inf: train it again before MC dropout")
+    guide.requires_grad_(False)
+    return Posterior(model, guide)
 
 
 @register_method("laplace", "Laplace approximation around the MAP", passes_to=fit, label="Laplace",
                  around_map=True,
                  single_process="its curvature pass runs over the whole training set in one process")
 def _laplace(model, data, *, map_posterior: Posterior | None = None, map_training: FitConfig | None = None,
-             subset: str = "all", structure: str = "full", hessian: str = "ggn", optimize_prior: bool = True,
-             curvature_batch_size: int = 256, optimize_noise: bool = False, likelihood=None,
-             prior_scale: float | None = None, **fit_options) -> Posterior:
+             subset: str = "all", structure: str = "full", hessian: str = "ggn",
+             optimize_prior: bool | str = True, curvature_batch_size: int = 256, optimize_noise: bool = False,
+             likelihood=None, prior_scale: float | None = None, val_data=None, **fit_options) -> Posterior:
     # Laplace's own options first: a typo must not cost a MAP training.
     check_laplace_options(subset, structure, hessian)
-    check_fit_options(optimize_prior, optimize_noise, curvature_batch_size, "curvature_batch_size")
+    check_fit_options(optimize_prior, optimize_noise, curvature_batch_size, "curvature_batch_size",
+                      val_data=val_data)
     if bnn_of(model) is None and isinstance(model, torch.nn.Module):
         # A network trained with plain PyTorch: its weights are the MAP (laplace-torch's main use).
         if map_posterior is not None or map_training is not None or fit_options:
             raise TypeError("a plain network is its own MAP: pass neither map_posterior nor training options")
         return fit_laplace(model, data, subset, structure, hessian=hessian, optimize_prior=optimize_prior,
                            batch_size=curvature_batch_size, optimize_noise=optimize_noise,
-                           likelihood=likelihood, prior_scale=prior_scale)
+                           likelihood=likelihood, prior_scale=prior_scale, val_data=val_data)
     if likelihood is not None:
         raise TypeError("likelihood is for a plain network; a BNN model already has its likelihood")
     if prior_scale is not None:
@@ -280,7 +323,7 @@ def _laplace(model, data, *, map_posterior: Posterior | None = None, map_trainin
     if map_posterior is None:
         map_posterior = fit(model, MAPGuide(model), data, config, fabric=fabric)
     return fit_laplace(map_posterior, data, subset, structure, hessian=hessian, optimize_prior=optimize_prior,
-                       batch_size=curvature_batch_size, optimize_noise=optimize_noise)
+                       batch_size=curvature_batch_size, optimize_noise=optimize_noise, val_data=val_data)
 
 
 @register_method("nuts", "NUTS (exact reference for small models)", passes_to=nuts, label="NUTS",

@@ -436,7 +436,17 @@ class _Trainer:
             history.kl.append(kl)
         self.bar.update()
         if step % 20 == 0:
-            self.bar.set_postfix(epoch=epoch + 1, elbo_per_example=f"{-value / self.n_data:.4f}")
+            self.bar.set_postfix(epoch=epoch + 1, **self._per_example(-value, log_lik, kl))
+
+    def _per_example(self, elbo: float, log_lik: float | None, kl: float | None) -> dict:
+        """What the progress line shows, per training example (display only): ``nll/ex``, the
+        expected negative log-likelihood, and ``kl/ex``, the KL to the prior (``-log prior`` for
+        MAP), when the structured ELBO gives them -- the data term is what falls while training
+        goes well, and the KL of a large network (its prior's normalising constant) would drown
+        it in the ELBO -- else ``elbo_per_example``."""
+        if log_lik is None or kl is None:
+            return {"elbo_per_example": elbo / self.n_data}
+        return {"nll/ex": -log_lik / self.n_data, "kl/ex": kl / self.n_data}
 
     # ------------------------------------------------------------- end of an epoch
     def end_epoch(self, epoch: int, first_step: int) -> None:
@@ -445,7 +455,8 @@ class _Trainer:
         config, history = self.config, self.history
         self.parallel.end_epoch()
         history.end_epoch(first_step)
-        self.bar.epoch(epoch, config.epochs, elbo_per_example=history.epoch_elbo[-1] / self.n_data)
+        terms = (history.epoch_log_likelihood[-1], history.epoch_kl[-1]) if history.epoch_kl else (None, None)
+        self.bar.epoch(epoch, config.epochs, **self._per_example(history.epoch_elbo[-1], *terms))
         if self.sched is not None:
             self.sched.step()
         history.seconds += time.perf_counter() - self.clock

@@ -18,6 +18,8 @@ Bayesian logistic regression is ``BNN(nn.Linear(d, 1), likelihood="bernoulli")``
 
 from __future__ import annotations
 
+import sys
+import warnings
 from collections.abc import Iterable, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -29,7 +31,7 @@ from torch.func import functional_call
 
 from bayesdl.checks import as_tensor, check_finite, check_int, check_nonempty
 
-from .likelihoods import Likelihood, make_likelihood
+from .likelihoods import Categorical, Likelihood, make_likelihood
 from .networks import dropout_modules
 from .priors import NormalPrior
 
@@ -68,6 +70,45 @@ def dropout_rates(net: nn.Module, rates: float | Mapping[nn.Module, float] | Non
     finally:
         for m, p, training in saved:
             m.p, m.training = p, training
+
+
+def _final_module(net: nn.Module) -> nn.Module:
+    """The module a network's output comes out of, as far as its structure says: the last layer of
+    an ``nn.Sequential`` (recursively); for another module, its last registered submodule when that
+    is a leaf or an ``nn.Sequential`` (else the module itself: its ``forward`` decides)."""
+    module = net
+    while True:
+        children = list(module.children())
+        if not children:
+            return module
+        last = children[-1]
+        if not (isinstance(module, nn.Sequential) or isinstance(last, nn.Sequential)
+                or not any(True for _ in last.children())):
+            return module
+        module = last
+
+
+def _user_stacklevel() -> int:
+    """The ``stacklevel`` of a warning issued by the caller of this function that names the first
+    frame outside bayesdl (the user's line, also when bayesdl builds the BNN for them)."""
+    frame, level = sys._getframe(1), 1
+    while frame is not None and frame.f_globals.get("__name__", "").partition(".")[0] == "bayesdl":
+        frame, level = frame.f_back, level + 1
+    return level
+
+
+def _warn_double_softmax(net: nn.Module, likelihood: Likelihood) -> None:
+    """Warn when a network ends in ``Softmax``/``LogSoftmax`` and the categorical likelihood applies
+    softmax to its outputs again (it expects logits)."""
+    if not isinstance(likelihood, Categorical):
+        return
+    last = _final_module(net)
+    if isinstance(last, (nn.Softmax, nn.LogSoftmax)):
+        name = type(last).__name__
+        warnings.warn(
+            f"the network ends in {name} and the categorical likelihood applies softmax to its outputs: "
+            f"remove the final {name} (the likelihood expects logits)", UserWarning,
+            stacklevel=_user_stacklevel())
 
 
 class BNN(nn.Module):
@@ -112,6 +153,7 @@ class BNN(nn.Module):
             raise TypeError("net is already a BNN; pass the plain network")
         self.net = net
         self.likelihood = make_likelihood(likelihood)
+        _warn_double_softmax(net, self.likelihood)
         self.prior = prior if prior is not None else NormalPrior(prior_scale)
         if isinstance(deterministic, str):
             deterministic = [deterministic]

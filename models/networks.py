@@ -62,9 +62,10 @@ class Dropout(nn.Dropout):
         return _InvertedDropout.apply(x, self.p)
 
 
-def dropout_modules(net: nn.Module) -> list[nn.Dropout]:
-    """All dropout modules of ``net`` (any ``nn.Dropout`` subclass), in definition order."""
-    return [m for m in net.modules() if isinstance(m, nn.Dropout)]
+def dropout_modules(net: nn.Module) -> list[nn.Module]:
+    """All dropout modules of ``net`` (``nn.Dropout`` and its subclasses, and torch's other dropout
+    layers with a rate ``p``: ``nn.Dropout1d/2d/3d``, ``nn.AlphaDropout``), in definition order."""
+    return [m for m in net.modules() if isinstance(m, nn.modules.dropout._DropoutNd)]
 
 
 class MLP(nn.Module):

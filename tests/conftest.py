@@ -15,6 +15,14 @@ import pytest
 import torch
 
 
+def pytest_collection_modifyitems(config, items):
+    """Every test that asks for ``data_root`` is a ``data`` test (``-m "not data"`` leaves it out),
+    whether or not it carries the marker itself."""
+    for item in items:
+        if "data_root" in getattr(item, "fixturenames", ()) and item.get_closest_marker("data") is None:
+            item.add_marker(pytest.mark.data)
+
+
 @pytest.fixture(autouse=True)
 def _seed_and_clean_param_store():
     pyro.set_rng_seed(0)

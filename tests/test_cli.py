@@ -20,7 +20,8 @@ def test_help_and_list_import_no_heavy_library():
     script = ("import sys\n"
               "from bayesdl.experiments.cli import main\n"
               "main(['list'])\n"
-              "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+              "for args in (['--help'], ['--version']):\n"
+              "    try:\n        main(args)\n    except SystemExit:\n        pass\n"
               "print(sorted({'torch', 'pyro', 'arviz', 'matplotlib', 'numpy'} & set(sys.modules)))\n")
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
     assert result.stdout.strip().splitlines()[-1] == "[]"
@@ -39,6 +40,43 @@ def test_run_help_documents_the_options():
                             capture_output=True, text=True, check=True)
     for option in ("--out", "--seed", "--quick", "--data-root", "--device", "--set", "BAYESDL_DATA"):
         assert option in result.stdout
+
+
+def test_run_help_ends_its_sentences():
+    result = subprocess.run([sys.executable, "-m", "bayesdl.experiments", "run", "--help"],
+                            capture_output=True, text=True, check=True)
+    text = " ".join(result.stdout.split())
+    assert "`bdl list` names each study's options, their defaults and their quick values" in text
+
+
+def test_version_is_the_package_version(capsys):
+    from importlib.metadata import version
+
+    with pytest.raises(SystemExit) as stop:
+        main(["--version"])
+    assert stop.value.code == 0
+    assert capsys.readouterr().out.strip() == f"bdl (bayesdl) {version('bayesdl')}"
+
+
+def test_list_says_what_each_study_needs_and_takes(capsys):
+    from bayesdl.experiments.catalogue import STUDIES
+
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    blocks = {}
+    for line in out.splitlines():
+        if not line.startswith(" "):
+            name = line.split()[0]
+        blocks.setdefault(name, []).append(line.strip())
+    for name, study in STUDIES.items():
+        needs = "needs: the data root (--data-root or $BAYESDL_DATA)" if study.needs_data else "needs: no data root"
+        assert needs in blocks[name]
+        assert f"takes: --quick {study.quick_cost}; full run {study.full_cost}" in blocks[name]
+    assert "takes: --quick 20-29 CPU s; full run about a minute on a laptop CPU" in blocks["regression"]
+    assert "needs: no data root" in blocks["two-moons"]
+    assert "needs: the data root (--data-root or $BAYESDL_DATA)" in blocks["calibration"]
+    assert "takes: --quick unknown; full run about 1.9 h on 2 cores (6,700 s; MC dropout alone about 34 min)" \
+        in blocks["uci"]
 
 
 def test_unknown_study_is_a_clear_error(tmp_path, capsys):

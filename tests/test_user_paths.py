@@ -219,7 +219,7 @@ def test_progress_in_a_log_is_a_few_lines_per_run(capsys, monkeypatch):
     lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
     assert 1 <= len(lines) <= 11
     assert all(line.startswith("fit MAPGuide: epoch ") for line in lines)
-    assert "epoch 40/40" in lines[-1] and "elbo_per_example" in lines[-1]
+    assert "epoch 40/40" in lines[-1] and "nll/ex" in lines[-1] and "kl/ex" in lines[-1]  # data term and KL apart
     assert "\r" not in "".join(lines)
     fit(model, MAPGuide(model), (x, y), epochs=3, batch_size=8, seed=0, progress=False)
     assert capsys.readouterr().err == ""
