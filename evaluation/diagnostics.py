@@ -202,21 +202,58 @@ def _grid_axes(rows, cols, size=(3.2, 2.4)):
     return new_figure(ncols=cols, nrows=rows, size=size)
 
 
+def _wrapped_title(name: str) -> str:
+    """A component's name as a panel title: ``"w[1, 3], R-hat 1.04"`` on two lines."""
+    return name.replace(", R-hat", "\nR-hat", 1)
+
+
 def plot_rank(idata, var_names=None, max_vars: int = 6):
     """Rank plots (Vehtari et al. 2021) of up to ``max_vars`` scalar components, one per panel."""
     import arviz as az
 
     names = var_names or list(idata.posterior.data_vars)[:max_vars]
-    fig, axes = _grid_axes(1, len(names))
+    fig, axes = _grid_axes(1, len(names), size=(3.4, 2.6))
     az.plot_rank(idata, var_names=names, ax=axes[0], coords=None)
+    for ax, name in zip(axes[0], names):
+        # ArviZ scales its fonts with the figure; long component names then run into each other.
+        ax.set_title(_wrapped_title(name), fontsize="small")
+        ax.set_xlabel("rank (all chains)", fontsize="small")
+        ax.set_ylabel("chain", fontsize="small")
+        ax.tick_params(labelsize="x-small")
     return fig
 
 
 def plot_trace(idata, var_names=None, max_vars: int = 4):
-    """Trace plots (density and draws per chain) of up to ``max_vars`` variables."""
+    """Trace plots of up to ``max_vars`` scalar variables: per row, the density of each chain
+    (left) and its draws (right), one colour per chain, a legend of the chains and the
+    variable's name once per row."""
     import arviz as az
+    import numpy as np
 
     names = var_names or list(idata.posterior.data_vars)[:max_vars]
     fig, axes = _grid_axes(len(names), 2, size=(4.2, 2.2))
-    az.plot_trace(idata, var_names=names, axes=axes, compact=True)
+    for row, name in zip(axes, names):
+        values = np.asarray(idata.posterior[name].values, dtype=float)
+        values = values.reshape(values.shape[0], values.shape[1], -1)[:, :, 0]  # scalar components
+        density, trace = row
+        for chain, draws in enumerate(values):
+            color = f"C{chain % 10}"
+            if np.ptp(draws) > 0:
+                grid, pdf = az.kde(draws)
+                density.plot(grid, pdf, color=color, linewidth=1.3)
+            trace.plot(np.arange(len(draws)), draws, color=color, linewidth=0.9, alpha=0.85,
+                       label=f"chain {chain}")
+        density.set_ylabel(_wrapped_title(name), fontsize="small")
+        density.set_yticks([])
+        trace.set_ylabel("value", fontsize="small")
+        trace.set_xlim(0, values.shape[1] - 1)
+        for ax in row:
+            ax.tick_params(labelsize="x-small")
+    axes[0, 0].set_title("density per chain (kernel estimate)", fontsize="small")
+    axes[0, 1].set_title("draws per chain", fontsize="small")
+    axes[-1, 0].set_xlabel("value", fontsize="small")
+    axes[-1, 1].set_xlabel("draw (after warm-up)", fontsize="small")
+    chains = axes[0, 1].lines
+    fig.legend(handles=chains, labels=[line.get_label() for line in chains], loc="outside lower center",
+               ncols=min(8, len(chains)), fontsize="small")
     return fig

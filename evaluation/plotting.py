@@ -41,8 +41,8 @@ def plot_reliability_diagram(bins: ReliabilityBins, ax=None, title: str | None =
                              show_counts: bool = True, legend: bool = True):
     """Bar chart of accuracy per confidence bin against the diagonal of perfect calibration.
 
-    The red part of each bar is the gap to the bin's mean confidence (hatched inside the bar where
-    the bin is under-confident); the title carries
+    The red part of each bar is the gap to the bin's mean confidence where the bin is over-confident;
+    where it is under-confident the gap is hatched in purple inside the bar; the title carries
     the ECE. With ``show_counts`` a faint histogram of the examples per bin is drawn too.
     ``legend=False`` leaves the legend out (for all but one panel of a grid of diagrams).
     """
@@ -55,13 +55,14 @@ def plot_reliability_diagram(bins: ReliabilityBins, ax=None, title: str | None =
     filled = bins.count.numpy() > 0
     ax.bar(left[filled], acc[filled], width=width[filled], align="edge", color="tab:blue",
            edgecolor="black", linewidth=0.5, label="accuracy")
-    # The gap from accuracy to confidence: a red bar above an over-confident bin, red hatching
+    # The gap from accuracy to confidence: a red bar above an over-confident bin, purple hatching
     # inside an under-confident one (a transparent fill over the blue bar would read as a third colour).
     over, under = filled & (conf >= acc), filled & (conf < acc)
     ax.bar(left[over], (conf - acc)[over], bottom=acc[over], width=width[over], align="edge",
-           color="tab:red", alpha=0.35, edgecolor="tab:red", linewidth=0.5, label="gap to confidence")
+           color="tab:red", alpha=0.35, edgecolor="tab:red", linewidth=0.5,
+           label="gap (over-confident)" if over.any() else None)
     ax.bar(left[under], (acc - conf)[under], bottom=conf[under], width=width[under], align="edge",
-           facecolor="none", edgecolor="tab:red", hatch="////", linewidth=0.5,
+           facecolor="none", edgecolor="tab:purple", hatch="////", linewidth=0.5,
            label="gap (under-confident)" if under.any() else None)
     if show_counts:
         share = bins.count.numpy() / max(int(bins.count.sum()), 1)

@@ -159,9 +159,9 @@ def uncertainty_figure(methods: list[MethodSpec], posteriors: dict, grid_probs: 
         if name in images:
             bar = fig.colorbar(images[name], ax=axes[:, col], shrink=0.5, location="bottom", aspect=25,
                                ticks=np.linspace(low, high, 5), format="%.2f")
-            bar.set_label(f"{name}: one scale for all methods", fontsize="small")
+            bar.set_label(name, fontsize="small")
             bar.ax.tick_params(labelsize="x-small")
-    fig.suptitle(title)
+    fig.suptitle(f"{title}\n(one colour scale per column, shared by all methods)")
     fig.legend(handles=_uncertainty_legend(far_distance), loc="outside lower center", ncols=2,
                fontsize="small", facecolor="lightgray")
     return fig
@@ -254,7 +254,10 @@ def curves_figure(posteriors: dict, labels: dict):
         ax.set_xlabel("epoch (full batch: one step each)")
         ax.set_ylabel("nats per training example")
         ax.set_xscale("log")
-        ax.legend(fontsize="x-small")
+    # One legend for the three panels, below them: inside a panel it hides a curve (the KL panel's
+    # mean-field curve runs through the top right corner).
+    handles, names = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, names, loc="outside lower center", ncols=len(handles), fontsize="small")
     fig.suptitle("Training curves of the methods fitted by SVI")
     return fig
 
@@ -285,7 +288,7 @@ def diagnostics(ctx, posteriors: dict, labels: dict, x, y, samples: int) -> tupl
         count = len(worst.posterior.data_vars)
         rank_fig.suptitle(f"{labels[name]}: rank plots of the {count} components with the highest R-hat")
         trace_fig.suptitle(f"{labels[name]}: traces of the {count} components with the highest R-hat "
-                           "(one line style per chain)")
+                           "(one colour per chain)")
         rank = ctx.figure(rank_fig, f"{name}_rank.png")
         trace = ctx.figure(trace_fig, f"{name}_trace.png")
         draws = idata.posterior.sizes["draw"]

@@ -140,6 +140,10 @@ def _evidence_selection(ctx, x, y) -> tuple[dict, str]:
     ax = axes[0, 0]
     ax.plot(degrees, fixed, "o-", label=f"alpha = {ALPHA_GAUSSIAN}, beta = {BETA:g}")
     ax.plot(degrees, maximised, "s-", label="alpha, beta maximising the evidence")
+    ax.axvline(degrees[best], color="tab:red", linestyle=":", linewidth=1)
+    ax.plot(degrees[best], maximised[best], "*", color="tab:red", markersize=12, zorder=3,
+            label=f"chosen degree {degrees[best]} (highest evidence)")
+    ax.set_xlim(degrees[0] - 0.5, degrees[-1] + 0.5)  # room for the markers at both ends
     ax.set_xlabel("polynomial degree")
     ax.set_ylabel("log evidence ln p(t | alpha, beta)")
     ax.set_title("Model selection by the evidence (sinusoid)")

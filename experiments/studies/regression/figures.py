@@ -42,6 +42,16 @@ def _variance_axis(ax, grid, variance) -> None:
     ax.set_ylabel("predictive variance $\\sigma^2(x)$ (log scale)")
 
 
+def meaningful_minimum(variance, flat: float = 0.01) -> int | None:
+    """The grid index of the minimum of ``variance`` where it is a clear minimum, else None: when
+    the values within ``flat`` (relative) of the minimum reach an edge of the grid, the minimum is
+    a plateau (the noise floor far from the data) with no one place to mark."""
+    variance = np.asarray(variance, dtype=float)
+    low = int(np.argmin(variance))
+    near = variance <= variance[low] * (1 + flat)
+    return None if near[0] or near[-1] else low
+
+
 def setting_figure(ctx, name, title, x, y, grid, mean, variance, extra=None):
     fig, axes = new_figure(ncols=2, size=(5.0, 3.6))
     ax, ax_var = axes[0]
@@ -55,9 +65,12 @@ def setting_figure(ctx, name, title, x, y, grid, mean, variance, extra=None):
     ax_var.axhline(1 / BETA, color="gray", linestyle="--", label=f"noise floor 1/beta = {1 / BETA:g}")
     for xi in x:
         ax_var.axvline(xi, color="black", alpha=0.08, linewidth=0.8)
-    low = int(np.argmin(variance))
-    ax_var.plot(grid[low], variance[low], "o", color="tab:blue", markersize=4,
-                label=f"minimum {variance[low]:.3g} at x = {grid[low]:.2f}")
+    low = meaningful_minimum(variance)
+    if low is not None:
+        ax_var.plot(grid[low], variance[low], "o", color="tab:blue", markersize=4,
+                    label=f"minimum {variance[low]:.3g} at x = {grid[low]:.2f}")
+    else:
+        ax_var.plot([], [], " ", label="no single minimum: the variance is flat at the floor far from the data")
     if extra:
         extra(ax_var)
     _variance_axis(ax_var, grid, variance)
@@ -94,6 +107,11 @@ def ppc_figure(idata):
     import arviz as az
 
     fig, axes = new_figure(size=(5.0, 3.6))
-    az.plot_ppc(idata, ax=axes[0, 0], num_pp_samples=100, random_seed=0)
-    axes[0, 0].set_title("Posterior predictive check (NUTS, linear basis)")
+    ax = axes[0, 0]
+    az.plot_ppc(idata, ax=ax, num_pp_samples=100, random_seed=0)
+    ax.set_title("Posterior predictive check (NUTS, linear basis)", fontsize="medium")
+    ax.set_ylabel("density of y (kernel estimate)", fontsize="small")
+    ax.set_xlabel("y", fontsize="small")
+    ax.tick_params(labelsize="small")
+    ax.legend(fontsize="x-small")
     return fig
