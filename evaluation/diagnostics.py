@@ -13,7 +13,7 @@ log-likelihood, divergences), then:
 
 from __future__ import annotations
 
-import warnings
+from bayesdl._warn import warn
 
 __all__ = ["summary", "convergence", "convergence_verdict", "worst_components", "R_HAT_TARGET",
            "ESS_PER_CHAIN_TARGET", "compare", "save", "load", "plot_rank", "plot_trace"]
@@ -45,11 +45,10 @@ def summary(idata, var_names=None, max_components: int | None = 30, hdi_prob: fl
     if idata.posterior.sizes.get("chain", 1) >= 2:
         return az.summary(idata, var_names=var_names, hdi_prob=hdi_prob)
     table, notes = _single_chain_summary(idata, var_names, max_components, hdi_prob)
-    warnings.warn(
+    warn(
         "R-hat and ESS need several MCMC chains; this posterior has one chain of independent draws "
         "(VI, MC dropout, Laplace, MAP), so only means, sds and HDIs are reported. Check such a "
-        "posterior against a reference (NUTS) or by PSIS-LOO instead" + "".join(f". {n}" for n in notes),
-        UserWarning, stacklevel=2)
+        "posterior against a reference (NUTS) or by PSIS-LOO instead" + "".join(f". {n}" for n in notes))
     return table
 
 

@@ -54,7 +54,6 @@ import json
 import math
 import numbers
 import time
-import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -63,6 +62,7 @@ import torch
 from torch.utils.data import Dataset, Subset, TensorDataset
 from torch.utils.data._utils.collate import default_collate
 
+from bayesdl._warn import warn
 from bayesdl.checks import as_tensor, check_device, check_int
 from bayesdl.evaluation.acquisition import ACQUISITION_FUNCTIONS, acquire, batchbald
 from bayesdl.inference import approximate
@@ -365,8 +365,7 @@ class ActiveLearning:
         try:
             record = ActiveLearningRecord.load(path)
         except ValueError as err:
-            warnings.warn(f"the active-learning record {path} is damaged and is recomputed: {err}",
-                          stacklevel=2)
+            warn(f"the active-learning record {path} is damaged and is recomputed: {err}")
             path.unlink()
             return fresh
         if ({**record.config, "max_labels": None} != {**config, "max_labels": None}

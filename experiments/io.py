@@ -28,13 +28,13 @@ import platform
 import shutil
 import sys
 import tempfile
-import warnings
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from bayesdl._warn import warn
 from bayesdl.atomic import atomic_path, file_lock, try_lock, umask_mode
 
 __all__ = ["to_jsonable", "write_json", "write_text", "save_figure", "versions", "RunFolder",
@@ -129,9 +129,8 @@ def read_verified_json(path, format: str, *, accept_unversioned: bool = False) -
         if not accept_unversioned:
             raise ValueError(f"{path} has no digest (written before {format} files carried one); it cannot "
                              "be verified")
-        warnings.warn(f"{path} was written without a digest (by an earlier version) and cannot be verified; "
-                      "it is used as it is and rewritten with its digest (delete it to recompute it)",
-                      stacklevel=2)
+        warn(f"{path} was written without a digest (by an earlier version) and cannot be verified; "
+                      "it is used as it is and rewritten with its digest (delete it to recompute it)")
         write_verified_json(path, stored, format)
         return stored
     found = stored.pop("format", None)

@@ -17,7 +17,6 @@ import json
 import math
 import sys
 import time
-import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
@@ -27,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import BatchSampler, DataLoader, RandomSampler, TensorDataset
 
+from bayesdl._warn import warn
 from bayesdl.atomic import atomic_path, file_lock, remove_stale_temporaries
 from bayesdl.checks import check_int, check_positive
 from bayesdl.inference import METHODS, Posterior, approximate, distributed, exponential_decay
@@ -177,7 +177,7 @@ def cache_entry(ctx, recipe: NetworkRecipe, verify: Callable[[Path], object]) ->
             try:
                 verify(path)
             except ValueError as err:
-                warnings.warn(f"cache entry {path.name} is damaged and is trained again: {err}", stacklevel=3)
+                warn(f"cache entry {path.name} is damaged and is trained again: {err}")
                 path.unlink()
                 path.with_suffix(".done").unlink(missing_ok=True)
         yield path

@@ -51,7 +51,6 @@ from __future__ import annotations
 
 import math
 import os
-import warnings
 from collections.abc import Callable
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
@@ -60,6 +59,8 @@ import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import BatchSampler, DataLoader, IterableDataset, RandomSampler
+
+from bayesdl._warn import warn
 
 if TYPE_CHECKING:  # lightning is an optional extra; imported only where a Fabric is built
     from lightning.fabric import Fabric
@@ -197,12 +198,10 @@ def warn_not_data_parallel(method: str, reason: str) -> None:
     if ranks > 1 and method not in _WARNED:
         _WARNED.add(method)
         if is_writer():
-            warnings.warn(
+            warn(
                 f"{method} is not data-parallel ({reason}): each of the {ranks} processes computes it whole, "
                 "with the same result. Only the SVI methods (fit) and Posterior.predict use the devices; "
-                f"run {method} without --devices to spare the others",
-                UserWarning, stacklevel=3,
-            )
+                f"run {method} without --devices to spare the others")
 
 
 def _stream_seed(*entropy: int) -> int:

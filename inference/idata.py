@@ -22,12 +22,12 @@ Summaries, convergence figures, LOO comparisons and plots of the result live in
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Iterable
 
 import numpy as np
 import torch
 
+from bayesdl._warn import warn
 from bayesdl.checks import check_int
 from bayesdl.progress import track
 
@@ -135,10 +135,10 @@ def to_inference_data(posterior: Posterior, x=None, y=None, num_samples: int | N
     samples = {k: v.detach().cpu() for k, v in draws.samples.items()}
     constant = [] if posterior.is_point_mass else _point_mass_sites(samples)
     if constant and var_names is None:
-        warnings.warn(
+        warn(
             f"{len(constant)} site(s) of this {posterior.method} posterior are point masses (all draws "
             f"equal: {', '.join(constant)}); they have no spread, R-hat or ESS and are left out of the "
-            "posterior group", UserWarning, stacklevel=2)
+            "posterior group")
         samples = {k: v for k, v in samples.items() if k not in constant}
     chosen = _select(samples, var_names, max_weights)
     dims = {name: _weight_dims(name, tuple(value.shape[2:])) for name, value in chosen.items()}

@@ -19,13 +19,13 @@ import inspect
 import math
 import os
 import time
-import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import pyro
 import torch
 
+from bayesdl._warn import warn
 from bayesdl.checks import check_device, check_int, check_positive
 from bayesdl.models.bnn import bnn_of
 from bayesdl.progress import progress_bar
@@ -273,10 +273,10 @@ def fit(model, guide, data, config: FitConfig | None = None, *, fabric=None, **o
     trainer = _Trainer(model, guide, _gather(config, options), fabric)
     trainer.prepare(data)
     if trainer.config.epochs == 0 and trainer.start_epoch == 0:  # no checkpoint loaded either
-        warnings.warn(
+        warn(
             "fit got epochs=0: nothing was trained, and the posterior is the guide at its initialisation; "
             "pass epochs >= 1 to train it (to load a finished run, pass its checkpoint with resume=True and "
-            "the run's epochs, or use load_checkpoint)", UserWarning, stacklevel=2)
+            "the run's epochs, or use load_checkpoint)")
     try:
         for epoch in range(trainer.start_epoch, trainer.config.epochs):
             first_step = len(trainer.history.elbo)

@@ -18,8 +18,6 @@ Bayesian logistic regression is ``BNN(nn.Linear(d, 1), likelihood="bernoulli")``
 
 from __future__ import annotations
 
-import sys
-import warnings
 from collections.abc import Iterable, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -29,6 +27,7 @@ import torch
 import torch.nn as nn
 from torch.func import functional_call
 
+from bayesdl._warn import warn
 from bayesdl.checks import as_tensor, check_finite, check_int, check_nonempty
 
 from .likelihoods import Categorical, Likelihood, make_likelihood
@@ -88,15 +87,6 @@ def _final_module(net: nn.Module) -> nn.Module:
         module = last
 
 
-def _user_stacklevel() -> int:
-    """The ``stacklevel`` of a warning issued by the caller of this function that names the first
-    frame outside bayesdl (the user's line, also when bayesdl builds the BNN for them)."""
-    frame, level = sys._getframe(1), 1
-    while frame is not None and frame.f_globals.get("__name__", "").partition(".")[0] == "bayesdl":
-        frame, level = frame.f_back, level + 1
-    return level
-
-
 def _warn_double_softmax(net: nn.Module, likelihood: Likelihood) -> None:
     """Warn when a network ends in ``Softmax``/``LogSoftmax`` and the categorical likelihood applies
     softmax to its outputs again (it expects logits)."""
@@ -105,10 +95,9 @@ def _warn_double_softmax(net: nn.Module, likelihood: Likelihood) -> None:
     last = _final_module(net)
     if isinstance(last, (nn.Softmax, nn.LogSoftmax)):
         name = type(last).__name__
-        warnings.warn(
+        warn(
             f"the network ends in {name} and the categorical likelihood applies softmax to its outputs: "
-            f"remove the final {name} (the likelihood expects logits)", UserWarning,
-            stacklevel=_user_stacklevel())
+            f"remove the final {name} (the likelihood expects logits)")
 
 
 class BNN(nn.Module):

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import math
 import time
-import warnings
 from collections.abc import Iterable
 from pathlib import Path
 
 import torch
 
+from bayesdl._warn import warn
 from bayesdl.evaluation import regression_metrics
 from bayesdl.inference import Posterior, approximate
 from bayesdl.models import BNN, Gaussian
@@ -143,7 +143,7 @@ class Benchmark:
             read_split(path)
             return True
         except ValueError as err:
-            warnings.warn(f"the UCI split result {path} is damaged and is recomputed: {err}", stacklevel=3)
+            warn(f"the UCI split result {path} is damaged and is recomputed: {err}")
             path.unlink()
             return False
 
