@@ -60,14 +60,14 @@ def plain_mc(net: nn.Module, x: torch.Tensor, samples: int, channels_last: bool 
                         for _ in range(samples)])
 
 
-def plain_step(x_lab, y_lab, x_cand, x_test, y_test, seed: int):
+def plain_step(x_lab, y_lab, x_cand, x_test, y_test, seed: int, epochs: int = EPOCHS):
     """One acquisition step in plain PyTorch: train, test, score, top-10 BALD."""
     torch.manual_seed(seed)
     net = plain_net()
     decay = WEIGHT_DECAY_C / len(y_lab)
     opt = torch.optim.Adam(net.parameters(), lr=1e-3)
     loader = DataLoader(TensorDataset(x_lab, y_lab), batch_size=128, shuffle=True)
-    for _ in range(EPOCHS):
+    for _ in range(epochs):
         net.train()
         for xb, yb in loader:
             opt.zero_grad()
@@ -84,10 +84,10 @@ def plain_step(x_lab, y_lab, x_cand, x_test, y_test, seed: int):
     return error, bald.topk(10).indices
 
 
-def bayesdl_step(train, initial, test, seed: int):
+def bayesdl_step(train, initial, test, seed: int, epochs: int = EPOCHS, candidates: int = CANDIDATES):
     loop = ActiveLearning(dbal_model, method="dropout", acquisition="bald", acquisition_size=10,
-                          max_labels=LABELLED + 10, candidates=CANDIDATES, num_samples=T, seed=seed,
-                          method_options={"epochs": EPOCHS, "lr": 1e-3, "batch_size": 128, "p": None})
+                          max_labels=len(initial) + 10, candidates=candidates, num_samples=T, seed=seed,
+                          method_options={"epochs": epochs, "lr": 1e-3, "batch_size": 128, "p": None})
     record = loop.start(train, initial, None)
     return loop.step(record, train, test)
 
@@ -97,11 +97,16 @@ def main(argv=None) -> dict:
     parser.add_argument("--data-root", default=os.environ.get("BAYESDL_DATA"))
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--out", default=None, help="write the results as JSON here")
+    parser.add_argument("--pool", type=int, default=POOL, help="images scored in part 1")
+    parser.add_argument("--labelled", type=int, default=LABELLED, help="labelled images of the step")
+    parser.add_argument("--epochs", type=int, default=EPOCHS, help="training epochs of the step")
+    parser.add_argument("--candidates", type=int, default=CANDIDATES, help="candidates scored by the step")
+    parser.add_argument("--test", type=int, default=TEST, help="test images of the step")
     args = parser.parse_args(argv)
     retain_freed_memory()
     data = load_images("mnist", args.data_root, train=True)
     x_all, y_all = data.tensors
-    pool = x_all[:POOL]
+    pool = x_all[:args.pool]
 
     # ---- 1. scoring the pool
     torch.manual_seed(0)
@@ -137,29 +142,30 @@ def main(argv=None) -> dict:
 
     # ---- 2. one acquisition step
     order = torch.randperm(len(y_all), generator=torch.Generator().manual_seed(0))
-    initial = order[:LABELLED].tolist()
-    test = load_images("mnist", args.data_root, train=False, limit=TEST)
+    initial = order[:args.labelled].tolist()
+    test = load_images("mnist", args.data_root, train=False, limit=args.test)
     x_lab, y_lab = x_all[initial], y_all[initial]
-    x_cand = x_all[order[LABELLED:LABELLED + CANDIDATES]]
+    x_cand = x_all[order[args.labelled:args.labelled + args.candidates]]
     step_times = {"plain": [], "bayesdl": []}
     step_errors = {}
     for r in range(args.rounds):
         start = time.perf_counter()
-        step_errors["plain"], _ = plain_step(x_lab, y_lab, x_cand, *test.tensors, seed=r)
+        step_errors["plain"], _ = plain_step(x_lab, y_lab, x_cand, *test.tensors, seed=r, epochs=args.epochs)
         step_times["plain"].append(time.perf_counter() - start)
         start = time.perf_counter()
-        record = bayesdl_step(data, initial, test, seed=r)
+        record = bayesdl_step(data, initial, test, seed=r, epochs=args.epochs, candidates=args.candidates)
         step_times["bayesdl"].append(time.perf_counter() - start)
         step_errors["bayesdl"] = record.test_error[-1]
     step = {row: statistics.median(v) for row, v in step_times.items()}
     phases = record.seconds[-1]
 
-    print(f"Scoring {POOL} images with T = {T} (median of {args.rounds} rounds):")
+    print(f"Scoring {len(pool)} images with T = {T} (median of {args.rounds} rounds):")
     print("| row | seconds | ratio to plain |\n|---|---|---|")
     for row, seconds in score.items():
         print(f"| {row} | {seconds:.2f} | {seconds / score['plain']:.3f} |")
     print(f"cached samples identical to uncached for the same seed: {identical}")
-    print(f"\nOne acquisition step ({LABELLED} labels, {EPOCHS} epochs, {CANDIDATES} candidates, T = {T}):")
+    print(f"\nOne acquisition step ({args.labelled} labels, {args.epochs} epochs, {args.candidates} candidates, "
+          f"T = {T}):")
     print("| row | seconds | ratio to plain | test error |\n|---|---|---|---|")
     for row, seconds in step.items():
         print(f"| {row} | {seconds:.2f} | {seconds / step['plain']:.3f} | {step_errors[row]:.3f} |")

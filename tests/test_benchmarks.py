@@ -1,0 +1,66 @@
+"""Benchmarks that cannot rot (issue 35): each benchmark runs at a tiny size and writes its
+table, and every benchmark is named by the README and run by a test. No time is asserted: the
+ratios of a tiny run on a shared machine mean nothing; that the scripts still work does."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+BENCHMARKS = sorted(p.name for p in (ROOT / "benchmarks").glob("*.py"))
+
+
+def _run(script: str, *args: str, timeout: int = 300) -> str:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MPLBACKEND": "Agg", "PYTHONUNBUFFERED": "1"}
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), *args], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+    assert done.returncode == 0, f"{script} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+    return done.stdout
+
+
+def test_every_benchmark_is_named_by_the_readme_and_run_by_a_test():
+    readme = (ROOT / "README.md").read_text()
+    tests = "\n".join(p.read_text() for p in (ROOT / "tests").glob("test_*.py"))
+    unnamed = [b for b in BENCHMARKS if f"benchmarks/{b}" not in readme]
+    untested = [b for b in BENCHMARKS if not re.search(rf"[\"'/]{re.escape(b)}[\"']", tests)]
+    assert not unnamed, f"benchmarks the README does not name: {unnamed}"
+    assert not untested, f"benchmarks no test runs (add a smoke test at a tiny size): {untested}"
+
+
+@pytest.mark.slow
+@pytest.mark.data
+def test_bnn_speed_runs_at_a_tiny_size(data_root, tmp_path):
+    out = tmp_path / "bnn_speed.json"
+    text = _run("bnn_speed.py", "--data-root", str(data_root), "--train", "256", "--predict", "64",
+                "--samples", "2", "--rounds", "1", "--predict-rounds", "1", "--json", str(out))
+    result = json.loads(out.read_text())
+    assert set(result["table"]) >= {"plain", "dropout", "mean_field", "map"}
+    assert all(v["epoch_s"] > 0 and v["peak_rss_mib"] > 0 for v in result["table"].values())
+    assert "| dropout |" in text and "train dropout:" in text
+
+
+@pytest.mark.slow
+@pytest.mark.data
+def test_active_learning_speed_runs_at_a_tiny_size(data_root, tmp_path):
+    out = tmp_path / "al.json"
+    text = _run("active_learning_speed.py", "--data-root", str(data_root), "--rounds", "1", "--pool", "200",
+                "--labelled", "20", "--epochs", "1", "--candidates", "50", "--test", "100", "--out", str(out))
+    result = json.loads(out.read_text())
+    assert set(result["score_seconds"]) == {"plain", "plain_channels_last", "bayesdl", "bayesdl_uncached"}
+    assert result["identical"] is True  # the cached trunk gives the uncached samples
+    assert "acquisition step:" in text
+
+
+@pytest.mark.slow
+@pytest.mark.data
+def test_data_parallel_benchmark_runs_at_a_tiny_size(data_root):
+    pytest.importorskip("lightning")
+    text = _run("data_parallel.py", "--data-root", str(data_root), "--train", "256", "--rounds", "1")
+    assert "one process" in text and "ranks" in text
