@@ -164,8 +164,8 @@ def main(argv=None) -> dict:
     for row, seconds in score.items():
         print(f"| {row} | {seconds:.2f} | {seconds / score['plain']:.3f} |")
     print(f"cached samples identical to uncached for the same seed: {identical}")
-    print(f"\nOne acquisition step ({args.labelled} labels, {args.epochs} epochs, {args.candidates} candidates, "
-          f"T = {T}):")
+    print(f"\nOne acquisition step ({args.labelled} labels, {args.epochs} epochs, "
+          f"{args.candidates} candidates, T = {T}):")
     print("| row | seconds | ratio to plain | test error |\n|---|---|---|---|")
     for row, seconds in step.items():
         print(f"| {row} | {seconds:.2f} | {seconds / step['plain']:.3f} | {step_errors[row]:.3f} |")

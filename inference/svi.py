@@ -287,7 +287,20 @@ def fit(model, guide, data, config: FitConfig | None = None, *, fabric=None, **o
     finally:
         trainer.parallel.end_epoch()
         trainer.bar.close()
+    if trainer.start_epoch < trainer.config.epochs:
+        _check_noise(trainer)
     return trainer.posterior
+
+
+def _check_noise(trainer: _Trainer) -> None:
+    """Warn when the likelihood's noise model disagrees with the last epoch's data term (a fixed
+    Gaussian scale far from the residuals, or a learned one not there yet): no extra pass."""
+    history = trainer.history
+    if trainer.bnn is None or not history.epoch_log_likelihood or not trainer.parallel.is_writer:
+        return
+    message = trainer.bnn.likelihood.noise_mismatch(history.epoch_log_likelihood[-1] / trainer.n_data)
+    if message:
+        warn(message)
 
 
 def _fit_signature() -> inspect.Signature:
