@@ -64,3 +64,15 @@ def test_data_parallel_benchmark_runs_at_a_tiny_size(data_root):
     pytest.importorskip("lightning")
     text = _run("data_parallel.py", "--data-root", str(data_root), "--train", "256", "--rounds", "1")
     assert "one process" in text and "ranks" in text
+
+
+@pytest.mark.slow
+def test_user_path_speed_runs_at_a_tiny_size(tmp_path):
+    """Random images (no data root needed), one allocator state, each row its own process."""
+    out = tmp_path / "user_path.json"
+    text = _run("user_path_speed.py", "--train", "256", "--predict", "32", "--rounds", "1", "--threads", "1",
+                "--states", "default", "--json", str(out))
+    result = json.loads(out.read_text())
+    assert set(result["table"]) == {"default/plain", "default/dropout", "default/map", "default/mean_field"}
+    assert all(v["epoch_s"] > 0 and v["nll"] > 0 for v in result["table"].values())
+    assert "default: mean_field:" in text
