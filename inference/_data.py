@@ -11,6 +11,7 @@ from torch.utils.data import (
     RandomSampler,
     SequentialSampler,
     TensorDataset,
+    default_collate,
 )
 
 from bayesdl.checks import as_tensor, check_finite, check_int, check_nonempty
@@ -19,11 +20,21 @@ __all__ = ["as_loader", "dataset_size_of", "batch_to", "check_batch"]
 
 
 def as_loader(data, batch_size: int, shuffle: bool) -> DataLoader:
-    """A DataLoader from a DataLoader (unchanged), a map-style ``Dataset`` of ``(x, y)`` pairs
+    """A DataLoader from a DataLoader, a map-style ``Dataset`` of ``(x, y)`` pairs
     (``TensorDataset``, a torchvision dataset; batched by ``batch_size``), or a tuple ``(x, y)``
-    of tensors."""
+    of tensors.
+
+    Tensors -- a tuple, a ``TensorDataset``, or a ``DataLoader`` over a ``TensorDataset`` with
+    the default collation and no worker processes -- are read a whole batch at a time (one
+    index of each tensor per batch) instead of example by example and stacked: the same
+    batches, in the same order, from the same random draws (the loader's own sampler), at a
+    fraction of the cost (per-example fetching and collation were about 30% of a plain LeNet
+    epoch on a 2-core CPU). Any other loader is used as it is."""
     if isinstance(data, DataLoader):
-        return data
+        return _whole_batches(data)
+    if isinstance(data, TensorDataset):
+        order = RandomSampler(data) if shuffle else SequentialSampler(data)
+        return DataLoader(data, sampler=BatchSampler(order, batch_size, drop_last=False), batch_size=None)
     if isinstance(data, Dataset) and not isinstance(data, IterableDataset):
         # Shuffling draws from torch's global generator: seeded by `seed`, saved in checkpoints.
         return DataLoader(data, batch_size=batch_size, shuffle=shuffle)
@@ -45,6 +56,19 @@ def as_loader(data, batch_size: int, shuffle: bool) -> DataLoader:
         f"data must be a torch DataLoader or a tuple (x, y) of tensors, or a map-style Dataset of (x, y) "
         f"pairs (e.g. TensorDataset), got {type(data).__name__}; wrap an IterableDataset in a DataLoader"
     )
+
+
+def _whole_batches(loader: DataLoader) -> DataLoader:
+    """``loader`` reading whole batches of its ``TensorDataset`` (see :func:`as_loader`): its own
+    batch sampler (so its sampler's random draws) handed to a loader that indexes the tensors
+    once per batch; ``loader`` itself when it is anything else (workers, a collate function of
+    its own, a dataset that is not a ``TensorDataset``, no automatic batching)."""
+    if (isinstance(loader.dataset, TensorDataset) and loader.num_workers == 0
+            and loader.batch_size is not None and loader.collate_fn is default_collate
+            and type(loader) is DataLoader):
+        return DataLoader(loader.dataset, sampler=loader.batch_sampler, batch_size=None,
+                          pin_memory=loader.pin_memory, generator=loader.generator)
+    return loader
 
 
 def dataset_size_of(loader: DataLoader, dataset_size: int | None) -> int:
