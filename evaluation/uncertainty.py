@@ -72,4 +72,5 @@ def mutual_information(probs) -> torch.Tensor:
     inequality; rounding can make it slightly negative, so it is clamped at 0.
     """
     probs = check_probs(probs, ndim=3)
-    return (_entropy(probs.mean(0)) - _entropy(probs).mean(0)).clamp_min(0.0)
+    # clamp_min keeps the sign of an exact -0.0 (identical passes); + 0.0 makes it 0.0
+    return (_entropy(probs.mean(0)) - _entropy(probs).mean(0)).clamp_min(0.0) + 0.0
