@@ -26,7 +26,7 @@ import torch
 from bayesdl.checks import check_int
 from bayesdl.models.bnn import bnn_of
 
-from .posterior import Approximation, Posterior
+from .posterior import Approximation, Posterior, log_mean_probabilities
 
 __all__ = ["Ensemble", "reinitialised"]
 
@@ -94,6 +94,15 @@ class Ensemble(Approximation):
         parts = [member.predictive_outputs(x, n, batch_size=x.shape[0]) if n else None
                  for member, n in zip(self.members, self.counts(num_samples))]
         return self._interleave(parts, num_samples)
+
+    def predictive_log_probs(self, x, link_approx="mc", num_samples=20):
+        """The mixture ``ln sum_k (S_k / S) p_k(y | x)`` ``[N, C]`` of the members' own
+        predictives (member ``k`` with its ``S_k`` of the ``S`` draws), differentiable in ``x``."""
+        counts = self.counts(num_samples)
+        parts = [(member.predictive_log_probs(x, n, link_approx), n)
+                 for member, n in zip(self.members, counts) if n]
+        weights = torch.tensor([n / num_samples for _, n in parts], dtype=parts[0][0].dtype)
+        return log_mean_probabilities(torch.stack([p for p, _ in parts]), weights)
 
     def outputs_at(self, x, weights):
         num_samples = next(iter(weights.values())).shape[0]
