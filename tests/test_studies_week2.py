@@ -20,7 +20,7 @@ def logistic_run(tmp_path_factory):
 def test_logistic_quick_run(logistic_run):
     metrics = json.loads((logistic_run / "metrics.json").read_text())
     r = metrics["results"]
-    assert set(r) == {"map", "laplace", "mean_field", "nuts"}
+    assert set(r) == {"map", "laplace", "mean_field", "sghmc", "nuts"}
     for method in r.values():
         assert {"accuracy", "nll", "ece", "mean_confidence_far", "tv_to_nuts"} <= set(method)
         assert method["accuracy"] > 0.9  # the blobs are separable
@@ -77,7 +77,7 @@ def test_two_moons_quick_run(tmp_path):
     out = tmp_path / "moons"
     assert main(["run", "two-moons", "--quick", "--out", str(out), "--no-progress"]) == 0
     r = json.loads((out / "metrics.json").read_text())["results"]
-    assert set(r) == {"map", "mean_field", "mc_dropout", "laplace", "nuts"}
+    assert set(r) == {"map", "mean_field", "mc_dropout", "laplace", "sghmc", "csgmcmc", "nuts"}
     assert {"mc_error_10_samples", "roughness_10_samples"} <= set(r["mc_dropout"])
     assert "roughness_10_samples" not in r["nuts"]  # NUTS draws are picked deterministically
     report = (out / "report.md").read_text()
@@ -88,6 +88,11 @@ def test_two_moons_quick_run(tmp_path):
     # a point mass has no epistemic part; every posterior has some far from the data
     assert r["map"]["mean_mutual_information_far"] == 0.0
     assert all(r[m]["mean_mutual_information_far"] > 0.01 for m in ("mean_field", "mc_dropout", "laplace", "nuts"))
+    # the SG-MCMC rows: chains ArviZ judges, TV to NUTS like the other rows, their cost recorded
+    for name in ("sghmc", "csgmcmc"):
+        assert {"tv_to_nuts", "max_r_hat", "min_ess_bulk"} <= set(r[name])
+        assert (out / f"inference_{name}.nc").stat().st_size > 0 and (out / f"{name}_rank.png").stat().st_size > 0
+    assert "SG-MCMC against NUTS" in report
     # the saved NUTS log-likelihoods: the 2-16-2 ReLU network at the saved draws, written out here
     from bayesdl.evaluation.diagnostics import load
     from bayesdl.experiments.data import two_moons
