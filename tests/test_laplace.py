@@ -328,7 +328,7 @@ def test_fit_laplace_returns_a_posterior():
 @pytest.mark.parametrize(
     "call, error, message",
     [
-        (lambda p, d: laplace(p, "all", "kron"), ValueError, "last layer"),
+        (lambda p, d: laplace(p, "last_layer", "kron", hessian="mc"), ValueError, "Monte Carlo Fisher"),
         (lambda p, d: laplace(p, "some", "full"), ValueError, "some"),
         (lambda p, d: laplace("weights", "all", "full"), TypeError, "MAPGuide"),
         (lambda p, d: laplace(p, "all", "diag", hessian="exact"), ValueError, "GGN"),

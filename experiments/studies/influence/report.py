@@ -1,0 +1,106 @@
+"""Figures and the report of the ``influence`` study."""
+
+from __future__ import annotations
+
+import torch
+
+from bayesdl.evaluation.plotting import new_figure
+
+from ...io import markdown_table
+
+
+def scatter_figure(ctx, removals: dict) -> str:
+    """Predicted against actual change of the test loss, one panel per test image."""
+    fig, axes = new_figure(ncols=len(removals), size=(4.0, 3.8))
+    for ax, (index, r) in zip(axes[0], removals.items()):
+        low = min(min(r["predicted"]), min(r["actual"]))
+        high = max(max(r["predicted"]), max(r["actual"]))
+        ax.plot([low, high], [low, high], color="0.6", lw=1, label="y = x")
+        ax.scatter(r["actual"], r["predicted"], s=12, alpha=0.7)
+        ax.set_xlabel("actual change of the test loss\n(retrained without the point)")
+        ax.set_ylabel("predicted (influence function)")
+        ax.set_title(f"test image {index}: top {len(r['actual'])}, r = {r['pearson_r']:.3f}")
+        ax.legend(loc="upper left")
+    return ctx.figure(fig, "predicted_vs_actual.png")
+
+
+def influence_figure(ctx, removals: dict, x, y, x_test, y_test, per_row: int = 5) -> str:
+    """Each test image with the training images whose removal would raise its loss most (they
+    help it) and lower it most (they hurt it)."""
+    fig, axes = new_figure(ncols=1 + 2 * per_row, nrows=len(removals), size=(1.25, 1.5))
+    for row, (index, r) in zip(axes, removals.items()):
+        i = int(index)
+        order = torch.tensor(r["predicted"]).argsort(descending=True)
+        indices = torch.tensor(r["indices"])
+        helpful, harmful = indices[order[:per_row]], indices[order.flip(0)[:per_row]]
+        row[0].imshow(x_test[i].view(28, 28), cmap="gray_r")
+        row[0].set_title(f"test, y={int(y_test[i])}", fontsize=8, color="tab:blue")
+        for ax, n, kind in [*[(a, n, "helps") for a, n in zip(row[1:1 + per_row], helpful)],
+                            *[(a, n, "hurts") for a, n in zip(row[1 + per_row:], harmful)]]:
+            ax.imshow(x[int(n)].view(28, 28), cmap="gray_r")
+            ax.set_title(f"{kind}, y={int(y[int(n)])}", fontsize=8,
+                         color="tab:green" if kind == "helps" else "tab:red")
+        for ax in row:
+            ax.set_xticks([])
+            ax.set_yticks([])
+    fig.suptitle("Most influential training images among the top removals (helps: removing it raises "
+                 "the test loss)", fontsize=9)
+    return ctx.figure(fig, "influential_images.png")
+
+
+def mislabel_figure(ctx, mislabel: dict) -> str:
+    """Share of the flipped labels found against the share of the training set inspected."""
+    fig, axes = new_figure(size=(4.6, 3.6))
+    ax = axes[0, 0]
+    for key, label in (("self_influence", "self-influence (KFAC)"), ("training_loss", "training loss")):
+        shares = mislabel[key]
+        ax.plot([100 * float(s) for s in shares], [100 * v for v in shares.values()], marker="o", label=label)
+    ax.plot([0, 100 * mislabel["flipped"] / mislabel["train"], 50], [0, 100, 100], color="0.6", ls="--",
+            lw=1, label="perfect ranking")
+    ax.set_xlabel("training points inspected (%)")
+    ax.set_ylabel("flipped labels found (%)")
+    ax.set_title(f"{mislabel['flipped']} of {mislabel['train']} labels flipped")
+    ax.legend(loc="lower right")
+    return ctx.figure(fig, "mislabel_detection.png")
+
+
+def report(config: dict, results: dict, figures: dict) -> str:
+    lr, mis = results["logistic_regression"], results["mislabel"]
+    rows = [[index, f"{r['test_loss']:.3f}", len(r["actual"]), f"{r['pearson_r']:.4f}",
+             "meets" if r["pearson_r"] >= 0.95 else "MISSES"] for index, r in lr["removals"].items()]
+    table = markdown_table(["test image", "its loss", "removals", "Pearson r", "target r >= 0.95"], rows)
+    mrows = [[f"{100 * float(s):.0f}%", f"{100 * mis['self_influence'][s]:.1f}", f"{100 * mis['training_loss'][s]:.1f}"]
+             for s in mis["self_influence"]]
+    mtable = markdown_table(["inspected", "self-influence finds (%)", "training loss finds (%)"], mrows)
+    top10 = mis["self_influence"]["0.1"]
+    verdict = "meets" if top10 >= 0.8 and top10 > mis["training_loss"]["0.1"] else "MISSES"
+    return f"""# Influence functions on MNIST (Koh & Liang 2017)
+
+## Logistic regression: predicted against actual loss changes
+
+Multinomial logistic regression without intercept on {config['train']} MNIST training images,
+L2 {config['l2']} on the mean loss (delta = {config['delta']:g} on the summed loss), trained by L-BFGS; test
+accuracy {100 * lr['test_accuracy']:.2f}%. For each of the {config['test_points']} test images of highest loss, the
+{config['top']} training points of largest predicted influence were each removed and the model retrained
+(L-BFGS warm-started at the optimum, gradient tolerance {config['retrain_tol']:g} N). The prediction is
+`grad l_test^T H^-1 grad l_n` with `H^-1` by conjugate gradients on exact Hessian-vector products.
+
+{table}
+
+![predicted vs actual]({figures['scatter']})
+
+![influential images]({figures['images']})
+
+## Mislabelled examples
+
+{mis['flipped']} of {mis['train']} training labels flipped to another class; the retrained model fits
+{100 * mis['train_accuracy_noisy']:.1f}% of the noisy labels. Training points ranked by self-influence
+`grad l_n^T H^-1 grad l_n` (KFAC curvature of the one layer) and by training loss (the baseline):
+
+{mtable}
+
+Target: at least 80% of the flipped labels in the top 10% of self-influence, above the loss
+ranking: **{verdict}** ({100 * top10:.1f}% against {100 * mis['training_loss']['0.1']:.1f}%).
+
+![mislabel detection]({figures['mislabel']})
+"""

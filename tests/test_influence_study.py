@@ -1,0 +1,41 @@
+"""``bdl run influence`` and ``bdl run random-labels`` in quick mode on the real MNIST, and a rerun
+that reads every finished piece back from the cache (verified) instead of recomputing it."""
+
+import json
+
+import pytest
+
+from bayesdl.experiments.cli import main
+
+pytestmark = [pytest.mark.data, pytest.mark.slow]
+
+
+def _run(study, folder, cache, data_root):
+    args = ["run", study, "--quick", "--out", str(folder), "--data-root", str(data_root), "--cache-dir", str(cache),
+            "--no-progress"]
+    assert main(args) == 0
+    return json.loads((folder / "metrics.json").read_text())
+
+
+def test_influence_quick_and_resumed(tmp_path, data_root):
+    cache = tmp_path / "cache"
+    metrics = _run("influence", tmp_path / "a", cache, data_root)
+    lr = metrics["results"]["logistic_regression"]
+    (removal,) = lr["removals"].values()
+    assert len(removal["predicted"]) == len(removal["actual"]) == 8
+    assert -1 <= removal["pearson_r"] <= 1
+    mislabel = metrics["results"]["mislabel"]
+    assert mislabel["flipped"] == 50 and set(mislabel["self_influence"]) == set(mislabel["training_loss"])
+    for name in ("predicted_vs_actual.png", "influential_images.png", "mislabel_detection.png"):
+        assert (tmp_path / "a" / name).stat().st_size > 0
+    again = _run("influence", tmp_path / "b", cache, data_root)  # from the cached pieces
+    assert again["results"] == metrics["results"]
+
+
+def test_random_labels_quick(tmp_path, data_root):
+    metrics = _run("random-labels", tmp_path / "a", tmp_path / "cache", data_root)
+    runs = metrics["results"]["runs"]["0"]
+    assert set(runs) == {"0", "0.5", "1"}
+    assert runs["0"]["replaced"] == 0 and runs["1"]["replaced"] > 0.8  # p = 1: 9 in 10 change class
+    assert all(r["log_marglik"] < 0 for r in runs.values())
+    assert (tmp_path / "a" / "random_labels.png").stat().st_size > 0
