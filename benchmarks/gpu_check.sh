@@ -77,5 +77,16 @@ for dataset in yacht energy; do
         --no-progress --out "runs/gpu/uci-$dataset" --cache-dir runs/gpu/.cache > "$OUT/study-uci-$dataset.log" 2>&1
     say "uci $dataset: rc=$? $(( $(date +%s) - t0 )) s"
 done
+# --- 5. adversarial examples (issue 31) at full size: the recipes' 50 epochs, 100 samples, the whole test set, 3 seeds
+b=$(left); if [ "$b" -gt 10 ]; then t0=$(date +%s); timeout "$b" python3 -P -m bayesdl.experiments run adversarial --device cuda --no-progress --set epochs=50 --set samples=100 --set images=none --out runs/gpu/adversarial --cache-dir runs/gpu/.cache > "$OUT/study-adversarial.log" 2>&1; say "adversarial: rc=$? $(( $(date +%s) - t0 )) s"; else say "adversarial: not run (budget spent)"; fi
+# --- sentiment (issue 30): the paper's network (embedding 128, LSTM 128), 3 seeds, the default epochs; resumable from runs/gpu/.cache
+b=$(left); if [ "$b" -gt 10 ]; then t0=$(date +%s); timeout "$b" python3 -P -m bayesdl.experiments run sentiment --device cuda --no-progress --set embedding=128 --set hidden=128 --out runs/gpu/sentiment --cache-dir runs/gpu/.cache > "$OUT/study-sentiment.log" 2>&1; say "sentiment: rc=$? $(( $(date +%s) - t0 )) s"; else say "sentiment: not run (budget spent)"; fi
+# --- SG-MCMC (issue 34): the modes study at full size, and an SGHMC epoch against plain SGD on the GPU
+b=$(left); if [ "$b" -gt 10 ]; then t0=$(date +%s); timeout "$b" bash -c 'python3 -P -m bayesdl.experiments run sgmcmc-modes --device cuda --no-progress --out runs/gpu/sgmcmc-modes --cache-dir runs/gpu/.cache && python3 -P benchmarks/sgmcmc_speed.py --device cuda --train 20000 --json "'"$OUT"'/sgmcmc_speed.json"' > "$OUT/study-sgmcmc.log" 2>&1; say "sgmcmc-modes + sgmcmc_speed: rc=$? $(( $(date +%s) - t0 )) s"; else say "sgmcmc-modes: not run (budget spent)"; fi
+# --- influence (issue 32): Koh & Liang's schedule -- all 60,000 training images, the top 500 removals; then random labels on 3 seeds
+b=$(left); if [ "$b" -gt 10 ]; then t0=$(date +%s); timeout "$b" python3 -P -m bayesdl.experiments run influence --device cuda --no-progress --set train=none --set top=500 --out runs/gpu/influence --cache-dir runs/gpu/.cache > "$OUT/study-influence.log" 2>&1; say "influence: rc=$? $(( $(date +%s) - t0 )) s"; else say "influence: not run (budget spent)"; fi
+b=$(left); if [ "$b" -gt 10 ]; then t0=$(date +%s); timeout "$b" python3 -P -m bayesdl.experiments run random-labels --device cuda --no-progress --set seeds=3 --set train=5000 --set epochs=100 --out runs/gpu/random-labels --cache-dir runs/gpu/.cache > "$OUT/study-random-labels.log" 2>&1; say "random-labels: rc=$? $(( $(date +%s) - t0 )) s"; else say "random-labels: not run (budget spent)"; fi
+# --- bandits (issue 37): full size -- mushroom 5 seeds x 2,000 contexts, wheel 5 deltas x 2 seeds; resumable from runs/gpu/.cache
+b=$(left); if [ "$b" -gt 10 ]; then t0=$(date +%s); timeout "$b" python3 -P -m bayesdl.experiments run bandits --device cuda --no-progress --out runs/gpu/bandits --cache-dir runs/gpu/.cache > "$OUT/study-bandits.log" 2>&1; say "bandits: rc=$? $(( $(date +%s) - t0 )) s"; else say "bandits: not run (budget spent)"; fi
 tar -czf "$OUT/results.tar.gz" runs/gpu/*/metrics.json runs/gpu/*/report.md 2>/dev/null
 say "all parts: $(( $(date +%s) - start )) s"

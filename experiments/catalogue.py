@@ -26,6 +26,8 @@ AL_INITIAL_LABELS, AL_ACQUISITION_SIZE = 20, 10
 #: the nine UCI regression sets of Gal & Ghahramani (2016), smallest first (the order the study runs)
 UCI_DATASETS = ("yacht", "bostonHousing", "energy", "concrete", "wine-quality-red", "kin8nm",
                 "power-plant", "naval-propulsion-plant", "protein-tertiary-structure")
+#: the rows of the sentiment study (its specs' names, in its order)
+SENTIMENT_ROWS = ("variational", "naive", "map", "mean_field")
 #: the networks of the failure study: the course's LeNet and Corbiere et al.'s SmallConvNet
 FAILURE_NETWORKS = ("corbiere", "lenet")
 
@@ -53,6 +55,38 @@ class FailureOptions(ReducedRunOptions):
     confidnet_epochs: int | None = option("ConfidNet's epochs (default: lenet 200, corbiere 500; quick 3)")
     confidnet_passes: int | None = option("stochastic classifier passes ConfidNet trains on (default: lenet 10, "
                                           "corbiere 50; quick 2)")
+
+
+#: the L-infinity radii of the adversarial study, in pixels of [0, 1] (Smith & Gal 2018's range)
+ADVERSARIAL_EPSILONS = (0.0, 0.05, 0.1, 0.2, 0.3)
+
+
+def _epsilons(text: str) -> tuple[float, ...]:
+    """Comma-separated radii in [0, 1], e.g. ``0,0.1,0.3``."""
+    try:
+        values = tuple(sorted({float(item) for item in text.split(",") if item.strip()}))
+    except ValueError:
+        raise ValueError("give comma-separated numbers in [0, 1], e.g. 0,0.1,0.3") from None
+    if not values or any(not 0 <= v <= 1 for v in values):
+        raise ValueError(f"the radii must be numbers in [0, 1] (pixels), got {text!r}")
+    return values
+
+
+@dataclass(frozen=True)
+class AdversarialOptions(ReducedRunOptions):
+    """A reduced run of the MNIST recipes by default (3 epochs); the paper's schedule is
+    ``--set epochs=50 --set samples=100 --set images=none``."""
+
+    epochs: int | None = option("epochs of every network (the recipes' full schedule: 50; quick 1)", 3, quick=None)
+    samples: int | None = option("posterior samples behind each score (the recipes': 100; quick 10)", 20,
+                                 quick=None)
+    seeds: int = option("networks of seeds seed .. seed + N - 1 per method; the mean is reported", 3, quick=1)
+    images: int | None = option("a fixed random subset of the test set is attacked (none: all of it)", 1000,
+                                quick=60)
+    attack_samples: int = option("posterior draws T behind each attack gradient", 20, quick=4)
+    steps: int = option("PGD steps (step 2.5 eps / steps, random start)", 10, quick=3)
+    epsilons: tuple[float, ...] = option("comma-separated L-infinity radii in pixels of [0, 1]",
+                                         ADVERSARIAL_EPSILONS, parse=_epsilons)
 
 
 @dataclass(frozen=True)
@@ -84,6 +118,126 @@ class UCIOptions(StudyOptions):
     dataset: str = option("one UCI set, or all (quick mode: yacht)", "all", choices=("all", *UCI_DATASETS),
                           message="unknown UCI dataset {text!r}; choose one of {choices}")
     splits: int | None = option("the first N standard splits (none: all)", None, quick=2)
+
+
+@dataclass(frozen=True)
+class SentimentOptions(StudyOptions):
+    """The sentiment study (Gal & Ghahramani 2016, sec. 5.1); the paper's schedule:
+    ``--set epochs=250 embedding=128 hidden=128``."""
+
+    rows: tuple[str, ...] = option(
+        "comma-separated rows: variational, naive (dropout), map (no dropout), mean_field", SENTIMENT_ROWS,
+        choices=SENTIMENT_ROWS, message="rows must be a comma-separated subset of {choices}, got {text!r}")
+    seeds: int = option("runs of seeds seed .. seed + N - 1 (each its own shuffle, split and init)", 3, quick=1)
+    epochs: int = option("training epochs of every row (the paper: 250)", 15, quick=2)
+    embedding: int = option("word-embedding size (the paper: 128)", 32, quick=8)
+    hidden: int = option("LSTM hidden size (the paper: 128)", 32, quick=8)
+    samples: int = option("MC passes of the final test prediction (the paper: T = 50)", 50, quick=5)
+    curve_samples: int = option("MC passes of each epoch's test RMSE (0: one pass with dropout off)", 0,
+                                quick=0, minimum=0)
+    reviews: int | None = option("the first N shuffled reviews (none: all 5,006)", None, quick=250, minimum=10)
+    vocabulary: int = option("most frequent words kept (the paper: 20,000)", 20_000, quick=2000)
+    max_length: int = option("tokens per chunk of a review (the paper: 200)", 200, quick=40)
+    p: float = option("dropout rate of every slot (the paper: 0.25)", 0.25, minimum=0)
+    weight_decay: float = option("weight decay taken as the prior (the paper: 1e-4)", 1e-4, minimum=0)
+    lr: float = option("Adam's learning rate", 1e-3, minimum=0)
+
+
+#: the rows of the bandits study: its method specs' names, then the baselines (experiments/studies/bandits)
+BANDIT_AGENTS = ("dropout", "mean_field", "deep_ensemble", "swag", "linfullpost", "neural_linear",
+                 "epsilon_greedy", "uniform")
+#: the wheel bandit's exploration parameters of the showdown
+WHEEL_DELTAS = (0.5, 0.7, 0.9, 0.95, 0.99)
+
+
+def _deltas(text: str) -> tuple[float, ...]:
+    values = tuple(float(v) for v in text.split(",") if v.strip())
+    if not values or not all(0 < v < 1 for v in values):
+        raise ValueError(f"deltas must be comma-separated numbers in (0, 1), got {text!r}")
+    return values
+
+
+@dataclass(frozen=True)
+class BanditOptions(StudyOptions):
+    """The bandits study (Riquelme et al. 2018); the showdown's schedule is the default."""
+
+    parts: tuple[str, ...] = option("comma-separated parts: mushroom, wheel, dqn (the dropout Q-network)",
+                                    ("mushroom", "wheel", "dqn"), choices=("mushroom", "wheel", "dqn"))
+    agents: tuple[str, ...] = option("comma-separated agents", BANDIT_AGENTS, choices=BANDIT_AGENTS,
+                                     quick=("dropout", "linfullpost", "neural_linear", "uniform"))
+    seeds: int = option("mushroom seeds seed .. seed + N - 1", 5, quick=1)
+    contexts: int = option("mushroom contexts per seed (at most 8,124)", 2000, quick=100)
+    wheel_seeds: int = option("wheel seeds per delta", 2, quick=1)
+    wheel_contexts: int = option("wheel contexts per seed", 1000, quick=100)
+    deltas: tuple[float, ...] = option("comma-separated wheel deltas in (0, 1)", WHEEL_DELTAS, quick=(0.5,),
+                                       parse=_deltas)
+    hidden: int = option("hidden units of the one-hidden-layer networks", 50)
+    initial_pulls: int = option("initial round-robin pulls per arm", 2)
+    retrain_every: int = option("steps between refits of a network", 50, quick=40)
+    train_steps: int = option("minibatch steps per refit (the showdown's training_epochs)", 100, quick=10)
+    batch_size: int = option("minibatch size", 512)
+    lr: float = option("Adam's learning rate", 1e-2, minimum=0)
+    prior_scale: float = option("Gaussian prior scale of every weight", 1.0, minimum=0)
+    lambda_prior: float = option("LinFullPost / NeuralLinear prior precision lambda", 0.25, minimum=0)
+    a0: float = option("inverse-Gamma prior shape a0", 6.0, minimum=0)
+    b0: float = option("inverse-Gamma prior scale b0", 6.0, minimum=0)
+    epsilon: float = option("epsilon of the epsilon-greedy agent", 0.05, minimum=0)
+    time_budget: float | None = option("seconds after which no new run starts (0: report the saved runs only)",
+                                       None, minimum=0)
+    dqn_steps: int = option("CartPole environment steps per DQN run", 20_000, quick=300)
+    dqn_seeds: int = option("DQN seeds per agent", 5, quick=1)
+    q_dropout: float = option("dropout rate of the Q-network", 0.1, minimum=0)
+    warmup: int = option("environment steps before the first DQN update", 500, quick=100, minimum=0)
+    replay: int = option("replay buffer size", 10_000)
+    target_every: int = option("DQN updates between target-network synchronisations", 500, quick=50)
+    decay: int = option("steps over which epsilon decays from 1 to 0.05", 10_000, quick=200)
+
+
+@dataclass(frozen=True)
+class ModesOptions(StudyOptions):
+    """SGLD vs cyclical SGLD on a mixture of 25 Gaussians (Zhang et al. 2020's multimodal toy)."""
+
+    seeds: int = option("chains of seeds seed .. seed + N - 1 per sampler (the target: their mean)", 3)
+    steps: int = option("gradient evaluations of each chain, the same for both samplers", 50000, quick=4000)
+    cycles: int = option("cosine cycles of cyclical SGLD", 30, quick=4)
+    lr_sgld: float = option("SGLD's constant step on U", 0.01, minimum=None)
+    lr_cyclical: float = option("cyclical SGLD's step at the start of each cycle", 0.1, minimum=None)
+    exploration: float = option("noise-free fraction at the start of each cycle", 0.0, minimum=0)
+    sigma: float = option("standard deviation of each of the 25 Gaussians", 0.25, minimum=None)
+    gradient_noise: float = option("sd of the N(0, s^2) noise added to each gradient component", 1.0, minimum=0)
+    thin: int = option("keep every N-th iterate", 10)
+
+
+@dataclass(frozen=True)
+class InfluenceOptions(StudyOptions):
+    train: int | None = option("training images of the logistic regression (none: all 60,000)", 10_000,
+                               quick=1000, minimum=100)
+    test_points: int = option("test images of highest loss whose influences are checked", 2, quick=1)
+    top: int = option("most influential training points removed and retrained, per test image (the paper: 500)",
+                      100, quick=8)
+    l2: float = option("L2 coefficient on the mean loss (the paper: 0.01)", 0.01, minimum=0)
+    retrain_tol: float = option("L-BFGS gradient tolerance of each retraining, times N", 1e-6, minimum=0)
+    mislabel_train: int = option("training images of the mislabel-detection run", 5000, quick=500, minimum=20)
+    flip: float = option("share of their labels flipped to another class", 0.1, minimum=0)
+
+
+def _noise_levels(text: str) -> tuple[float, ...]:
+    values = tuple(float(v) for v in text.split(",") if v.strip())
+    if not values or any(not 0 <= v <= 1 for v in values):
+        raise ValueError(f"noise must be comma-separated probabilities in [0, 1], got {text!r}")
+    return values
+
+
+@dataclass(frozen=True)
+class RandomLabelsOptions(StudyOptions):
+    train: int = option("fixed MNIST training subset", 2000, quick=200, minimum=10)
+    test: int | None = option("test images (none: all 10,000)", None, quick=500)
+    noise: tuple[float, ...] = option("comma-separated probabilities that a label is replaced at random",
+                                      (0.0, 0.2, 0.5, 0.8, 1.0), quick=(0.0, 0.5, 1.0), parse=_noise_levels)
+    seeds: int = option("runs of seeds seed .. seed + N - 1 (the target: 3)", 1)
+    epochs: int = option("Adam epochs of every network", 60, quick=3)
+    hessian: str = option("KFAC curvature: ggn (exact Fisher) or mc (one sampled label)", "ggn",
+                          choices=("ggn", "mc"))
 
 
 @dataclass(frozen=True)
@@ -147,6 +301,37 @@ _ALL = (
               "Gal & Ghahramani 2016 Table 1: test RMSE and LL; aleatoric/epistemic split; interval coverage",
               "uci:run", needs_data=True, options=UCIOptions,
               full_cost="about 1.9 h on 2 cores (6,700 s; MC dropout alone about 34 min)"),
+    StudyInfo("sentiment", "Sentiment regression with an LSTM: variational vs naive dropout, MAP, mean-field VI",
+              "Gal & Ghahramani 2016b (variational RNN dropout), sec. 5.1: test RMSE against epochs on Pang & "
+              "Lee's movie reviews; NLL, interval coverage, aleatoric/epistemic split",
+              "sentiment:run", needs_data=True, options=SentimentOptions, quick_cost="8 CPU s",
+              full_cost="about 1 h of one lightly loaded core (per epoch at size 32: variational 24 s, MAP 13 s)"),
+    StudyInfo("bandits", "Contextual bandits by Thompson sampling from every posterior: mushroom and wheel bandits",
+              "Riquelme et al. 2018 (Deep Bayesian Bandits Showdown): cumulative regret of dropout, mean-field, "
+              "ensembles, SWAG, LinFullPost, NeuralLinear against uniform and epsilon-greedy",
+              "bandits:run", needs_data=True, options=BanditOptions),
+    StudyInfo("adversarial", "Adversarial examples on MNIST: FGSM and PGD on each posterior's predictive, transfer "
+              "from the MAP, detection by MCP, entropy and MI",
+              "Smith & Gal 2018 (course robustness lecture): accuracy under attack; MI detects attacks better "
+              "than entropy for MC dropout",
+              "mnist.adversarial:run", needs_data=True, options=AdversarialOptions, uses_torchvision=True,
+              quick_cost="36 CPU s", full_cost="estimated 2 h of one core for 3 seeds (half of it mean-field VI's "
+              "attacks), from per-piece rates; not yet measured end to end"),
+    StudyInfo("influence", "Influence functions on MNIST: predicted vs actual loss change of removals "
+              "(logistic regression), mislabelled examples by self-influence",
+              "Koh & Liang 2017 (course robustness lecture): Pearson r of predicted and retrained loss changes; "
+              "flipped labels found in the top 10% / 20% of self-influence against the loss ranking",
+              "influence:run", needs_data=True, options=InfluenceOptions, uses_torchvision=True),
+    StudyInfo("random-labels", "LeNet on MNIST with 0-100% random labels: training and test accuracy, and the "
+              "all-layer KFAC Laplace evidence",
+              "Zhang et al. 2017 (rethinking generalization; course robustness lecture): the network fits random "
+              "labels, the evidence falls with the noise",
+              "random_labels:run", needs_data=True, options=RandomLabelsOptions, uses_torchvision=True),
+    StudyInfo("sgmcmc-modes", "SGLD vs cyclical SGLD on a 2-D mixture of 25 Gaussians: modes visited at equal "
+              "gradient evaluations",
+              "Zhang et al. 2020 (cyclical SG-MCMC), multimodal toy: cSGLD visits far more modes than SGLD",
+              "sgmcmc_modes:run", options=ModesOptions, quick_cost="13-19 CPU s",
+              full_cost="about 3 min on 2 loaded cores (193 s)"),
 )
 
 #: name -> study, in the course's order (the order ``bdl list`` shows)

@@ -8,10 +8,14 @@
 - Laplace approximations around the MAP (:func:`fit_laplace`, one class per weight subset and
   Hessian structure);
 - :func:`nuts` for models small enough to sample exactly;
+- stochastic-gradient MCMC over network weights, with chains: :func:`sgld` (and pSGLD),
+  :func:`sghmc` and the cyclical :func:`csgmcmc` (:mod:`bayesdl.inference.sgmcmc`);
 - SWAG (:class:`SWAGGuide`, :func:`fit_swag`) and ensembles of any method (:class:`Ensemble`,
   :func:`fit_ensemble`: deep ensembles, MultiSWAG, mixtures of Laplace approximations);
 - :class:`Posterior`, the one object every method returns, and :func:`to_inference_data`,
   which turns any of them into ArviZ data;
+- :mod:`bayesdl.inference.attacks`: adversarial examples against any posterior predictive
+  (:func:`fgsm`, :func:`pgd`; :func:`random_perturbation` as their control);
 - :mod:`bayesdl.inference.distributed`: ``fit`` data-parallel and ``predict`` sharded over several
   devices and nodes through Lightning Fabric (the optional ``distributed`` extra).
 """
@@ -24,13 +28,15 @@ if __name__ != "bayesdl.inference":  # e.g. `import inference` with the reposito
 
 from bayesdl.predictions import ClassPrediction, Prediction, RegressionPrediction
 
-from . import distributed
+from . import attacks, distributed
+from .attacks import fgsm, pgd, random_perturbation
 from .checkpoints import load_checkpoint
 from .elbo import BNNElbo
 from .ensemble import Ensemble, reinitialised
 from .guides import BNNGuide, DropoutGuide, MAPGuide, MeanFieldGuide
 from .history import TrainingHistory
 from .idata import to_inference_data
+from .influence import Influence, influence
 from .laplace import (
     LAPLACE_CLASSES,
     BaseLaplace,
@@ -39,6 +45,7 @@ from .laplace import (
     DiagLastLayerLaplace,
     FullLaplace,
     FullLastLayerLaplace,
+    KronLaplace,
     KronLastLayerLaplace,
     LastLayerLaplace,
     fit_laplace,
@@ -47,11 +54,16 @@ from .laplace import (
 from .mcmc import MCMCSamples, nuts
 from .methods import METHODS, MethodInfo, approximate, fit_ensemble, register_method
 from .posterior import Approximation, Draws, Posterior, PyroGuideApproximation
+from .sgmcmc import SGMCMCSamples, csgmcmc, sampling_run, sghmc, sgld
 from .svi import FitConfig, NonFiniteLossError, exponential_decay, fit
 from .swag import SWAGGuide, fit_swag
 
 __all__ = [
     "distributed",
+    "attacks",
+    "fgsm",
+    "pgd",
+    "random_perturbation",
     "approximate",
     "register_method",
     "METHODS",
@@ -82,12 +94,20 @@ __all__ = [
     "FullLaplace",
     "DiagLaplace",
     "LastLayerLaplace",
+    "KronLaplace",
+    "Influence",
+    "influence",
     "KronLastLayerLaplace",
     "DiagLastLayerLaplace",
     "FullLastLayerLaplace",
     "CurvatureWarning",
     "nuts",
     "MCMCSamples",
+    "SGMCMCSamples",
+    "csgmcmc",
+    "sampling_run",
+    "sghmc",
+    "sgld",
     "SWAGGuide",
     "fit_swag",
     "Ensemble",

@@ -39,7 +39,7 @@ from bayesdl.models.bnn import BNN
 from bayesdl.models.networks import dropout_modules
 
 from ._ops import LocalReparameterization, normal_kl
-from .posterior import Approximation
+from .posterior import Approximation, log_class_probabilities, log_mean_probabilities
 
 __all__ = ["BNNGuide", "MeanFieldGuide", "DropoutGuide", "MAPGuide"]
 
@@ -280,6 +280,14 @@ class DropoutGuide(_PointGuide):
     columns of the unfolded kernel (input channel x kernel position), ``q(W) = M diag(z)`` on
     image patches; both give the same prior term.
 
+    **Layers that declare their masks.** A module whose weights are masked in another way than
+    "a slot before the layer drops its inputs" says so with ``masked_weights() -> {attribute: (slot,
+    axis)}``: a recurrent layer's input and recurrent weights, a word embedding's rows
+    (:mod:`bayesdl.models.recurrent`). Those sites take the slot's rate in the prior term, and weight
+    draws mask them along ``axis``. A network whose masks are all drawn per example may define
+    ``mc_batch_copies(x, S)``: :meth:`predictive_outputs` then runs that many of the ``S`` passes as
+    one pass over ``x`` repeated (the recurrent networks, whose passes are long loops over time).
+
     **MC prediction reuses the deterministic trunk.** When the network splits as
     ``head(trunk(x))`` (:attr:`bayesdl.models.BNN.has_trunk`) and no active dropout slot runs
     inside ``trunk``, :meth:`predictive_outputs` runs the trunk once per batch and only the head
@@ -349,13 +357,23 @@ class DropoutGuide(_PointGuide):
         finally:
             for hook in hooks:
                 hook.remove()
-        rates, site_rate, pending = self.rates, {}, None
+        rates, site_rate, pending, mask_axis = self.rates, {}, None, {}
         for module in order:
             if module in rates:
                 pending = module
             elif module in owners:
+                # a module may declare which slot masks which of its weights, along which axis
+                # (recurrent layers: the input and recurrent weights; a word embedding: its rows)
+                hook = getattr(module, "masked_weights", None)
+                declared = hook() if callable(hook) else {}
                 for site in owners[module]:
-                    if site.name not in site_rate:
+                    if site.name in site_rate:
+                        continue
+                    if site.attribute in declared:
+                        slot, axis = declared[site.attribute]
+                        site_rate[site.name] = rates.get(slot, 0.0)
+                        mask_axis[site.name] = axis
+                    else:
                         feeds = site.attribute == "weight" and pending is not None
                         site_rate[site.name] = rates[pending] if feeds else 0.0
                 pending = None
@@ -363,6 +381,7 @@ class DropoutGuide(_PointGuide):
         for site, chunk in zip(model.sites, coefficient.split(model.site_sizes)):
             chunk /= 1.0 - site_rate.get(site.name, 0.0)
         self.kl_coefficient = coefficient
+        self._mask_axis = mask_axis
         self._site_rate = site_rate
 
     def _require_setup(self):
@@ -384,11 +403,85 @@ class DropoutGuide(_PointGuide):
         """``num_samples`` MC dropout passes ``[S, N, ...]``; the deterministic trunk runs once
         when the network has one (see the class notes)."""
         self.setup(x)
+        copies = getattr(self.model.net, "mc_batch_copies", None)
+        if callable(copies) and num_samples > 1:
+            return self._batched_passes(x, num_samples, copies(x, num_samples))
         if not (self.cache_trunk and self._has_deterministic_trunk(x)):
             return super().predictive_outputs(x, num_samples)
         features = self.model.network(x, self.weights, part="trunk")
         return torch.stack([self.model.network(features, self.weights, dropout=self.rates, part="head")
                             for _ in range(num_samples)])
+
+    def _batched_passes(self, x, num_samples: int, copies: int) -> torch.Tensor:
+        """``num_samples`` passes ``[S, N, ...]`` run ``copies`` at a time as one pass over ``x``
+        repeated: for a network that draws every mask per example (it says so by defining
+        ``mc_batch_copies(x, S)``, how many copies fit one pass), the repeated rows are
+        independent passes."""
+        n, chunks = x.shape[0], []
+        for start in range(0, num_samples, copies):
+            k = min(copies, num_samples - start)
+            out = self.model.network(x.repeat(k, *([1] * (x.dim() - 1))), self.weights, dropout=self.rates)
+            chunks.append(out.view(k, n, *out.shape[1:]))
+        return torch.cat(chunks)
+
+    def predictive_log_probs(self, x, link_approx="mc", num_samples=20):
+        """``ln (1/T sum_t p(y | x, z_t))`` ``[N, C]`` over ``T = num_samples`` mask draws,
+        differentiable in ``x`` (for attacks), with the deterministic layers before the first
+        active slot run once: the activation entering that slot is repeated ``T`` times along the
+        batch, so each copy draws its own masks there and in every later slot, exactly as ``T``
+        passes do, and the shared layers take one forward and one backward pass (their input
+        gradient sums the ``T`` copies'). A network where that is not the same function (checked
+        once, dropout off, on two inputs) runs ``T`` full passes."""
+        self.setup(x)
+        first = self._first_active_slot(x) if link_approx == "mc" and num_samples > 1 else None
+        if first is None:
+            return super().predictive_log_probs(x, link_approx, num_samples)
+        outputs = self._repeated_at(first, x, num_samples, self.rates)
+        outputs = outputs.reshape(num_samples, x.shape[0], *outputs.shape[1:])
+        return log_mean_probabilities(log_class_probabilities(self.model.likelihood, outputs))
+
+    def _repeated_at(self, slot: nn.Module, x, copies: int, rates) -> torch.Tensor:
+        """The network's outputs ``[copies N, ...]`` with the input of ``slot`` (its first call)
+        repeated ``copies`` times along the batch."""
+        called = []
+
+        def repeat(module, args):
+            if called:
+                return None
+            called.append(module)
+            return (torch.cat([args[0]] * copies), *args[1:])
+
+        handle = slot.register_forward_pre_hook(repeat)
+        try:
+            return self.model.network(x, self.weights, dropout=rates)
+        finally:
+            handle.remove()
+
+    def _first_active_slot(self, x) -> nn.Module | None:
+        """The active slot a pass reaches first, when repeating its input gives ``T`` passes of the
+        network (checked once, on two inputs, dropout off); else None."""
+        if self.__dict__.get("_shared_prefix", False) is False:  # not decided yet
+            active = {m for m, p in self.rates.items() if p > 0}
+            seen: list[nn.Module] = []
+            hooks = [m.register_forward_hook(lambda m, *_: seen.append(m)) for m in active]
+            try:
+                with torch.no_grad():
+                    whole = self.model.network(x[:2], self.weights)
+            finally:
+                for hook in hooks:
+                    hook.remove()
+            slot = seen[0] if seen else None
+            if slot is not None:
+                try:
+                    with torch.no_grad():
+                        repeated = self._repeated_at(slot, x[:2], 2, None)
+                    if repeated.shape != (2 * whole.shape[0], *whole.shape[1:]) or not torch.allclose(
+                            repeated, torch.cat([whole, whole]), rtol=1e-4, atol=1e-5):
+                        slot = None
+                except RuntimeError:
+                    slot = None
+            self.__dict__["_shared_prefix"] = slot  # not a submodule: a reference to one of the network's
+        return self.__dict__["_shared_prefix"]
 
     def _has_deterministic_trunk(self, x) -> bool:
         """Whether the network splits as ``head(trunk(x))`` with no active slot in the trunk
@@ -428,6 +521,10 @@ class DropoutGuide(_PointGuide):
             if p > 0:
                 view = chunk.view(num_samples, *site.shape)
                 mask_shape = (num_samples, 1, *site.shape[1:])
+                axis = self._mask_axis.get(site.name)
+                if axis is not None:  # declared by the layer: the mask indexes that axis only
+                    mask_shape = tuple(n if d == axis else 1 for d, n in enumerate(site.shape))
+                    mask_shape = (num_samples, *mask_shape)
                 keep = torch.rand(mask_shape, device=view.device).ge_(p).to(view.dtype)
                 view.mul_(keep / (1.0 - p))
         return draws

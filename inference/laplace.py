@@ -17,6 +17,8 @@ it from a table keyed by that pair, so no method branches on the structure:
 
 - :class:`FullLaplace`           all weights, dense ``H`` -- logistic regression, toy MLPs;
 - :class:`DiagLaplace`           all weights, ``diag(H)``;
+- :class:`KronLaplace`           all dense and conv layers, one KFAC block ``G_l (x) A_l`` per layer
+                                 (:mod:`bayesdl.inference.kfac`) -- laplace-torch's ``("all", "kron")``;
 - :class:`KronLastLayerLaplace`  the last linear layer, Kronecker-factored ``H`` (KFAC) -- CNNs;
 - :class:`DiagLastLayerLaplace`  the last linear layer, ``diag(H)``;
 - :class:`FullLastLayerLaplace`  the last linear layer, dense ``H``.
@@ -56,7 +58,8 @@ from bayesdl.checks import check_choice, check_int, check_positive
 from bayesdl.models.bnn import BNN, bnn_of
 
 from ._data import as_loader, batch_to, check_batch
-from .posterior import Approximation, Posterior
+from .kfac import LayerFactors, hessian_square_root, kron_layers, layer_pass, output_gradients
+from .posterior import Approximation, Posterior, log_class_probabilities, log_mean_probabilities
 
 __all__ = [
     "Structure",
@@ -65,6 +68,7 @@ __all__ = [
     "FullLaplace",
     "DiagLaplace",
     "LastLayerLaplace",
+    "KronLaplace",
     "KronLastLayerLaplace",
     "DiagLastLayerLaplace",
     "FullLastLayerLaplace",
@@ -264,6 +268,18 @@ class BaseLaplace(Approximation):
         full and Kronecker structures (KFAC's ``G (x) A / N`` multiplied out -- for checks on small
         layers), its diagonal ``[P]`` for the diagonal ones."""
         raise NotImplementedError
+
+    def solve(self, vectors, prior_precision: float | None = None) -> torch.Tensor:
+        """``(H + delta I)^-1 v``: the posterior covariance applied to subset vectors ``[P]`` or
+        ``[M, P]`` (the inverse-curvature products of influence functions); default ``delta``: the
+        current prior precision. Available for ``("all", "full" | "diag" | "kron")``."""
+        raise NotImplementedError(f"{type(self).__name__} has no solve; use subset='all'")
+
+    def _solve_inputs(self, vectors, prior_precision) -> tuple[float, torch.Tensor]:
+        self._require_fit()
+        delta = (self.prior_precision if prior_precision is None
+                 else check_positive(prior_precision, "prior_precision"))
+        return delta, _check_vectors(vectors, self.num_params)
 
     def log_det_posterior_precision(self, prior_precision: float | None = None) -> float:
         """``ln |H + delta I|``, the log-determinant of the posterior precision (default delta: the
@@ -484,6 +500,22 @@ class BaseLaplace(Approximation):
             return likelihood.probabilities(self.predictive_outputs(x, num_samples)).mean(0)
         raise ValueError(f"link_approx must be 'probit' or 'mc', got {link_approx!r}")
 
+    def predictive_log_probs(self, x, link_approx: str = "mc", num_samples: int = 20) -> torch.Tensor:
+        """``ln p(y = c | x, D)`` ``[N, C]`` of the GLM predictive, differentiable in ``x`` (for
+        attacks): ``"mc"`` the log-mean of the softmax of ``num_samples`` linearised outputs
+        ``f(x; theta*) + J(x) (theta_s - theta*)`` (the predictive of ``predict``), ``"probit"``
+        ``log_softmax(f / sqrt(1 + pi/8 var f))`` (MacKay 1992)."""
+        self._require_fit()
+        likelihood = self.model.likelihood
+        if link_approx == "probit":
+            mean, cov = self.linearised_predictive(x)
+            kappa = torch.rsqrt(1.0 + math.pi / 8.0 * cov.diagonal(dim1=-2, dim2=-1))
+            return log_class_probabilities(likelihood, mean * kappa)
+        if link_approx == "mc":
+            outputs = self.predictive_outputs(x, num_samples)
+            return log_mean_probabilities(log_class_probabilities(likelihood, outputs))
+        raise ValueError(f"link_approx must be 'probit' or 'mc', got {link_approx!r}")
+
     def __repr__(self) -> str:
         return (f"{type(self).__name__}(subset={self.subset.value}, structure={self.structure.value}, "
                 f"{self.num_params} weights, prior_precision={self.prior_precision:.4g})")
@@ -593,6 +625,12 @@ class FullLaplace(_AllWeightsLaplace):
         self._require_fit()
         return (self._vectors / (self._values + self.prior_precision)) @ self._vectors.T
 
+    def solve(self, vectors, prior_precision: float | None = None) -> torch.Tensor:
+        """``(H + delta I)^-1 v`` for ``[P]`` or ``[M, P]`` through the eigendecomposition of ``H``."""
+        delta, v = self._solve_inputs(vectors, prior_precision)
+        out = ((v.double() @ self._vectors) / (self._values + delta)) @ self._vectors.T
+        return out.to(v.dtype)[0] if vectors.dim() == 1 else out.to(v.dtype)
+
     def _sample_subset(self, num_samples):
         eps = torch.randn(num_samples, self.num_params, dtype=torch.float64, device=self.map_weights.device)
         draws = (eps / torch.sqrt(self._values + self.prior_precision)) @ self._vectors.T
@@ -629,6 +667,12 @@ class DiagLaplace(_AllWeightsLaplace):
         self._require_fit()
         return self._h
 
+    def solve(self, vectors, prior_precision: float | None = None) -> torch.Tensor:
+        """``(diag(H) + delta I)^-1 v`` for ``[P]`` or ``[M, P]``."""
+        delta, v = self._solve_inputs(vectors, prior_precision)
+        out = (v.double() / (self._h + delta)).to(v.dtype)
+        return out[0] if vectors.dim() == 1 else out
+
     def _sample_subset(self, num_samples):
         eps = torch.randn(num_samples, self.num_params, dtype=torch.float64, device=self.map_weights.device)
         draws = self.theta.double() + eps / torch.sqrt(self._h + self.prior_precision)
@@ -639,6 +683,149 @@ class DiagLaplace(_AllWeightsLaplace):
         jac = jac.double()
         cov = (jac / (self._h + self.prior_precision)) @ jac.transpose(-1, -2)
         return output, cov.to(output.dtype)
+
+
+class KronLaplace(BaseLaplace):
+    """All weights, Kronecker-factored: one KFAC block ``G_l (x) A_l`` per dense or convolutional
+    layer (:mod:`bayesdl.inference.kfac`; laplace-torch's ``("all", "kron")``), block-diagonal
+    across layers, with the prior ``delta I`` added on each block's Kronecker eigenbasis.
+
+    ``hessian="ggn"`` (default) takes ``G`` from the exact output Hessian ("type-2" Fisher, one
+    backward pass per output batched), ``hessian="mc"`` from one label sampled per example (the
+    Monte Carlo Fisher, one backward pass). Every latent site must belong to an ``nn.Linear`` or
+    ``nn.Conv2d`` layer (a ``ValueError`` names the others). Memory ``O(sum_l out_l^2 + in_l^2)``.
+    """
+
+    subset = Subset.ALL
+    structure = Structure.KRON
+    hessians = ("ggn", "mc")
+    #: ``N K out width`` elements per chunk of the GLM covariance of convolutions
+    _chunk_elements = 2**24
+
+    def __init__(self, model, weights, prior_precision=None, hessian: str = "ggn"):
+        if not isinstance(model, BNN):
+            raise TypeError(f"Laplace needs a bayesdl.models.BNN, got {type(model).__name__}")
+        self.layers = kron_layers(model)
+        super().__init__(model, weights, prior_precision, hessian)
+
+    def _subset_index(self):
+        device = self.model.prior_scales.device
+        return torch.cat([layer.index(device) for layer in self.layers])
+
+    def _reset(self):
+        self._factors = [LayerFactors(layer, self.map_weights.device) for layer in self.layers]
+
+    def _backward_vectors(self, out: torch.Tensor, raw: torch.Tensor) -> torch.Tensor:
+        """``[B, N, K]`` output vectors whose outer products sum to the curvature's ``Lambda_n``."""
+        likelihood = self.model.likelihood
+        if self.hessian == "mc":
+            with torch.enable_grad():
+                f = out.detach().requires_grad_(True)
+                sample = likelihood.distribution(f.reshape(raw.shape)).sample()
+                nll = -likelihood.log_prob(f.reshape(raw.shape), sample).sum()
+                return torch.autograd.grad(nll, f)[0][None]
+        return hessian_square_root(likelihood.output_hessian(out.detach().double()))
+
+    def _accumulate(self, x, y):
+        raw, captured = layer_pass(self.model, self.map_weights, x, self.layers)
+        out = _output_2d(raw)
+        grads = output_gradients(out, captured, self.layers, self._backward_vectors(out, raw))
+        for factors, layer, g in zip(self._factors, self.layers, grads):
+            factors.add(layer.inputs(captured[layer.name][0]), g)
+        return raw.detach()
+
+    def _finalize(self):
+        for factors in self._factors:
+            factors.finalize(_clamp_eigenvalues)
+
+    def _log_det_precision(self, delta):
+        return float(sum(torch.log(f.eig + delta).sum() for f in self._factors))
+
+    def curvature(self):
+        self._require_fit()
+        return torch.block_diag(*[f.kron() for f in self._factors])
+
+    def _split(self, flat: torch.Tensor) -> list[torch.Tensor]:
+        """``[M, P]`` subset vectors as ``[M, out, width]`` per layer."""
+        sizes = [layer.numel for layer in self.layers]
+        return [chunk.reshape(flat.shape[0], layer.out_features, layer.width)
+                for chunk, layer in zip(flat.split(sizes, dim=-1), self.layers)]
+
+    def solve(self, vectors, prior_precision: float | None = None) -> torch.Tensor:
+        """``(H + delta I)^-1 v`` for subset vectors ``[P]`` or ``[M, P]``, per layer through the
+        Kronecker eigenbasis: ``Q_G [(Q_G^T V Q_A) / (g a^T + delta)] Q_A^T``."""
+        delta, v = self._solve_inputs(vectors, prior_precision)
+        parts = [f.solve(chunk, delta).reshape(v.shape[0], -1)
+                 for f, chunk in zip(self._factors, self._split(v.double()))]
+        out = torch.cat(parts, dim=-1).to(v.dtype)
+        return out[0] if vectors.dim() == 1 else out
+
+    def _sample_subset(self, num_samples):
+        eps = torch.randn(num_samples, self.num_params, dtype=torch.float64, device=self.map_weights.device)
+        draws = [f.qg @ (e / torch.sqrt(f.eig + self.prior_precision)) @ f.qa.T
+                 for f, e in zip(self._factors, self._split(eps))]
+        flat = torch.cat([d.reshape(num_samples, -1) for d in draws], dim=-1)
+        return (self.theta.double() + flat).to(self.map_weights.dtype)
+
+    def _unit_gradients(self, x):
+        """Outputs ``[N, K]``, layer inputs and the output gradients of the ``K`` unit vectors."""
+        raw, captured = layer_pass(self.model, self.map_weights, x, self.layers)
+        out = _output_2d(raw)
+        eye = torch.eye(out.shape[1], dtype=out.dtype, device=out.device)
+        vectors = eye[:, None, :].expand(-1, out.shape[0], -1)
+        grads = output_gradients(out, captured, self.layers, vectors)
+        inputs = [layer.inputs(captured[layer.name][0]) for layer in self.layers]
+        return out.detach(), inputs, grads
+
+    def _chunks(self, x):
+        k = max(1, self._num_outputs(x))
+        widest = max(k * layer.numel for layer in self.layers)
+        return x.split(max(1, self._chunk_elements // widest))
+
+    def _num_outputs(self, x) -> int:
+        if not hasattr(self, "_k"):
+            with torch.no_grad():
+                self._k = _output_2d(self.model.network(x[:1], self.map_weights)).shape[1]
+        return self._k
+
+    def linearised_predictive(self, x):
+        self._require_fit()
+        means, covs = [], []
+        for xc in self._chunks(x):
+            out, inputs, grads = self._unit_gradients(xc)
+            cov = sum(f.output_covariance(a, g, self.prior_precision)
+                      for f, a, g in zip(self._factors, inputs, grads))
+            means.append(out)
+            covs.append(cov.to(out.dtype))
+        return torch.cat(means), torch.cat(covs)
+
+    def _linearised_outputs(self, x, draws):
+        """``f(x; theta*) + J (theta_s - theta*)``, with ``J_l d_l = sum_t g_t^T D_l a_t`` per layer."""
+        shifts = self._split(draws.double() - self.theta.double())
+        outs = []
+        for xc in self._chunks(x):
+            out, inputs, grads = self._unit_gradients(xc)
+            jd = sum(torch.einsum("kntp,sntp->snk", g.double(), torch.einsum("spi,nti->sntp", d, a.double()))
+                     for d, a, g in zip(shifts, inputs, grads))
+            outs.append(out + jd.to(out.dtype))
+        out = torch.cat(outs, dim=1)
+        if out.shape[-1] == 1 and self.model.likelihood.task == "regression":
+            return out.squeeze(-1)
+        return out
+
+
+def _check_vectors(vectors, size: int) -> torch.Tensor:
+    """``vectors`` as a finite ``[M, size]`` tensor (a single ``[size]`` becomes ``[1, size]``)."""
+    if not isinstance(vectors, torch.Tensor):
+        raise TypeError(f"vectors must be a torch.Tensor of shape [P] or [M, P], got "
+                        f"{type(vectors).__name__}")
+    v = vectors[None] if vectors.dim() == 1 else vectors
+    if v.dim() != 2 or v.shape[1] != size:
+        raise ValueError(f"vectors must have shape [{size}] or [M, {size}] (one value per weight of the "
+                         f"subset), got {tuple(vectors.shape)}")
+    if not bool(torch.isfinite(v).all()):
+        raise ValueError("vectors hold NaN or Inf")
+    return v
 
 
 class LastLayerLaplace(BaseLaplace):
@@ -832,6 +1019,7 @@ class FullLastLayerLaplace(LastLayerLaplace):
 LAPLACE_CLASSES: dict[tuple[Subset, Structure], type[BaseLaplace]] = {
     (Subset.ALL, Structure.FULL): FullLaplace,
     (Subset.ALL, Structure.DIAG): DiagLaplace,
+    (Subset.ALL, Structure.KRON): KronLaplace,
     (Subset.LAST_LAYER, Structure.KRON): KronLastLayerLaplace,
     (Subset.LAST_LAYER, Structure.DIAG): DiagLastLayerLaplace,
     (Subset.LAST_LAYER, Structure.FULL): FullLastLayerLaplace,
@@ -842,19 +1030,20 @@ def check_options(subset, structure, hessian) -> tuple[Subset, Structure]:
     """The ``(subset, structure)`` key of :data:`LAPLACE_CLASSES`, with ``hessian`` checked: a
     ``ValueError`` listing the choices for any other -- before any work (a MAP to train)."""
     key = (check_choice(subset, "subset", Subset), check_choice(structure, "structure", Structure))
-    check_choice(hessian, "hessian", ("ggn", "exact"))
+    check_choice(hessian, "hessian", ("ggn", "exact", "mc"))
     if key not in LAPLACE_CLASSES:
         pairs = ", ".join(f"({a.value!r}, {b.value!r})" for a, b in LAPLACE_CLASSES)
         raise ValueError(
-            f"no Laplace approximation for subset={key[0].value!r}, structure={key[1].value!r} (the "
-            f"Kronecker structure is for the last layer: use subset='last_layer'); available: {pairs}"
+            f"no Laplace approximation for subset={key[0].value!r}, structure={key[1].value!r}; "
+            f"available: {pairs}"
         )
     if hessian not in LAPLACE_CLASSES[key].hessians:
         cls = LAPLACE_CLASSES[key]
         raise ValueError(
             f"hessian={hessian!r} is not available for subset={cls.subset.value!r}, "
             f"structure={cls.structure.value!r}, which uses the GGN ({cls.hessians}); "
-            "hessian='exact' needs subset='all', structure='full'"
+            "hessian='exact' needs subset='all', structure='full'; hessian='mc' (Monte Carlo Fisher) "
+            "subset='all', structure='kron'"
         )
     return key
 
@@ -863,24 +1052,39 @@ def check_fit_options(optimize_prior, optimize_noise, batch_size, name: str = "b
                       val_data=None) -> int:
     """The flags and the curvature batch size of :func:`fit_laplace`, checked; returns the batch size.
 
-    ``optimize_prior`` is True (the marginal likelihood, as ``"marglik"``), False, ``"marglik"`` or
-    ``"validation"`` (which needs ``val_data``)."""
+    ``optimize_prior`` is True (by validation when there is ``val_data``, else by marginal
+    likelihood: :func:`prior_method`), False, ``"marglik"`` or ``"validation"`` (which needs
+    ``val_data``)."""
     if not isinstance(optimize_prior, bool) and optimize_prior not in ("marglik", "validation"):
         raise TypeError(f"optimize_prior must be True or False, 'marglik' or 'validation', got "
                         f"{optimize_prior!r}")
     if not isinstance(optimize_noise, bool):
         raise TypeError(f"optimize_noise must be True or False, got {type(optimize_noise).__name__}")
-    if optimize_prior == "validation":
+    if prior_method(optimize_prior, val_data) == "validation":
         if val_data is None:
             raise ValueError("optimize_prior='validation' picks the prior precision by the predictive's "
                              "NLL on held-out data: pass val_data (a DataLoader or a tuple (x, y))")
         if optimize_noise:
             raise TypeError("optimize_noise chooses the noise with the prior precision by marginal "
-                            "likelihood: it does not combine with optimize_prior='validation'")
+                            "likelihood: it does not combine with a prior precision by validation "
+                            "(optimize_prior='validation', or val_data given)")
     elif val_data is not None:
         raise TypeError("val_data is for optimize_prior='validation' (the prior precision by validation "
                         f"NLL); with optimize_prior={optimize_prior!r} it would go unused")
     return check_int(batch_size, name, minimum=1)
+
+
+def prior_method(optimize_prior, val_data) -> str | None:
+    """How the prior precision is chosen: ``"validation"``, ``"marglik"`` or None (kept).
+    ``optimize_prior=True`` (the default) chooses by validation NLL when ``val_data`` is given --
+    the calibrated choice when there is held-out data -- and by marginal likelihood otherwise.
+
+    Measured on a user's CNN (2,000 MNIST images, 10 plain-PyTorch epochs, last-layer KFAC;
+    issue 28): the probit predictive's ECE was 9.8% with the prior by marginal likelihood (the
+    plain network's 1.6%) and 0.9% with the prior by validation on 1,000 held-out images."""
+    if optimize_prior is True:
+        return "validation" if val_data is not None else "marglik"
+    return optimize_prior or None
 
 
 def laplace(source, subset: str = "all", structure: str = "full", *, hessian: str = "ggn",
@@ -921,10 +1125,14 @@ def fit_laplace(source, data, subset: str = "all", structure: str = "full", *, h
     ``optimize_noise`` (regression with a Gaussian likelihood) chooses the noise scale with the
     prior precision (:meth:`BaseLaplace.optimize_noise_and_prior_precision`).
 
-    ``optimize_prior``: True or ``"marglik"`` -- the prior precision by marginal likelihood;
+    ``optimize_prior``: ``"marglik"`` -- the prior precision by marginal likelihood;
     ``"validation"`` -- by the predictive's NLL on ``val_data`` over a log grid (laplace-torch's
-    ``gridsearch``; :meth:`BaseLaplace.optimize_prior_precision`); False -- keep the prior's."""
+    ``gridsearch``; :meth:`BaseLaplace.optimize_prior_precision`); True (the default) -- by
+    validation when ``val_data`` is given, else by marginal likelihood (:func:`prior_method`:
+    around a small CNN the marginal likelihood made the probit predictive under-confident, so
+    pass ``val_data`` where there is held-out data); False -- keep the prior's."""
     check_fit_options(optimize_prior, optimize_noise, batch_size, val_data=val_data)
+    optimize_prior = prior_method(optimize_prior, val_data)
     la = laplace(source, subset, structure, hessian=hessian, likelihood=likelihood,
                  prior_scale=prior_scale).fit(data, batch_size=batch_size)
     if optimize_noise:

@@ -23,9 +23,10 @@ dropout    ``DropoutGuide`` by ``fit`` (MC dropout as VI); ``p`` (default: each 
 laplace    ``fit_laplace`` around ``map_posterior``, or around a MAP trained by ``fit`` as
            ``map_training=FitConfig(...)`` says (or the same options flat), or around a
            network trained with plain PyTorch passed as ``model`` (with ``likelihood``,
-           ``prior_scale``); ``subset``, ``structure``, ``hessian``, ``optimize_prior`` (True or
-           ``"marglik"``: marginal likelihood; ``"validation"``: the NLL on ``val_data`` over a
-           log grid; False), ``curvature_batch_size``, ``optimize_noise`` (Gaussian regression)
+           ``prior_scale``); ``subset``, ``structure``, ``hessian``, ``optimize_prior``
+           (``"marglik"``: marginal likelihood; ``"validation"``: the NLL on ``val_data`` over a
+           log grid; True, the default: validation when ``val_data`` is given, else marginal
+           likelihood; False), ``curvature_batch_size``, ``optimize_noise`` (Gaussian regression)
 nuts       ``nuts`` on ``data = (x, y)``; every option of ``nuts``
 swag       ``fit_swag`` (SWAG, Maddox et al. 2019) from ``map_posterior``, or from a MAP
            trained as ``map_training`` (or the flat ``fit`` options) says;
@@ -39,6 +40,11 @@ deep_      ``members`` MAP networks (Lakshminarayanan et al. 2017); ``seeds``,
 ensemble   ``fit_member``, and every option of ``fit`` (or ``config``) for each member
 multiswag  ``members`` SWAGs (Wilson & Izmailov 2020); ``seeds``, ``fit_member``, and every
            option of ``swag`` but ``map_posterior``
+sgld       ``sgld`` (SGLD; pSGLD with ``precondition=True``) on minibatch gradients of NUTS's
+           potential; ``lr``, ``temperature``, ``precondition*`` and every option of ``sampling_run``
+sghmc      ``sghmc`` (SGHMC): the options of ``sgld`` and ``friction``
+csgmcmc    ``csgmcmc`` (cyclical SG-MCMC, Zhang et al. 2020): ``base`` (``"sgld"``, ``"sghmc"``),
+           ``cycles``, ``exploration``, ``samples_per_cycle``, and those of ``sghmc`` but ``burn_in``
 ========== =============================================================================
 
 A ``FitConfig``'s ``seed`` (in ``config`` or ``map_training``) is where the seeds start, as
@@ -69,6 +75,7 @@ from .laplace import check_fit_options, fit_laplace
 from .laplace import check_options as check_laplace_options
 from .mcmc import nuts
 from .posterior import Approximation, Posterior
+from .sgmcmc import csgmcmc, sampling_run, sghmc, sgld
 from .svi import FitConfig, _gather, _options_of, fit
 from .swag import SHARED_FIT_OPTIONS, fit_swag
 from .swag import check_phase as check_swag_phase
@@ -437,3 +444,30 @@ def _multiswag(model, data, *, members: int = 5, seeds=None, fit_member=None, **
         raise TypeError("multiswag fits one MAP per member; it takes no map_posterior (use swag for one)")
     swag_options = _spread(swag_options, "map_training", "multiswag", fit_member)
     return fit_ensemble(model, data, "swag", members, seeds, fit_member, **swag_options)
+
+
+_SGMCMC = "Markov chains are sequential: each chain runs whole in one process"
+
+
+@register_method("sgld", "SGLD / pSGLD: Langevin dynamics on minibatch gradients (Welling & Teh 2011)",
+                 passes_to=(sgld, sampling_run), label="SGLD", checkpoint_option="checkpoint",
+                 single_process=_SGMCMC)
+def _sgld(model, data, **options) -> Posterior:
+    return sgld(model, data, **options)
+
+
+@register_method("sghmc", "SGHMC: Hamiltonian dynamics with friction on minibatch gradients "
+                 "(Chen et al. 2014)",
+                 passes_to=(sghmc, sampling_run), label="SGHMC", checkpoint_option="checkpoint",
+                 single_process=_SGMCMC)
+def _sghmc(model, data, **options) -> Posterior:
+    return sghmc(model, data, **options)
+
+
+@register_method("csgmcmc", "cyclical SG-MCMC: cosine step-size cycles, draws at each cycle's end "
+                 "(Zhang et al. 2020)", passes_to=(csgmcmc, sampling_run), label="cyclical SG-MCMC",
+                 checkpoint_option="checkpoint", single_process=_SGMCMC)
+def _csgmcmc(model, data, **options) -> Posterior:
+    if "burn_in" in options:
+        raise TypeError("csgmcmc collects the end of every cycle's sampling phase: it takes no burn_in")
+    return csgmcmc(model, data, **options)

@@ -6,6 +6,8 @@ and nothing outside :mod:`bayesdl.inference` needs to know which method is behin
 
 - ``predictive_probs(x, link_approx="mc" | "probit")``: the mean predictive probabilities
   ``[N, C]``, by Monte Carlo or (Laplace) by the probit approximation of the GLM predictive;
+- ``predictive_log_probs(x, num_samples)``: their log ``[N, C]``, **differentiable in x**, through
+  the predictive the method really uses (what :mod:`bayesdl.inference.attacks` attacks);
 - ``predict(x, S)``: posterior-predictive samples as a typed :class:`~bayesdl.predictions.Prediction`,
   :class:`~bayesdl.predictions.ClassPrediction` (``probs`` ``[S, N, C]``) or
   :class:`~bayesdl.predictions.RegressionPrediction` (``mean``, ``noise`` ``[S, N]``);
@@ -118,6 +120,34 @@ def _prediction_numbers(bnn: BNN, probe: torch.Tensor) -> int:
     return 2
 
 
+def log_class_probabilities(likelihood, outputs: torch.Tensor) -> torch.Tensor:
+    """``ln p(y = c | output)`` for every class ``c``, ``[..., N, C]``, from network outputs
+    ``[..., N, ...]``: ``log_softmax`` of a categorical likelihood's logits, ``(ln sigmoid(-l),
+    ln sigmoid(l))`` of a Bernoulli logit ``l`` -- exact where a probability underflows to 0;
+    another classification likelihood by the log of its (clamped) probabilities."""
+    from bayesdl.models.likelihoods import Bernoulli, Categorical
+
+    if isinstance(likelihood, Categorical):
+        return torch.log_softmax(outputs, dim=-1)
+    if isinstance(likelihood, Bernoulli):
+        logit = outputs.squeeze(-1) if outputs.dim() >= 2 and outputs.shape[-1] == 1 else outputs
+        log_sigmoid = torch.nn.functional.logsigmoid
+        return torch.stack([log_sigmoid(-logit), log_sigmoid(logit)], -1)
+    probs = likelihood.probabilities(outputs)
+    return probs.clamp_min(torch.finfo(probs.dtype).tiny).log()
+
+
+def log_mean_probabilities(log_probs: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
+    """``ln sum_s w_s p_s`` ``[N, C]`` of per-draw log-probabilities ``[S, N, C]`` (``w_s = 1/S``
+    by default, else ``weights`` ``[S]`` summing to 1), as ``logsumexp_s (ln p_s + ln w_s)``:
+    the log of the Monte Carlo posterior predictive, stable where a draw's probability underflows."""
+    count = log_probs.shape[0]
+    if weights is None:
+        return torch.logsumexp(log_probs, dim=0) - float(np.log(count))
+    shape = (count,) + (1,) * (log_probs.dim() - 1)
+    return torch.logsumexp(log_probs + weights.to(log_probs).log().reshape(shape), dim=0)
+
+
 @dataclass(frozen=True)
 class Draws:
     """Weight draws kept by chain: ``samples[site]`` is ``[chains, draws, *shape]``.
@@ -187,6 +217,22 @@ class Approximation:
         likelihood = _require_bnn(self.model).likelihood
         passes = 1 if self.is_point_mass else num_samples
         return likelihood.probabilities(self.predictive_outputs(x, passes)).mean(0)
+
+    def predictive_log_probs(self, x: torch.Tensor, link_approx: str = "mc",
+                             num_samples: int = 20) -> torch.Tensor:
+        """``ln p(y = c | x, D)`` ``[N, C]`` at checked inputs ``x``, differentiable in ``x``: the log
+        of the mean probabilities of ``num_samples`` fresh predictive passes (one for a point
+        mass), ``logsumexp_s ln p(y | x, theta_s) - ln S``. What :meth:`Posterior.predictive_log_probs`
+        calls; an approximation whose ``predictive_outputs`` is not differentiable in ``x`` (or
+        whose predictive is no plain average of passes) overrides it."""
+        if link_approx != "mc":
+            raise ValueError(
+                f"link_approx={link_approx!r} is not available for {type(self).__name__}: it needs a "
+                "Gaussian over the network outputs (a Laplace approximation); use link_approx='mc'"
+            )
+        likelihood = _require_bnn(self.model).likelihood
+        passes = 1 if self.is_point_mass else num_samples
+        return log_mean_probabilities(log_class_probabilities(likelihood, self.predictive_outputs(x, passes)))
 
     def draws(self, num_samples: int) -> Draws:
         """Draws by chain; by default ``num_samples`` independent draws as one chain."""
@@ -411,7 +457,8 @@ class Posterior:
         passes = 1 if self.is_point_mass else num_samples
 
         def outputs_of(inputs):
-            batches = track(inputs.split(batch_size), desc=f"predict ({passes} samples)", unit="batch",
+            batches = track(inputs.split(batch_size), unit="batch",
+                            desc=f"predict ({passes} samples x {len(inputs):,} inputs)",
                             enabled=progress and distributed.is_writer())
             chunks = [self._approximation.predictive_outputs(chunk, passes) for chunk in batches]
             return torch.cat(chunks, dim=1)
@@ -454,6 +501,13 @@ class Posterior:
         ``progress`` shows a progress bar over the batches. A prediction that would need more
         than :data:`MAX_RESULT_BYTES` (the outputs and the prediction made of them) is refused
         before any work, with what it would need.
+
+        **Cost.** ``num_samples`` forward passes over all of ``x`` (one for a point mass; MC dropout
+        with a deterministic trunk runs the trunk once): ``num_samples x N`` network evaluations,
+        where one training epoch over ``n`` points is about ``3 n`` (forward and backward). So the
+        default 100 samples over a test set as large as the training set cost about as much as 30
+        training epochs -- on small data, more than the training itself. 20-30 samples usually
+        suffice for mean probabilities; ``progress=True`` shows the passes as they run.
         """
         bnn = self.bnn
         x = bnn.check_inputs(x)
@@ -500,6 +554,44 @@ class Posterior:
                         enabled=progress)
         return torch.cat([self._approximation.predictive_probs(chunk, link_approx, num_samples)
                           for chunk in batches])
+
+    def predictive_log_probs(self, x, num_samples: int = 20, link_approx: str = "mc",
+                             batch_size: int | None = None) -> torch.Tensor:
+        """The log posterior-predictive class probabilities ``ln p(y = c | x, D)`` ``[N, C]``,
+        **differentiable in** ``x`` -- the predictive an attack (:mod:`bayesdl.inference.attacks`)
+        or any input-gradient method must take its gradient through.
+
+        It is the predictive this posterior really uses, with fresh randomness at every call:
+        ``ln (1/S sum_s p(y | x, theta_s))`` over ``num_samples`` draws (MC dropout masks,
+        mean-field or SWAG weights; a point mass runs once), computed as ``logsumexp_s ln p_s - ln S``
+        so that it stays finite where a probability underflows; a Laplace approximation through its
+        linearised (GLM) network, or with ``link_approx="probit"`` the probit approximation of
+        :meth:`predictive_probs`; an ensemble the mixture ``sum_k (S_k / S) p_k`` of its members'
+        own predictives. ``exp`` of it is :meth:`predictive_probs` (up to the Monte Carlo noise).
+        Not under ``torch.no_grad()``: wrap the call in it when no gradient is needed.
+
+        ``x`` ``[N, ...]`` in the network's input space, ``batch_size`` inputs at a time (default:
+        all at once; the graph of every batch is kept until the backward pass). The
+        ``num_samples x batch`` outputs above :data:`MAX_RESULT_BYTES` are refused first.
+        """
+        bnn = self.bnn
+        if bnn.likelihood.task != "classification":
+            raise ValueError("predictive_log_probs is for classification models; use predict(x) for "
+                             "regression")
+        if not isinstance(link_approx, str):
+            raise TypeError(f"link_approx must be a string ('mc' or 'probit'), got "
+                            f"{type(link_approx).__name__}")
+        x = bnn.check_inputs(x)
+        num_samples = check_int(num_samples, "num_samples", minimum=1)
+        rows = x.shape[0]
+        if batch_size is not None:
+            rows = min(check_int(batch_size, "batch_size", minimum=1), rows)
+        if link_approx == "mc" and not self.is_point_mass and num_samples > 1:
+            self._check_outputs_size("predictive_log_probs", x, num_samples, materialised=True,
+                                     prediction=True, rows=rows,
+                                     advice="pass a smaller batch_size or ask for fewer samples")
+        return torch.cat([self._approximation.predictive_log_probs(chunk, link_approx, num_samples)
+                          for chunk in _batches(x, batch_size)])
 
     # ---------------------------------------------------------------- weights
     @torch.no_grad()

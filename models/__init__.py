@@ -25,19 +25,24 @@ from .likelihoods import (
     RegressionPrediction,
     make_likelihood,
 )
-from .linear_regression import BayesianLinearRegression
+from .linear_regression import BayesianLinearRegression, NormalInverseGammaRegression
+from .masked_likelihood import MaskedGaussian
 from .networks import DBALCNN, MLP, ConfidNetHead, Dropout, LeNet, SmallConvNet, dropout_modules
 from .priors import NormalPrior
+from .recurrent import RecurrentRegressor
 
 __all__ = [
     "PolynomialBasis",
     "GaussianBasis",
     "BayesianLinearRegression",
+    "NormalInverseGammaRegression",
+    "MaskedGaussian",
     "MLP",
     "LeNet",
     "DBALCNN",
     "SmallConvNet",
     "ConfidNetHead",
+    "RecurrentRegressor",
     "Dropout",
     "dropout_modules",
     "NormalPrior",

@@ -316,8 +316,13 @@ class BNN(nn.Module):
         """``x`` as a non-empty, finite tensor ``[N, ...]`` of the model's dtype (integer or
         float64 input is converted) on its device, of a shape the network takes: one example
         is run through it (no gradient), so a wrong feature width or rank is a ``ValueError``
-        here rather than an error inside torch or a prediction of the wrong shape."""
+        here rather than an error inside torch or a prediction of the wrong shape. A network
+        with a ``validate_inputs(x)`` method (token ids: :class:`~bayesdl.models.RecurrentRegressor`)
+        checks the raw inputs first, before any conversion."""
         x = as_tensor(x, "x")
+        validate = getattr(self.net, "validate_inputs", None)
+        if callable(validate):
+            x = validate(x)
         check_nonempty(x, "x")
         if x.dim() < 2:
             raise ValueError(

@@ -32,7 +32,9 @@ def test_list_shows_the_studies_in_the_course_order(capsys):
     assert main(["list"]) == 0
     names = [line.split()[0] for line in capsys.readouterr().out.splitlines() if not line.startswith(" ")]
     assert names == ["regression", "logistic-2d", "two-moons", "mnist-guides", "mnist-dropout", "calibration",
-                     "failure", "ood", "active-learning", "uci"]
+                     "failure", "ood", "active-learning", "uci",
+                     # the slides' further applications, then the robustness lecture, then the peers' samplers
+                     "sentiment", "bandits", "adversarial", "influence", "random-labels", "sgmcmc-modes"]
 
 
 def test_run_help_documents_the_options():

@@ -223,8 +223,8 @@ def test_laplace_checks_its_own_options_before_training_the_map(data, monkeypatc
     _no_training(monkeypatch)
     with pytest.raises(ValueError, match=r"structure must be one of"):
         approximate("laplace", _model(), data, structure="kronn", epochs=1)
-    with pytest.raises(ValueError, match=r"no Laplace approximation for subset='all', structure='kron'"):
-        approximate("laplace", _model(), data, structure="kron", epochs=1)
+    with pytest.raises(ValueError, match=r"hessian='exact' is not available for subset='all', structure='kron'"):
+        approximate("laplace", _model(), data, structure="kron", hessian="exact", epochs=1)
     with pytest.raises(ValueError, match=r"curvature_batch_size must be >= 1"):
         approximate("laplace", _model(), data, curvature_batch_size=0, epochs=1)
     with pytest.raises(TypeError, match=r"optimize_prior must be True or False"):

@@ -174,6 +174,10 @@ def test_optimize_prior_through_approximate():
     la = laplace(net, "all", "full", likelihood="categorical").fit(train)
     la.optimize_prior_precision("validation", val_data=val)
     assert delta(optimize_prior="validation", val_data=val) == la.prior_precision
+    # the default chooses by validation where there is held-out data (issue 28), else by evidence
+    assert delta(val_data=val) == la.prior_precision
+    with pytest.raises(TypeError, match="would go unused"):
+        delta(optimize_prior="marglik", val_data=val)
 
 
 def test_validation_of_a_gaussian_regression():
@@ -222,7 +226,9 @@ def test_validation_refuses_bad_inputs():
     with pytest.raises(ValueError, match=r"optimize_prior='validation' .*pass val_data"):
         approximate("laplace", net, train, likelihood="categorical", optimize_prior="validation")
     with pytest.raises(TypeError, match=r"val_data is for optimize_prior='validation'"):
-        approximate("laplace", net, train, likelihood="categorical", val_data=val)
+        approximate("laplace", net, train, likelihood="categorical", optimize_prior=False, val_data=val)
+    with pytest.raises(TypeError, match=r"does not combine with a prior precision by validation"):
+        approximate("laplace", net, train, likelihood="categorical", val_data=val, optimize_noise=True)
     with pytest.raises(TypeError, match=r"optimize_prior must be True or False, 'marglik' or 'validation'"):
         approximate("laplace", net, train, likelihood="categorical", optimize_prior="gridsearch")
 
