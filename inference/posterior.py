@@ -534,22 +534,12 @@ class Posterior:
         batch are held at a time: ``num_samples x batch_size`` outputs and probabilities above
         :data:`MAX_RESULT_BYTES` are refused first (pass a smaller ``batch_size``).
         """
-        bnn = self.bnn
-        if bnn.likelihood.task != "classification":
-            raise ValueError("predictive_probs is for classification models; use predict(x).mean for "
-                             "regression")
-        if not isinstance(link_approx, str):
-            raise TypeError(f"link_approx must be a string ('mc' or 'probit'), got "
-                            f"{type(link_approx).__name__}")
-        x = bnn.check_inputs(x)
-        num_samples = check_int(num_samples, "num_samples", minimum=1)
         batch_size = check_int(batch_size, "batch_size", minimum=1)
-        progress = check_flag(progress, "progress")
-        if link_approx == "mc" and not self.is_point_mass and num_samples > 1:  # one pass: no bigger than x
-            self._check_outputs_size("predictive_probs", x, num_samples, materialised=True, prediction=True,
-                                     rows=min(batch_size, x.shape[0]),
-                                     advice="pass a smaller batch_size (the samples of one batch are held "
+        x, num_samples = self._class_inputs("predictive_probs", "use predict(x).mean for regression", x,
+                                            link_approx, num_samples, batch_size,
+                                            "pass a smaller batch_size (the samples of one batch are held "
                                             "at a time) or ask for fewer samples")
+        progress = check_flag(progress, "progress")
         batches = track(x.split(batch_size), desc=f"predictive_probs ({link_approx})", unit="batch",
                         enabled=progress)
         return torch.cat([self._approximation.predictive_probs(chunk, link_approx, num_samples)
@@ -574,24 +564,32 @@ class Posterior:
         all at once; the graph of every batch is kept until the backward pass). The
         ``num_samples x batch`` outputs above :data:`MAX_RESULT_BYTES` are refused first.
         """
+        if batch_size is not None:
+            batch_size = check_int(batch_size, "batch_size", minimum=1)
+        x, num_samples = self._class_inputs("predictive_log_probs", "use predict(x) for regression", x,
+                                            link_approx, num_samples, batch_size,
+                                            "pass a smaller batch_size or ask for fewer samples")
+        return torch.cat([self._approximation.predictive_log_probs(chunk, link_approx, num_samples)
+                          for chunk in _batches(x, batch_size)])
+
+    def _class_inputs(self, what, regression_advice, x, link_approx, num_samples, batch_size, advice):
+        """The checks at the boundary of the class-probability calls: a classification model, a
+        string ``link_approx``, checked inputs and sample count, and -- for Monte Carlo passes --
+        the ``num_samples x batch`` outputs held at once against :data:`MAX_RESULT_BYTES`.
+        Returns ``(x, num_samples)`` checked."""
         bnn = self.bnn
         if bnn.likelihood.task != "classification":
-            raise ValueError("predictive_log_probs is for classification models; use predict(x) for "
-                             "regression")
+            raise ValueError(f"{what} is for classification models; {regression_advice}")
         if not isinstance(link_approx, str):
             raise TypeError(f"link_approx must be a string ('mc' or 'probit'), got "
                             f"{type(link_approx).__name__}")
         x = bnn.check_inputs(x)
         num_samples = check_int(num_samples, "num_samples", minimum=1)
-        rows = x.shape[0]
-        if batch_size is not None:
-            rows = min(check_int(batch_size, "batch_size", minimum=1), rows)
-        if link_approx == "mc" and not self.is_point_mass and num_samples > 1:
-            self._check_outputs_size("predictive_log_probs", x, num_samples, materialised=True,
-                                     prediction=True, rows=rows,
-                                     advice="pass a smaller batch_size or ask for fewer samples")
-        return torch.cat([self._approximation.predictive_log_probs(chunk, link_approx, num_samples)
-                          for chunk in _batches(x, batch_size)])
+        if link_approx == "mc" and not self.is_point_mass and num_samples > 1:  # one pass: no bigger than x
+            rows = x.shape[0] if batch_size is None else min(batch_size, x.shape[0])
+            self._check_outputs_size(what, x, num_samples, materialised=True, prediction=True, rows=rows,
+                                     advice=advice)
+        return x, num_samples
 
     # ---------------------------------------------------------------- weights
     @torch.no_grad()

@@ -76,3 +76,25 @@ def test_user_path_speed_runs_at_a_tiny_size(tmp_path):
     assert set(result["table"]) == {"default/plain", "default/dropout", "default/map", "default/mean_field"}
     assert all(v["epoch_s"] > 0 and v["nll"] > 0 for v in result["table"].values())
     assert "default: mean_field:" in text
+
+
+@pytest.mark.slow
+def test_the_bandit_speed_benchmark_runs_at_a_tiny_size(tmp_path):
+    out = tmp_path / "speed.json"
+    text = _run("bandit_speed.py", "--rounds", "1", "--rows", "40", "--steps", "2", "--decisions", "5",
+                "--out", str(out))
+    result = json.loads(out.read_text())
+    assert set(result["ratios"]) == {"fit", "decide"}
+    assert all(r > 0 for r in result["ratios"].values())
+    assert "one retraining" in text and "one decision step" in text
+
+
+@pytest.mark.slow
+def test_sgmcmc_speed_runs_at_a_tiny_size(tmp_path):
+    """Random images: no data root needed."""
+    out = tmp_path / "speed.json"
+    text = _run("sgmcmc_speed.py", "--train", "128", "--rounds", "1", "--epochs", "1", "--json", str(out))
+    result = json.loads(out.read_text())
+    assert set(result["table"]) == {"plain", "plain_channels_last", "sghmc"}
+    assert all(row["epoch_s"] > 0 and row["ratio_to_plain"] > 0 for row in result["table"].values())
+    assert "sghmc epoch:" in text and "| sghmc |" in text
