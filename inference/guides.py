@@ -28,6 +28,7 @@ does not depend on the guide's parameters (Gal & Ghahramani 2016, appendix).
 from __future__ import annotations
 
 import math
+from typing import ClassVar
 
 import pyro
 import pyro.distributions as dist
@@ -145,11 +146,33 @@ class MeanFieldGuide(BNNGuide):
     draws whole weight tensors, one per pass shared by the batch, so the predictive is exact
     under q. Other latent tensors are reparameterised once per minibatch. The KL is in
     closed form.
+
+    **Which layers draw per example** (``local_reparameterization``): ``"all"`` (the default) uses
+    the trick on ``Linear`` and ``Conv`` layers; ``"linear"`` on ``Linear`` layers only, each
+    convolution's weights drawn once per minibatch (Blundell et al.'s estimator there); ``"none"``
+    draws every weight tensor once per minibatch. ``"linear"`` and ``"none"`` are unbiased
+    estimates of the ELBO; ``"all"`` is too for dense layers, and for convolutions it is the
+    approximation above (output positions independent). Per-example draws need a second
+    convolution (of ``x^2`` with ``sigma^2``) and noise of the size of every feature map, so on a
+    CPU ``"linear"`` trains a LeNet close to a plain network's speed, at a higher gradient variance
+    for the convolutions' scale parameters (``benchmarks/mean_field_estimators.py`` measures speed,
+    gradient variance and one-epoch NLL
+    of the three).
     """
 
-    def __init__(self, model: BNN, init_scale: float = 1e-3):
+    #: The accepted values of ``local_reparameterization`` and the layers each one covers.
+    ESTIMATORS: ClassVar[dict[str, tuple[type, ...]]] = {
+        "all": _LR_MODULES, "linear": (nn.Linear,), "none": ()}
+
+    def __init__(self, model: BNN, init_scale: float = 1e-3, local_reparameterization: str = "all"):
         super().__init__(model)
         init_scale = check_positive(init_scale, "init_scale")
+        if local_reparameterization not in self.ESTIMATORS:
+            raise ValueError(
+                f"local_reparameterization must be one of {sorted(self.ESTIMATORS)} (the layers whose "
+                f"pre-activations are drawn per example), got {local_reparameterization!r}")
+        self.local_reparameterization = local_reparameterization
+        lr_modules = self.ESTIMATORS[local_reparameterization]
         init = model.initial_values()
         self.loc = nn.Parameter(init.clone())
         self.log_scale = nn.Parameter(torch.full_like(init, math.log(init_scale)))
@@ -158,7 +181,7 @@ class MeanFieldGuide(BNNGuide):
         lr_sites = set()
         for site in model.sites:
             module = model.net.get_submodule(site.module_name) if site.module_name else model.net
-            if isinstance(module, _LR_MODULES) and site.attribute == "weight":
+            if lr_modules and isinstance(module, lr_modules) and site.attribute == "weight":
                 lr_sites.add(site.name)
                 bias = f"{site.module_name}.bias" if site.module_name else "bias"
                 if any(s.name == bias for s in model.sites):
@@ -292,12 +315,23 @@ class DropoutGuide(_PointGuide):
     ``head(trunk(x))`` (:attr:`bayesdl.models.BNN.has_trunk`) and no active dropout slot runs
     inside ``trunk``, :meth:`predictive_outputs` runs the trunk once per batch and only the head
     ``T`` times (Baal's "MC caching"). The masks are drawn by the same slots in the same order,
-    so for a fixed seed the samples are identical to ``T`` full passes;
-    ``cache_trunk = False`` switches it off.
+    so for a fixed seed the samples are identical to ``T`` full passes.
+
+    Any other network (a user's ``nn.Sequential``, say) shares its **deterministic prefix**: the
+    layers a pass runs before it reaches the first active slot run once, and the activation entering
+    that slot is repeated ``T`` times along the batch (in groups, within
+    :attr:`prefix_budget_elements`), so every copy draws its own masks from there on. The passes
+    have the distribution of ``T`` full passes (not the same draws for a seed: the masks come in
+    another order). Whether repeating there is the same function is checked once, dropout off, on
+    two inputs; a network that reads its input again after the slot runs ``T`` full passes.
+    ``cache_trunk = False`` switches both off.
     """
 
-    #: Reuse the deterministic trunk across the MC passes of a prediction (see the class notes).
+    #: Reuse the deterministic layers across the MC passes of a prediction (see the class notes).
     cache_trunk: bool = True
+    #: Most elements of the repeated activation when the passes share their deterministic prefix
+    #: (float32: 64 MiB); more passes than fit run in groups.
+    prefix_budget_elements: int = 1 << 24
 
     def __init__(self, model: BNN, p: float | None = 0.5):
         super().__init__(model)
@@ -407,10 +441,27 @@ class DropoutGuide(_PointGuide):
         if callable(copies) and num_samples > 1:
             return self._batched_passes(x, num_samples, copies(x, num_samples))
         if not (self.cache_trunk and self._has_deterministic_trunk(x)):
-            return super().predictive_outputs(x, num_samples)
+            first = self._first_active_slot(x) if self.cache_trunk and num_samples > 1 else None
+            if first is None:
+                return super().predictive_outputs(x, num_samples)
+            return self._prefix_passes(first, x, num_samples)
         features = self.model.network(x, self.weights, part="trunk")
         return torch.stack([self.model.network(features, self.weights, dropout=self.rates, part="head")
                             for _ in range(num_samples)])
+
+    def _prefix_passes(self, slot: nn.Module, x, num_samples: int) -> torch.Tensor:
+        """``num_samples`` passes ``[S, N, ...]`` with the layers before the first active ``slot``
+        run once per group of passes: the activation entering ``slot`` is repeated along the batch,
+        as many copies at a time as keep the repeated activation within
+        :attr:`prefix_budget_elements` elements."""
+        n, chunks = x.shape[0], []
+        per_copy = max(1, n * self.__dict__["_prefix_numel"])
+        copies = max(1, min(num_samples, self.prefix_budget_elements // per_copy))
+        for start in range(0, num_samples, copies):
+            k = min(copies, num_samples - start)
+            out = self._repeated_at(slot, x, k, self.rates)
+            chunks.append(out.view(k, n, *out.shape[1:]))
+        return torch.cat(chunks)
 
     def _batched_passes(self, x, num_samples: int, copies: int) -> torch.Tensor:
         """``num_samples`` passes ``[S, N, ...]`` run ``copies`` at a time as one pass over ``x``
@@ -462,15 +513,16 @@ class DropoutGuide(_PointGuide):
         network (checked once, on two inputs, dropout off); else None."""
         if self.__dict__.get("_shared_prefix", False) is False:  # not decided yet
             active = {m for m, p in self.rates.items() if p > 0}
-            seen: list[nn.Module] = []
-            hooks = [m.register_forward_hook(lambda m, *_: seen.append(m)) for m in active]
+            seen: list[tuple[nn.Module, int]] = []  # (slot, elements per example entering it)
+            hooks = [m.register_forward_hook(lambda m, _, out: seen.append((m, out[0].numel())))
+                     for m in active]
             try:
                 with torch.no_grad():
                     whole = self.model.network(x[:2], self.weights)
             finally:
                 for hook in hooks:
                     hook.remove()
-            slot = seen[0] if seen else None
+            slot, self.__dict__["_prefix_numel"] = seen[0] if seen else (None, 0)
             if slot is not None:
                 try:
                     with torch.no_grad():

@@ -15,7 +15,8 @@ name       what it fits; its own options (the SVI methods also take every option
            flat, or as one ``config=FitConfig(...)``)
 ========== =============================================================================
 map        ``MAPGuide`` by ``fit``: a point mass at the MAP
-mean_field ``MeanFieldGuide`` by ``fit``; ``init_scale``
+mean_field ``MeanFieldGuide`` by ``fit``; ``init_scale``, ``local_reparameterization`` (``"all"``,
+           ``"linear"``, ``"none"``: which layers draw pre-activations per example)
 dropout    ``DropoutGuide`` by ``fit`` (MC dropout as VI); ``p`` (default: each slot's own rate);
            or, around a network trained with plain PyTorch passed as ``model`` (Baal's
            ``MCDropoutModule``; ``data`` unused, nothing trained), its dropout layers active at
@@ -255,8 +256,10 @@ def _map(model, data, **fit_options) -> Posterior:
 
 @register_method("mean_field", "mean-field Gaussian VI with local reparameterization", passes_to=fit,
                  label="mean-field VI", guide=MeanFieldGuide)
-def _mean_field(model, data, *, init_scale: float = 1e-3, **fit_options) -> Posterior:
-    return fit(model, MeanFieldGuide(model, init_scale=init_scale), data, **fit_options)
+def _mean_field(model, data, *, init_scale: float = 1e-3, local_reparameterization: str = "all",
+                **fit_options) -> Posterior:
+    guide = MeanFieldGuide(model, init_scale=init_scale, local_reparameterization=local_reparameterization)
+    return fit(model, guide, data, **fit_options)
 
 
 @register_method("dropout", "MC dropout as variational inference (Bernoulli masks)", passes_to=fit,

@@ -105,13 +105,7 @@ def bnn_potential(bnn, dataset_size: int):
 
     def potential(theta, x, y):
         log_prior = -0.5 * (theta * theta * inv_var.to(theta)).sum() - constant
-        weights = bnn.unflatten(theta)
-        if x.dim() == 4 and x.device.type == "cpu" and bnn.channels_last is not False:
-            # Channels-last weight copies (as BNN.network runs images on the CPU): a view of a conv
-            # weight with one input channel has strides PyTorch reads as both layouts, and oneDNN then
-            # runs the whole network in the slow default layout (an SGHMC epoch of LeNet: 1.6x plain).
-            weights = {k: v.clone(memory_format=torch.channels_last) if v.dim() == 4 else v
-                       for k, v in weights.items()}
+        weights = bnn.unflatten(theta)  # network() lays image weights out channels-last itself
         log_lik = likelihood.log_prob(bnn.network(x, weights), y).sum()
         return -(log_prior + log_lik * (dataset_size / x.shape[0]))
 

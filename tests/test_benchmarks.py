@@ -73,9 +73,26 @@ def test_user_path_speed_runs_at_a_tiny_size(tmp_path):
     text = _run("user_path_speed.py", "--train", "256", "--predict", "32", "--rounds", "1", "--threads", "1",
                 "--states", "default", "--json", str(out))
     result = json.loads(out.read_text())
-    assert set(result["table"]) == {"default/plain", "default/dropout", "default/map", "default/mean_field"}
+    assert set(result["table"]) == {"default/plain", "default/dropout", "default/map", "default/mean_field",
+                                    "default/mean_field_linear"}
     assert all(v["epoch_s"] > 0 and v["nll"] > 0 for v in result["table"].values())
     assert "default: mean_field:" in text
+
+
+@pytest.mark.slow
+def test_mean_field_estimators_runs_at_a_tiny_size(tmp_path):
+    """Random images: speed, one-epoch NLL and gradient variance of the three estimators."""
+    out = tmp_path / "estimators.json"
+    text = _run("mean_field_estimators.py", "--train", "256", "--predict", "32", "--rounds", "1",
+                "--warm-epochs", "1", "--repeats", "3", "--threads", "1", "--json", str(out))
+    result = json.loads(out.read_text())
+    assert set(result["speed"]) == {"plain", "mean_field[all]", "mean_field[linear]", "mean_field[none]"}
+    assert set(result["gradient_variance"]) == {"all", "linear", "none"}
+    variance = result["gradient_variance"]
+    assert all(v > 0 for row in variance.values() for v in row.values())
+    # one shared draw per minibatch adds variance to the convolutions' scale gradients
+    assert variance["none"]["log_scale conv"] > variance["all"]["log_scale conv"]
+    assert "| mean_field[linear] |" in text
 
 
 @pytest.mark.slow

@@ -42,16 +42,47 @@ def test_the_trunk_runs_once_per_batch_and_the_samples_are_identical(make, deter
     assert cached.std(0).max() > 0  # the samples do differ from each other
 
 
-def test_a_trunk_with_dropout_inside_is_not_cached():
+def test_a_trunk_with_dropout_inside_shares_only_the_layers_before_its_first_slot():
     net = LeNet(dropout="all")  # dropout after each conv block: the trunk is stochastic
     posterior, guide = _posterior(net)
     x = torch.randn(10, 1, 28, 28)
-    posterior.predict(x[:2], num_samples=1)
+    posterior.predict(x[:2], num_samples=2)  # the one-time check of the shared prefix
     probs, calls = _conv1_calls(net, posterior, x, 5, 16)
-    assert calls == 5
+    assert calls == 1  # conv1 comes before the first slot: run once, its output repeated 5 times
+    assert probs.std(0).max() > 0  # each repeated copy draws its own masks
     guide.cache_trunk = False
-    again, _ = _conv1_calls(net, posterior, x, 5, 16)
-    assert torch.equal(probs, again)
+    _, calls = _conv1_calls(net, posterior, x, 5, 16)
+    assert calls == 5
+
+
+def _user_net():
+    return nn.Sequential(nn.Conv2d(1, 3, 5), nn.ReLU(), nn.MaxPool2d(4), nn.Flatten(),
+                         nn.Linear(3 * 6 * 6, 16), nn.ReLU(), nn.Dropout(0.5), nn.Linear(16, 3))
+
+
+@pytest.mark.parametrize("budget", [1 << 24, 2 * 4 * 16], ids=["one-group", "groups-of-two"])
+def test_a_plain_sequential_shares_its_deterministic_prefix_with_the_predictive_of_full_passes(budget):
+    net = _user_net()
+    with torch.no_grad():
+        for parameter in net.parameters():
+            parameter.mul_(3)  # larger logits: the masks move the probabilities visibly
+    posterior, guide = _posterior(net)
+    guide.prefix_budget_elements = budget  # 4 inputs x 16 features: 2 copies a group, or all at once
+    x = torch.randn(4, 1, 28, 28)
+    posterior.predict(x[:2], num_samples=2)
+    calls = []
+    hook = net[0].register_forward_hook(lambda *_: calls.append(1))
+    torch.manual_seed(3)
+    shared = posterior.predict(x, num_samples=4000).probs
+    hook.remove()
+    assert len(calls) == (1 if budget > 1 << 20 else 2000)
+    assert guide.__dict__["_shared_prefix"] is net[6]
+    guide.cache_trunk = False
+    full = posterior.predict(x, num_samples=4000).probs
+    assert shared.std(0).min() > 0.01  # the copies really are different mask draws
+    # the same predictive: Monte Carlo error of each mean <= 0.5 / sqrt(4000) ~ 0.008, of each sd smaller
+    assert torch.allclose(shared.mean(0), full.mean(0), atol=0.03)
+    assert torch.allclose(shared.std(0), full.std(0), atol=0.03)
 
 
 class _WrongSplit(nn.Module):
