@@ -14,6 +14,8 @@
   :func:`fit_ensemble`: deep ensembles, MultiSWAG, mixtures of Laplace approximations);
 - :class:`Posterior`, the one object every method returns, and :func:`to_inference_data`,
   which turns any of them into ArviZ data;
+- :func:`fit_confidnet`: ConfidNet (Corbiere et al. 2019), a head on a posterior's features that
+  predicts whether its classifier is right (:class:`ConfidNet`; the loop: :func:`train_confidnet`);
 - :mod:`bayesdl.inference.attacks`: adversarial examples against any posterior predictive
   (:func:`fgsm`, :func:`pgd`; :func:`random_perturbation` as their control);
 - :mod:`bayesdl.inference.distributed`: ``fit`` data-parallel and ``predict`` sharded over several
@@ -31,6 +33,7 @@ from bayesdl.predictions import ClassPrediction, Prediction, RegressionPredictio
 from . import attacks, distributed
 from .attacks import fgsm, pgd, random_perturbation
 from .checkpoints import load_checkpoint
+from .confidnet import ConfidNet, fit_confidnet, train_confidnet
 from .elbo import BNNElbo
 from .ensemble import Ensemble, reinitialised
 from .guides import BNNGuide, DropoutGuide, MAPGuide, MeanFieldGuide
@@ -81,6 +84,9 @@ __all__ = [
     "DropoutGuide",
     "MAPGuide",
     "BNNElbo",
+    "ConfidNet",
+    "fit_confidnet",
+    "train_confidnet",
     "fit",
     "FitConfig",
     "exponential_decay",

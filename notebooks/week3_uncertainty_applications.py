@@ -33,7 +33,7 @@ from pathlib import Path
 
 import matplotlib.pyplot as plt
 import torch
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import DataLoader
 
 from bayesdl.evaluation import (
     failure_metrics,
@@ -48,8 +48,8 @@ from bayesdl.evaluation import (
     variation_ratio,
 )
 from bayesdl.experiments.data import MNIST_STD, load_images, mnist_splits
-from bayesdl.inference import approximate
-from bayesdl.models import BNN, ConfidNetHead, LeNet
+from bayesdl.inference import approximate, fit_confidnet
+from bayesdl.models import BNN, LeNet
 
 SMALL = os.environ.get("BAYESDL_NOTEBOOK_SMALL") == "1"
 FIGURES = Path(os.environ.get("BAYESDL_NOTEBOOK_FIGURES", "figures/week3"))
@@ -131,19 +131,14 @@ plot_reliability_diagram(reliability_bins(mean_probs, y_test, n_bins=10), title=
 # A confidence score should rank the wrong predictions below the right ones. Three scores
 # (higher = more confident): MCP, the maximum softmax probability of the deterministic network
 # (dropout off, `point_outputs`); MC dropout's negative predictive entropy; and ConfidNet
-# (Corbiere et al. 2019), a small MLP on the frozen network's penultimate features
-# (`point_features`) trained to regress the true-class probability (TCP) with an MSE loss.
+# (Corbiere et al. 2019), a small MLP on the frozen network's penultimate features trained to
+# regress the true-class probability (TCP) with an MSE loss: `fit_confidnet` draws its targets
+# from stochastic passes of the MC-dropout network over the training set, as the authors do, and
+# keeps the epoch with the best AUPR-error on the validation split.
 
 # %%
-logits_train, features_train = posterior.point_features(x_train)
-tcp = torch.softmax(logits_train, -1).gather(1, y_train[:, None]).squeeze(1)
-confidnet = ConfidNetHead(features_train.shape[1])
-optimizer = torch.optim.Adam(confidnet.parameters(), lr=1e-4)
-for _ in range(2 if SMALL else 100):
-    for features, target in DataLoader(TensorDataset(features_train, tcp), batch_size=128, shuffle=True):
-        optimizer.zero_grad()
-        torch.nn.functional.mse_loss(confidnet(features), target).backward()
-        optimizer.step()
+confidnet = fit_confidnet(posterior, splits["train"], splits["val"], epochs=2 if SMALL else 100,
+                          passes=2 if SMALL else 10, progress=False)
 
 # %% [markdown]
 # ### II.1-II.2 AUPR-error of each score
@@ -153,12 +148,12 @@ for _ in range(2 if SMALL else 100):
 # figure shows the precision-recall curves of the errors (ranked by `-confidence`).
 
 # %%
-logits_test, features_test = posterior.point_features(x_test)
+logits_test, _ = posterior.point_features(x_test)
 correct_point = logits_test.argmax(-1) == y_test
 with torch.no_grad():
     confidence = {"MCP": max_probability(torch.softmax(logits_test, -1)),
                   "MC dropout": negative_entropy(probs),
-                  "ConfidNet": confidnet(features_test)}
+                  "ConfidNet": confidnet.confidence(x_test)}
 # MC dropout predicts with the MC mean; MCP and ConfidNet judge the deterministic network's predictions
 is_correct = {"MCP": correct_point, "MC dropout": correct, "ConfidNet": correct_point}
 for name, score in confidence.items():

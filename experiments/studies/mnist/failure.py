@@ -9,10 +9,11 @@ from matplotlib.ticker import MaxNLocator
 
 from bayesdl.evaluation import aupr_error, failure_metrics, negative_entropy, paired_bootstrap_difference
 from bayesdl.evaluation.plotting import new_figure, plot_precision_recall
+from bayesdl.inference import fit_confidnet
 
 from ...io import markdown_table
 from ...registry import RunContext, StudyResult
-from ...training import cache_folder, config_digest, train_confidnet
+from ...training import cache_folder, config_digest
 from .lab import MnistLab
 
 #: ConfidNet's schedule on each network: (epochs, stochastic passes drawn). Corbiere et al.
@@ -26,32 +27,14 @@ _LEARNED = ("mcp", "mc_dropout", "confidnet")
 _NETWORK_NAMES = {"lenet": "the course's LeNet", "corbiere": "Corbiere et al.'s SmallConvNet and training"}
 
 
-def _stochastic_passes(posterior):
-    """``(inputs, count) -> (outputs, features [P, B, ...])``: ``count`` stochastic passes of the
-    MC-dropout classifier (per-example dropout masks, as in training) and the features each
-    computed on the way."""
-    bnn = posterior.bnn
-
-    def passes(inputs, count):
-        with bnn.capture_features() as captured:
-            outputs = posterior.predictive_outputs(inputs, num_samples=count, batch_size=len(inputs))
-        return outputs, torch.stack(captured[-count:])
-
-    return passes
-
-
 def _confidnet(ctx, lab: MnistLab, posterior, seed: int, epochs: int, passes: int):
-    """ConfidNet on the frozen classifier of ``seed`` (cached): its confidence on the test set
-    and its training history."""
-    x_val, y_val = lab.splits["val"].tensors
-    val_logits, val_features = lab.deterministic(posterior, x_val)
-    val_correct = val_logits.argmax(-1) == y_val
+    """ConfidNet on the frozen classifier of ``seed`` (cached): a fitted
+    :class:`bayesdl.inference.ConfidNet`."""
     recipe = lab.recipe("dropout", seed)
     schedule = config_digest({"epochs": epochs, "passes": passes, "lr": 1e-4, "batch": 128}, length=8)
-    head, history = train_confidnet(_stochastic_passes(posterior), lab.splits["train"], val_features, val_correct,
-                                    ctx, epochs=epochs, passes=passes, seed=seed,
-                                    checkpoint=cache_folder(ctx) / f"{recipe.key()}-confidnet-{schedule}.pt")
-    return head, history
+    return fit_confidnet(posterior, lab.splits["train"], lab.splits["val"], epochs=epochs, passes=passes,
+                         seed=seed, checkpoint=cache_folder(ctx) / f"{recipe.key()}-confidnet-{schedule}.pt",
+                         device=ctx.device, progress=ctx.progress)
 
 
 def _gaps(scores: dict, n_resamples: int, seed: int) -> dict:
@@ -73,9 +56,10 @@ def _failure_seed(ctx: RunContext, lab: MnistLab, seed: int, confidnet_epochs: i
     logits, features = lab.deterministic(posterior, x)
     probs = torch.softmax(logits, -1)
     correct = probs.argmax(-1) == y
-    head, history = _confidnet(ctx, lab, posterior, seed, confidnet_epochs, passes)
+    fitted = _confidnet(ctx, lab, posterior, seed, confidnet_epochs, passes)
+    history = fitted.history
     with torch.no_grad():
-        confidnet = head(features.to(ctx.device)).cpu()
+        confidnet = fitted.head(features.to(ctx.device)).cpu()
     mc = lab.samples(posterior, x)
     mc_correct = mc.mean(0).argmax(-1) == y
     # Each confidence is judged on its own predictions, as in Corbiere et al.'s code: the
