@@ -9,21 +9,6 @@ judged by :func:`bayesdl.evaluation.aupr_error` (errors as positives).
   new inputs;
 - :func:`train_confidnet`: the training loop itself, on any ``stochastic_passes`` function (a
   classifier that is not a bayesdl posterior).
-
-Example::
-
-    >>> import torch
-    >>> from torch.utils.data import TensorDataset
-    >>> from bayesdl.inference import approximate, fit_confidnet
-    >>> from bayesdl.models import BNN, MLP
-    >>> _ = torch.manual_seed(0)
-    >>> x = torch.randn(200, 2); y = (x[:, 0] > 0).long()
-    >>> posterior = approximate("dropout", BNN(MLP(2, 32, 2, dropout=0.5)), (x, y), epochs=5,
-    ...                         batch_size=50, progress=False)
-    >>> confidnet = fit_confidnet(posterior, TensorDataset(x[:150], y[:150]), TensorDataset(x[150:], y[150:]),
-    ...                           epochs=3, passes=2, hidden=(16,), progress=False)
-    >>> confidnet.confidence(x[:4]).shape, len(confidnet.history["val_aupr_error"])
-    (torch.Size([4]), 3)
 """
 
 from __future__ import annotations
@@ -51,7 +36,15 @@ class ConfidNet:
 
     ``head`` is the :class:`bayesdl.models.ConfidNetHead` (eval mode), ``history`` its training
     (``val_aupr_error`` and ``train_mse`` per epoch, ``best_epoch``, ``seconds``). Build one with
-    :func:`fit_confidnet`.
+    :func:`fit_confidnet` (its example fits one); the head can also be used on features directly:
+
+    >>> import torch
+    >>> from bayesdl.models import ConfidNetHead
+    >>> head = ConfidNetHead(8, hidden=(4,)).eval()
+    >>> ConfidNet(None, head, {"val_aupr_error": [0.3], "train_mse": [0.1], "best_epoch": 1})
+    ConfidNet(epochs=1, best_epoch=1)
+    >>> head(torch.zeros(3, 8)).shape
+    torch.Size([3])
     """
 
     def __init__(self, posterior, head: torch.nn.Module, history: dict):
@@ -110,6 +103,21 @@ def fit_confidnet(posterior, train, val, *, epochs: int = 200, lr: float = 1e-4,
     train up to 500 epochs with Adam at ``lr = 1e-4``; ``hidden`` is the head's widths (theirs:
     four layers of 400). ``checkpoint`` (a path) makes the training resumable. Returns a
     :class:`ConfidNet`.
+
+    Example::
+
+        >>> import torch
+        >>> from torch.utils.data import TensorDataset
+        >>> from bayesdl.inference import approximate, fit_confidnet
+        >>> from bayesdl.models import BNN, MLP
+        >>> _ = torch.manual_seed(0)
+        >>> x = torch.randn(200, 2); y = (x[:, 0] > 0).long()
+        >>> posterior = approximate("dropout", BNN(MLP(2, 32, 2, dropout=0.5)), (x, y), epochs=5,
+        ...                         batch_size=50, progress=False)
+        >>> train, val = TensorDataset(x[:150], y[:150]), TensorDataset(x[150:], y[150:])
+        >>> confidnet = fit_confidnet(posterior, train, val, epochs=3, passes=2, hidden=(16,), progress=False)
+        >>> confidnet.confidence(x[:4]).shape, len(confidnet.history["val_aupr_error"])
+        (torch.Size([4]), 3)
     """
     from bayesdl.models import Categorical
 
@@ -161,6 +169,21 @@ def train_confidnet(stochastic_passes, train: TensorDataset, val_features: torch
     Returns ``(head in eval mode, {"val_aupr_error": [...], "train_mse": [...], "best_epoch",
     "seconds"})``; ``seconds`` counts drawing the passes and training, over every run that
     built this head.
+
+    Example, with a stand-in classifier whose TCP is ``sigmoid(3 x_0)``::
+
+        >>> import torch
+        >>> from torch.utils.data import TensorDataset
+        >>> def passes(x, count):  # features perturbed per pass, as dropout would
+        ...     features = x + 0.1 * torch.randn(count, *x.shape)
+        ...     return torch.stack([3 * features[..., 0], torch.zeros(count, len(x))], -1), features
+        >>> _ = torch.manual_seed(0)
+        >>> x, x_val = torch.randn(300, 4), torch.randn(100, 4)
+        >>> head, history = train_confidnet(passes, TensorDataset(x, torch.zeros(300, dtype=torch.long)),
+        ...                                 x_val, x_val[:, 0] > 0, epochs=3, passes=2, hidden=(16,),
+        ...                                 progress=False)
+        >>> head(x_val).shape, sorted(history)
+        (torch.Size([100]), ['best_epoch', 'seconds', 'train_mse', 'val_aupr_error'])
     """
     from bayesdl.models import ConfidNetHead
 
