@@ -68,7 +68,9 @@ from .ood import max_probability, negative_entropy, negative_mutual_information,
 from .plotting import (
     new_figure,
     plot_precision_recall,
+    grid_inputs,
     plot_predictive_interval,
+    plot_probability_map,
     plot_reliability_diagram,
     plot_roc,
 )
@@ -140,4 +142,6 @@ __all__ = [
     "plot_precision_recall",
     "plot_roc",
     "plot_predictive_interval",
+    "grid_inputs",
+    "plot_probability_map",
 ]

@@ -1,5 +1,6 @@
-"""Figures shared by the studies: reliability diagrams, precision-recall and ROC curves, and the
-central intervals of a regression predictive.
+"""Figures shared by the studies: reliability diagrams, precision-recall and ROC curves, the
+central intervals of a regression predictive, and maps of a classifier's predictive over a 2-D
+input plane (:func:`grid_inputs`, :func:`plot_probability_map`).
 
 Every helper draws on a given matplotlib ``Axes`` or makes a new ``Figure`` (without pyplot,
 so no GUI backend or global state is involved) and returns the figure. Save it with
@@ -15,12 +16,12 @@ import torch
 from matplotlib.figure import Figure
 from sklearn.metrics import precision_recall_curve, roc_curve
 
-from bayesdl.predictions import RegressionPrediction
+from bayesdl.predictions import ClassPrediction, RegressionPrediction
 
 from .calibration import ReliabilityBins
 
 __all__ = ["new_figure", "plot_reliability_diagram", "plot_precision_recall", "plot_roc",
-           "plot_predictive_interval"]
+           "plot_predictive_interval", "grid_inputs", "plot_probability_map"]
 
 
 def new_figure(ncols: int = 1, nrows: int = 1, size: tuple[float, float] = (4.2, 3.6)):
@@ -198,4 +199,105 @@ def plot_predictive_interval(x, prediction: RegressionPrediction, y=None, levels
     if title:
         ax.set_title(title, fontsize="medium")
     ax.legend(loc="best", fontsize="x-small")
+    return fig
+
+
+def grid_inputs(extent: float | tuple[float, float, float, float], resolution: int = 80) -> torch.Tensor:
+    """A square grid of 2-D inputs ``[resolution^2, 2]`` (row by row, ``x_1`` fastest) over
+    ``extent``: a half-width ``a`` (the square ``[-a, a]^2``) or ``(x1_min, x1_max, x2_min,
+    x2_max)``. Predict on it and draw with :func:`plot_probability_map`.
+
+    >>> grid = grid_inputs(3.0, resolution=4)
+    >>> grid.shape, grid[:2].tolist()
+    (torch.Size([16, 2]), [[-3.0, -3.0], [-1.0, -3.0]])
+    """
+    if isinstance(extent, (int, float)) and not isinstance(extent, bool):
+        if not extent > 0:
+            raise ValueError(f"extent must be a positive half-width, got {extent}")
+        bounds = (-float(extent), float(extent), -float(extent), float(extent))
+    else:
+        bounds = tuple(float(b) for b in extent)
+        if len(bounds) != 4 or not (bounds[0] < bounds[1] and bounds[2] < bounds[3]):
+            raise ValueError("extent must be a half-width or (x1_min, x1_max, x2_min, x2_max) with each "
+                             f"min below its max, got {extent!r}")
+    if not isinstance(resolution, int) or isinstance(resolution, bool) or resolution < 2:
+        raise ValueError(f"resolution must be an integer >= 2 (points per side), got {resolution!r}")
+    a1 = torch.linspace(bounds[0], bounds[1], resolution)
+    a2 = torch.linspace(bounds[2], bounds[3], resolution)
+    g1, g2 = torch.meshgrid(a1, a2, indexing="xy")
+    return torch.stack([g1.reshape(-1), g2.reshape(-1)], 1)
+
+
+_MAP_QUANTITIES = ("probability", "entropy", "mutual_information")
+
+
+def plot_probability_map(grid: torch.Tensor, probs, x=None, y=None, *, quantity: str = "probability",
+                         class_index: int = 1, ax=None, title: str | None = None, colorbar: bool = True):
+    """A classifier's predictive over a 2-D input plane, with the training points.
+
+    ``grid``: the inputs of :func:`grid_inputs`; ``probs``: the prediction made on them -- a
+    :class:`~bayesdl.predictions.ClassPrediction`, samples ``[S, N, C]`` or a predictive ``[N, C]``
+    (``N = len(grid)``). ``quantity``: ``"probability"`` (the predictive probability of
+    ``class_index``, on a fixed 0-1 scale), ``"entropy"`` (of the predictive, nats) or
+    ``"mutual_information"`` (epistemic, nats; needs samples). ``x``, ``y``: points ``[M, 2]`` and
+    their labels to draw on top (a marker per class). Returns the figure.
+
+    >>> import torch
+    >>> grid = grid_inputs(2.0, resolution=10)
+    >>> probs = torch.sigmoid(3 * grid[:, :1]) * torch.tensor([[-1.0, 1.0]]) + torch.tensor([[1.0, 0.0]])
+    >>> fig = plot_probability_map(grid, probs, grid[::7], (grid[::7, 0] > 0).long(), title="p(y = 1 | x)")
+    >>> fig.axes[0].get_title()
+    'p(y = 1 | x)'
+    """
+    from .uncertainty import mutual_information, predictive_entropy
+
+    if quantity not in _MAP_QUANTITIES:
+        raise ValueError(f"quantity must be one of {_MAP_QUANTITIES}, got {quantity!r}")
+    grid = torch.as_tensor(grid).detach().cpu()
+    side = round(len(grid) ** 0.5)
+    if grid.dim() != 2 or grid.shape[1] != 2 or side * side != len(grid) or side < 2:
+        raise ValueError(f"grid must be the [R^2, 2] inputs of grid_inputs(extent, R), "
+                         f"got {tuple(grid.shape)}")
+    samples = probs.probs if isinstance(probs, ClassPrediction) else torch.as_tensor(probs)
+    samples = samples.detach().cpu().double()
+    if samples.dim() not in (2, 3) or samples.shape[-2] != len(grid):
+        raise ValueError(f"probs must be a ClassPrediction, [S, N, C] or [N, C] with N = len(grid) = "
+                         f"{len(grid)}, got {tuple(samples.shape)}")
+    predictive = samples.mean(0) if samples.dim() == 3 else samples
+    if quantity == "probability":
+        if not 0 <= class_index < predictive.shape[-1]:
+            raise ValueError(f"class_index must name one of the {predictive.shape[-1]} classes, "
+                             f"got {class_index}")
+        field, levels, cmap = predictive[:, class_index], np.linspace(0, 1, 11), "RdBu_r"
+        label = f"p(y = {class_index} | x)"
+    elif quantity == "entropy":
+        field, cmap, label = predictive_entropy(predictive[None]), "viridis", "predictive entropy (nats)"
+        levels = np.linspace(0, float(np.log(predictive.shape[-1])), 11)
+    else:
+        if samples.dim() != 3:
+            raise ValueError("the mutual information needs posterior samples: pass a ClassPrediction or "
+                             "probs [S, N, C], not the predictive [N, C]")
+        field, cmap, label = mutual_information(samples), "magma", "mutual information (nats)"
+        levels = np.linspace(0, max(float(field.max()), 1e-6), 11)
+    g1, g2 = grid[:, 0].reshape(side, side).numpy(), grid[:, 1].reshape(side, side).numpy()
+    fig, ax = _axes(ax)
+    image = ax.contourf(g1, g2, field.reshape(side, side).numpy(), levels=levels, cmap=cmap)
+    if colorbar:
+        fig.colorbar(image, ax=ax, label=label)
+    if x is not None:
+        x = np.asarray(x.detach().cpu() if isinstance(x, torch.Tensor) else x, dtype=float)
+        labels = None if y is None else np.asarray(y.detach().cpu() if isinstance(y, torch.Tensor) else y)
+        if x.ndim != 2 or x.shape[1] != 2 or (labels is not None and len(labels) != len(x)):
+            raise ValueError("x must be points [M, 2] and y (optional) one label per point")
+        markers = "o^sDvP*X"
+        for k, cls in enumerate([None] if labels is None else np.unique(labels)):
+            chosen = x if cls is None else x[labels == cls]
+            ax.scatter(chosen[:, 0], chosen[:, 1], marker=markers[k % len(markers)], s=14,
+                       c="white" if k % 2 == 0 else "black", edgecolors="black" if k % 2 == 0 else "white",
+                       linewidths=0.6, label=None if cls is None else f"class {cls}")
+        if labels is not None:
+            ax.legend(loc="upper right", fontsize="x-small")
+    ax.set(xlabel="$x_1$", ylabel="$x_2$")
+    if title:
+        ax.set_title(title, fontsize="medium")
     return fig

@@ -34,7 +34,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from bayesdl.evaluation import mutual_information
+from bayesdl.evaluation import grid_inputs, mutual_information, plot_probability_map
 from bayesdl.experiments.data import linear_blobs, two_moons
 from bayesdl.inference import approximate
 from bayesdl.models import BNN, MLP
@@ -47,19 +47,14 @@ torch.manual_seed(0)
 
 # %% [markdown]
 # One picture per posterior: $p(y = 1 \mid x, \mathcal D)$ over a grid reaching far beyond
-# the data, with the training points. (A plain matplotlib `contourf`; `predictive_probs` is
-# the Monte-Carlo mean of the posterior's predictive, `[N, C]`.)
+# the data, with the training points: `grid_inputs` makes the grid, the posterior predicts on
+# it, `plot_probability_map` draws the predictive (or its entropy, or the mutual information).
 
 # %%
-def probability_map(ax, posterior, x, y, extent, title, num_samples=SAMPLES):
-    axis = torch.linspace(-extent, extent, 30 if SMALL else 80)
-    g1, g2 = torch.meshgrid(axis, axis, indexing="xy")
-    p = posterior.predictive_probs(torch.stack([g1.ravel(), g2.ravel()], 1), num_samples=num_samples)[:, 1]
-    image = ax.contourf(g1, g2, p.reshape(g1.shape), levels=np.linspace(0, 1, 11), cmap="RdBu_r")
-    ax.scatter(*x[y == 0].T, marker="o", c="white", edgecolors="black", s=14, label="class 0")
-    ax.scatter(*x[y == 1].T, marker="^", c="black", edgecolors="white", s=14, label="class 1")
-    ax.set(title=title, xlabel="$x_1$", ylabel="$x_2$")
-    return image
+def probability_map(ax, posterior, x, y, extent, title, num_samples=SAMPLES, colorbar=False):
+    grid = grid_inputs(extent, resolution=30 if SMALL else 80)
+    prediction = posterior.predict(grid, num_samples=num_samples)
+    plot_probability_map(grid, prediction, x, y, ax=ax, title=title, colorbar=colorbar)
 
 # %% [markdown]
 # ## Part 1 -- Bayesian logistic regression
@@ -89,8 +84,7 @@ laplace = approximate("laplace", logistic, (x, y), map_posterior=map_posterior,
 
 fig, axes = plt.subplots(1, 2, figsize=(10, 4.2), layout="constrained")
 probability_map(axes[0], map_posterior, x, y, 12, "MAP")
-image = probability_map(axes[1], laplace, x, y, 12, "Laplace (full Hessian)")
-fig.colorbar(image, ax=axes, label="p(y = 1 | x, D)")
+probability_map(axes[1], laplace, x, y, 12, "Laplace (full Hessian)", colorbar=True)
 fig.savefig(FIGURES / "q1_2_map_laplace.png", dpi=100)
 
 # %% [markdown]
@@ -104,7 +98,7 @@ fig.savefig(FIGURES / "q1_2_map_laplace.png", dpi=100)
 mean_field = approximate("mean_field", logistic, (x, y), init_scale=0.1, **svi)
 
 fig, axes = plt.subplots(1, 2, figsize=(10, 4.2), layout="constrained")
-probability_map(axes[0], mean_field, x, y, 12, "mean-field VI")
+probability_map(axes[0], mean_field, x, y, 12, "mean-field VI", colorbar=True)
 history = mean_field.history
 axes[1].plot(np.array(history.epoch_elbo) / n, label="ELBO / N")
 axes[1].plot(-np.array(history.epoch_kl) / n, label="- KL / N")
@@ -130,7 +124,7 @@ for name, posterior in {"MAP": map_posterior, "Laplace": laplace, "mean-field VI
     print(f"{name:14s} confidence far from the data: {confidence:.3f}")
 
 fig, ax = plt.subplots(figsize=(5, 4.2), layout="constrained")
-probability_map(ax, reference, x, y, 12, "NUTS")
+probability_map(ax, reference, x, y, 12, "NUTS", colorbar=True)
 fig.savefig(FIGURES / "nuts_logistic.png", dpi=100)
 
 # %% [markdown]
@@ -161,8 +155,7 @@ fig, axes = plt.subplots(1, 4, figsize=(19, 4.2), layout="constrained")
 probability_map(axes[0], vi, x, y, 6, "mean-field VI")
 probability_map(axes[1], dropout, x, y, 6, "MC dropout (p = 0.2)")
 probability_map(axes[2], dropout, x, y, 6, "MC dropout, 10 passes only", num_samples=10)
-image = probability_map(axes[3], moons_nuts, x, y, 6, "NUTS")
-fig.colorbar(image, ax=axes, label="p(y = 1 | x, D)")
+probability_map(axes[3], moons_nuts, x, y, 6, "NUTS", colorbar=True)
 fig.savefig(FIGURES / "q2_1_vi_vs_dropout.png", dpi=100)
 
 # %% [markdown]
