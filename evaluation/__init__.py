@@ -66,9 +66,9 @@ from .conformal import (
 )
 from .ood import max_probability, negative_entropy, negative_mutual_information, odin_scores, tune_odin
 from .plotting import (
+    grid_inputs,
     new_figure,
     plot_precision_recall,
-    grid_inputs,
     plot_predictive_interval,
     plot_probability_map,
     plot_reliability_diagram,

@@ -98,6 +98,19 @@ class MethodInfo:
     option through which it saves and resumes a training phase of its own (``checkpoint`` for
     the SVI methods, ``swag_checkpoint`` for SWAG; None for a method without one); ``label`` --
     its name on figures and in reports.
+
+    Every registered method has one, in :data:`METHODS`::
+
+        >>> from bayesdl.inference import METHODS
+        >>> info = METHODS["swag"]
+        >>> info.name, info.label, info.around_map, info.is_ensemble, info.checkpoint_option
+        ('swag', 'SWAG', True, False, 'swag_checkpoint')
+        >>> {"rank", "swag_epochs", "map_posterior"} <= info.options
+        True
+        >>> METHODS["multiswag"].member_of(), sorted(METHODS["dropout"].run_options)
+        ('swag', ['device', 'progress', 'seed'])
+        >>> METHODS["nuts"].single_process
+        'Markov chains are sequential, and NUTS runs on the full data'
     """
 
     name: str
@@ -145,16 +158,38 @@ def register_method(name: str, description: str, *,
                     passes_to: Callable | tuple[Callable, ...] | None = None,
                     single_process: str | None = None, label: str | None = None,
                     around_map: bool = False, member: str | None = None, guide: type | None = None,
-                    checkpoint_option: str | None = None):
+                    checkpoint_option: str | None = None, without: tuple[str, ...] = ()):
     """Decorator registering ``factory(model, data, **options) -> Posterior`` under ``name``.
 
     The options it accepts are its own keyword parameters, plus those of ``passes_to`` (e.g.
-    ``fit``, or a tuple of functions) when it forwards ``**options`` there; :func:`approximate`
-    refuses any other. ``single_process`` says why the method is not data-parallel, if it is not
-    (methods built on ``fit`` are). ``label`` (default: the name), ``around_map``, ``member``,
-    ``guide`` and ``checkpoint_option`` declare how the method composes (see
+    ``fit``, or a tuple of functions) when it forwards ``**options`` there, less those named in
+    ``without`` (an option of a shared function that this method does not take);
+    :func:`approximate` refuses any other. ``single_process`` says why the method is not
+    data-parallel, if it is not (methods built on ``fit`` are). ``label`` (default: the name),
+    ``around_map``, ``member``, ``guide`` and ``checkpoint_option`` declare how the method composes (see
     :class:`MethodInfo`): a method fitted around a MAP takes ``map_posterior``, an ensemble
     ``fit_member``. A method passing its options to ``fit`` resumes through ``checkpoint``.
+
+    Example (a MAP trained by SGD with momentum, under a new name)::
+
+        >>> import torch
+        >>> import torch.nn as nn
+        >>> from bayesdl.models import BNN
+        >>> _ = torch.manual_seed(0)
+        >>> x = torch.rand(8, 2); y = (x.sum(1) > 1).long()     # 8 points in [0, 1]^2, 2 classes
+        >>> from bayesdl.inference import METHODS, MAPGuide, approximate, fit, register_method
+        >>> @register_method("map_sgd", "MAP by SGD with momentum", passes_to=fit)
+        ... def map_sgd(model, data, *, momentum=0.9, **fit_options):
+        ...     def sgd(params):
+        ...         return torch.optim.SGD(params, lr=1e-3, momentum=momentum)
+        ...     return fit(model, MAPGuide(model), data, optimizer=sgd, **fit_options)
+        >>> sorted(METHODS["map_sgd"].options & {"momentum", "epochs", "seed"})
+        ['epochs', 'momentum', 'seed']
+        >>> posterior = approximate("map_sgd", BNN(nn.Linear(2, 2)), (x, y), momentum=0.5, epochs=1,
+        ...                         progress=False)
+        >>> posterior.method, posterior.is_point_mass
+        ('map_sgd', True)
+        >>> del METHODS["map_sgd"]                  # leave the registry as it was
     """
     if not isinstance(name, str) or not name:
         raise ValueError("a method needs a non-empty name")
@@ -166,6 +201,10 @@ def register_method(name: str, description: str, *,
         targets = () if passes_to is None else passes_to if isinstance(passes_to, tuple) else (passes_to,)
         for target in targets:
             options |= _keywords(target) - {"model", "guide", "data"}
+        unknown = sorted(set(without) - options)
+        if unknown:
+            raise ValueError(f"method {name!r}: without names options it would not take anyway: {unknown}")
+        options -= set(without)
         resumes = checkpoint_option or ("checkpoint" if fit in targets and guide is not None else None)
         missing = [option for option, declared in (("map_posterior", around_map), ("fit_member", member),
                                                    (resumes, resumes)) if declared and option not in options]
@@ -184,6 +223,23 @@ def approximate(method: str, model, data, **options) -> Posterior:
     ``data`` is what the method fits to: a ``DataLoader`` of ``(x, y)`` or a tuple ``(x, y)``.
     Raises ``ValueError`` for an unknown method and ``TypeError`` for an option the method does
     not take, naming the ones it does.
+
+    Example::
+
+        >>> import torch
+        >>> import torch.nn as nn
+        >>> from bayesdl.models import BNN
+        >>> _ = torch.manual_seed(0)
+        >>> x = torch.rand(8, 2); y = (x.sum(1) > 1).long()     # 8 points in [0, 1]^2, 2 classes
+        >>> from bayesdl.inference import approximate
+        >>> model = BNN(nn.Linear(2, 2), prior_scale=1.0)
+        >>> posterior = approximate("mean_field", model, (x, y), epochs=2, lr=1e-2, seed=0, progress=False)
+        >>> posterior.method, posterior.predict(x[:3], num_samples=4).probs.shape
+        ('mean_field', torch.Size([4, 3, 2]))
+        >>> approximate("mean_field", model, (x, y), epoch=2)      # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        TypeError: method 'mean_field' takes no option ['epoch']; its options: [...]
     """
     if method not in METHODS:
         raise ValueError(f"unknown inference method {method!r}; choose one of {sorted(METHODS)}")
@@ -377,6 +433,18 @@ def fit_ensemble(model, data, method: str = "map", members: int = 5, seeds: Sequ
     that (a study serving members from its cache; ``model`` and ``data`` are then unused) and
     must return the member's :class:`Posterior`. ``method`` is no ensemble itself (an ensemble
     of ensembles is one ensemble with more members).
+
+    Example (a deep ensemble of two MAP networks)::
+
+        >>> import torch
+        >>> import torch.nn as nn
+        >>> from bayesdl.models import BNN
+        >>> _ = torch.manual_seed(0)
+        >>> x = torch.rand(8, 2); y = (x.sum(1) > 1).long()     # 8 points in [0, 1]^2, 2 classes
+        >>> from bayesdl.inference import fit_ensemble
+        >>> posterior = fit_ensemble(BNN(nn.Linear(2, 2)), (x, y), "map", members=2, epochs=1, progress=False)
+        >>> posterior.method, posterior.predict(x[:3], num_samples=4).probs.shape
+        ('ensemble of map', torch.Size([4, 3, 2]))
     """
     if not isinstance(method, str):
         raise TypeError(f"method must be the name of a registered method, e.g. 'map', got "
@@ -469,8 +537,6 @@ def _sghmc(model, data, **options) -> Posterior:
 
 @register_method("csgmcmc", "cyclical SG-MCMC: cosine step-size cycles, draws at each cycle's end "
                  "(Zhang et al. 2020)", passes_to=(csgmcmc, sampling_run), label="cyclical SG-MCMC",
-                 checkpoint_option="checkpoint", single_process=_SGMCMC)
+                 checkpoint_option="checkpoint", single_process=_SGMCMC, without=("burn_in",))
 def _csgmcmc(model, data, **options) -> Posterior:
-    if "burn_in" in options:
-        raise TypeError("csgmcmc collects the end of every cycle's sampling phase: it takes no burn_in")
-    return csgmcmc(model, data, **options)
+    return csgmcmc(model, data, **options)  # no burn_in: the cycles collect their own draws

@@ -123,7 +123,7 @@ def test_each_passes_features_are_the_ones_its_outputs_came_from(net):
     posterior = approximate("dropout", model, (x, torch.zeros(6, dtype=torch.long)), epochs=0, progress=False)
     outputs, features = _stochastic_passes(posterior)(x, 4)
     assert outputs.shape[:2] == features.shape[:2] == (4, 6)
-    name, layer = model.last_linear()
+    name, _ = model.last_linear()
     weights = posterior.point_estimate()
     again = features @ weights[f"{name}.weight"].T + weights[f"{name}.bias"]
     assert torch.allclose(again, outputs, atol=1e-5)

@@ -121,6 +121,10 @@ def test_bad_types_are_refused():
         sgld(_blr_model(), (x, y), momentum=0.9)
     with pytest.raises(TypeError, match="takes no burn_in"):
         csgmcmc(_blr_model(), (x, y), burn_in=3)
+    # through the registry: not among the method's declared options, refused by name
+    assert "burn_in" not in METHODS["csgmcmc"].options and "burn_in" in METHODS["sghmc"].options
+    with pytest.raises(TypeError, match=r"method 'csgmcmc' takes no option \['burn_in'\]"):
+        approximate("csgmcmc", _blr_model(), (x, y), burn_in=3)
     with pytest.raises(TypeError, match="BNN"):
         sgld(nn.Linear(2, 1), (x, y))
     with pytest.raises(TypeError, match="takes no option"):
