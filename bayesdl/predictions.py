@@ -99,7 +99,21 @@ def _check_levels(levels) -> torch.Tensor:
 
 
 class Prediction:
-    """Posterior-predictive samples at some inputs, samples first. ``task`` says which kind."""
+    """Posterior-predictive samples at some inputs, samples first. ``task`` says which kind.
+
+    Where one comes from: a likelihood's ``predict`` of network outputs, and
+    :meth:`bayesdl.inference.Posterior.predict`, which calls it::
+
+        >>> import torch
+        >>> from bayesdl.models import Categorical, Gaussian
+        >>> from bayesdl.predictions import Prediction
+        >>> probs = Categorical().predict(torch.zeros(4, 3, 2))     # outputs [S=4, N=3, C=2]
+        >>> isinstance(probs, Prediction), probs.task, probs.num_samples
+        (True, 'classification', 4)
+        >>> values = Gaussian(scale=1.0).predict(torch.zeros(4, 3))  # means [S=4, N=3]
+        >>> type(values).__name__, values.task, values.num_samples
+        ('RegressionPrediction', 'regression', 4)
+    """
 
     task: str
 
@@ -123,6 +137,23 @@ class ClassPrediction(Prediction):
     ``C >= 2``, finite, non-negative and summing to 1 along ``C`` (within the rounding of its
     dtype); a ``ValueError``/``TypeError`` says what is wrong. Numpy arrays and integer
     tensors are converted to floating tensors.
+
+    Example (``Posterior.predict`` of a classifier returns one; logits are refused)::
+
+        >>> import torch
+        >>> from bayesdl.predictions import ClassPrediction
+        >>> probs = torch.tensor([[[0.9, 0.1], [0.5, 0.5]],
+        ...                       [[0.7, 0.3], [0.1, 0.9]]])   # S = 2 samples, N = 2 inputs, C = 2
+        >>> p = ClassPrediction(probs)
+        >>> p.num_samples, p.probs.shape
+        (2, torch.Size([2, 2, 2]))
+        >>> p.predictive                                         # the mean over the samples, [N, C]
+        tensor([[0.8000, 0.2000],
+                [0.3000, 0.7000]])
+        >>> ClassPrediction(torch.tensor([[[2.0, -1.0]]]))
+        Traceback (most recent call last):
+        ...
+        ValueError: probs has negative entries; pass probabilities (a softmax), not logits
     """
 
     probs: torch.Tensor

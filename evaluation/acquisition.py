@@ -49,23 +49,63 @@ __all__ = ["bald", "variation_ratios", "max_entropy", "mean_std", "random_scores
 
 
 def bald(probs) -> torch.Tensor:
-    """BALD, the mutual information ``I[y; w | x] = H[mean_s p_s] - mean_s H[p_s]``, ``[N]``."""
+    """BALD, the mutual information ``I[y; w | x] = H[mean_s p_s] - mean_s H[p_s]``, ``[N]``.
+
+    Example::
+
+        >>> import torch
+        >>> probs = torch.tensor([[[1.0, 0.0], [0.9, 0.1], [0.5, 0.5]],
+        ...                       [[0.0, 1.0], [0.9, 0.1], [0.5, 0.5]]])   # S = 2 passes, N = 3 points
+        >>> from bayesdl.evaluation import bald
+        >>> [round(v, 4) for v in bald(probs).tolist()]       # the passes disagree on point 0 only
+        [0.6931, 0.0, 0.0]
+    """
     return mutual_information(probs)
 
 
 def variation_ratios(probs) -> torch.Tensor:
-    """Variation ratios ``1 - f_mode / S`` of the labels voted by the passes, ``[N]``."""
+    """Variation ratios ``1 - f_mode / S`` of the labels voted by the passes, ``[N]``.
+
+    Example::
+
+        >>> import torch
+        >>> probs = torch.tensor([[[1.0, 0.0], [0.9, 0.1], [0.5, 0.5]],
+        ...                       [[0.0, 1.0], [0.9, 0.1], [0.5, 0.5]]])   # S = 2 passes, N = 3 points
+        >>> from bayesdl.evaluation import variation_ratios
+        >>> variation_ratios(probs)
+        tensor([0.5000, 0.0000, 0.5000])
+    """
     return variation_ratio(probs)
 
 
 def max_entropy(probs) -> torch.Tensor:
-    """Max entropy: the predictive entropy ``H[mean_s p_s]`` in nats, ``[N]``."""
+    """Max entropy: the predictive entropy ``H[mean_s p_s]`` in nats, ``[N]``.
+
+    Example::
+
+        >>> import torch
+        >>> probs = torch.tensor([[[1.0, 0.0], [0.9, 0.1], [0.5, 0.5]],
+        ...                       [[0.0, 1.0], [0.9, 0.1], [0.5, 0.5]]])   # S = 2 passes, N = 3 points
+        >>> from bayesdl.evaluation import max_entropy
+        >>> [round(v, 4) for v in max_entropy(probs).tolist()]   # high for disagreement and for ties alike
+        [0.6931, 0.3251, 0.6931]
+    """
     return predictive_entropy(probs)
 
 
 def mean_std(probs) -> torch.Tensor:
     """Mean STD: ``(1/C) sum_c sqrt(E_s[p_c^2] - E_s[p_c]^2)``, ``[N]`` (population standard
-    deviation over the ``S`` passes, averaged over the classes)."""
+    deviation over the ``S`` passes, averaged over the classes).
+
+    Example::
+
+        >>> import torch
+        >>> probs = torch.tensor([[[1.0, 0.0], [0.9, 0.1], [0.5, 0.5]],
+        ...                       [[0.0, 1.0], [0.9, 0.1], [0.5, 0.5]]])   # S = 2 passes, N = 3 points
+        >>> from bayesdl.evaluation import mean_std
+        >>> mean_std(probs)                      # the spread of the probabilities across passes
+        tensor([0.5000, 0.0000, 0.0000])
+    """
     probs = check_probs(probs, ndim=3)
     variance = (probs.square().mean(0) - probs.mean(0).square()).clamp_min(0.0)
     return variance.sqrt().mean(-1)
@@ -90,7 +130,20 @@ def _check_generator(generator) -> torch.Generator | None:
 
 def random_scores(probs, generator: torch.Generator | None = None) -> torch.Tensor:
     """Uniform random scores ``[N]`` (the samples are only checked and sized): random acquisition.
-    ``generator``: a CPU ``torch.Generator`` or None."""
+    ``generator``: a CPU ``torch.Generator`` or None.
+
+    Example::
+
+        >>> import torch
+        >>> probs = torch.tensor([[[1.0, 0.0], [0.9, 0.1], [0.5, 0.5]],
+        ...                       [[0.0, 1.0], [0.9, 0.1], [0.5, 0.5]]])   # S = 2 passes, N = 3 points
+        >>> from bayesdl.evaluation import random_scores
+        >>> scores = random_scores(probs, generator=torch.Generator().manual_seed(0))
+        >>> scores.shape, bool(((0 <= scores) & (scores < 1)).all())
+        (torch.Size([3]), True)
+        >>> torch.equal(scores, random_scores(probs, generator=torch.Generator().manual_seed(0)))
+        True
+    """
     generator = _check_generator(generator)
     probs = check_probs(probs, ndim=3)
     return torch.rand(probs.shape[1], generator=generator, dtype=probs.dtype).to(probs.device)
@@ -113,7 +166,20 @@ _BATCHBALD_OPTIONS = ("num_configurations", "exact_limit", "chunk")
 @dataclass(frozen=True)
 class BatchSelection:
     """A batch chosen by :func:`batchbald`: ``indices`` ``[k]`` in the order they were picked, and
-    ``scores`` ``[k]``, the estimated ``I[y_1, ..., y_j; w]`` of the first ``j`` picks."""
+    ``scores`` ``[k]``, the estimated ``I[y_1, ..., y_j; w]`` of the first ``j`` picks.
+
+    :func:`batchbald` returns one::
+
+        >>> import torch
+        >>> a, b = [1.0, 0.0], [0.0, 1.0]
+        >>> probs = torch.tensor([[a, a, a], [b, b, a], [a, a, b], [b, b, b]])   # S = 4 passes, N = 3
+        >>> from bayesdl.evaluation import batchbald
+        >>> selection = batchbald(probs, 2)
+        >>> selection.indices                 # in the order picked
+        tensor([0, 2])
+        >>> [round(v, 4) for v in selection.scores.tolist()]   # I[y_1..y_j; w] of the first j picks
+        [0.6931, 1.3863]
+    """
 
     indices: torch.Tensor
     scores: torch.Tensor
@@ -170,6 +236,19 @@ def batchbald(probs, batch_size: int, num_configurations: int = 10_000,
     float64 multiply-adds in all, so seconds to tens of seconds on a CPU for a pool of 1,000 points,
     100 samples and a batch of 10 (BALD, :func:`acquire`, is ``N x S x C``: milliseconds). Score
     a random subset of the pool (the active-learning loop's ``candidates``) to bound it.
+
+    Example (points 0 and 1 are copies, point 2 splits the passes another way: BALD scores all
+    three ln 2 and takes the copies, BatchBALD takes one copy and point 2)::
+
+        >>> import torch
+        >>> a, b = [1.0, 0.0], [0.0, 1.0]
+        >>> probs = torch.tensor([[a, a, a], [b, b, a], [a, a, b], [b, b, b]])   # S = 4 passes, N = 3
+        >>> from bayesdl.evaluation import bald, batchbald
+        >>> [round(v, 4) for v in bald(probs).tolist()]
+        [0.6931, 0.6931, 0.6931]
+        >>> selection = batchbald(probs, 2)
+        >>> selection.indices.tolist(), [round(v, 4) for v in selection.scores.tolist()]   # ln 2, ln 4
+        ([0, 2], [0.6931, 1.3863])
     """
     probs = check_probs(probs, ndim=3).double()
     num_samples, n, c = probs.shape
@@ -231,6 +310,19 @@ def acquire(function: str, probs, batch_size: int, generator: torch.Generator | 
     ties go to the lower index) or ``"batchbald"`` (:func:`batchbald`, which takes ``options``).
     ``generator`` (a CPU ``torch.Generator`` or None) drives the random choices (``random``,
     BatchBALD's sampled configurations); it is checked whatever the function.
+
+    Example::
+
+        >>> import torch
+        >>> probs = torch.tensor([[[1.0, 0.0], [0.9, 0.1], [0.5, 0.5]],
+        ...                       [[0.0, 1.0], [0.9, 0.1], [0.5, 0.5]]])   # S = 2 passes, N = 3 points
+        >>> from bayesdl.evaluation import acquire
+        >>> acquire("bald", probs, 2)               # ties (points 1 and 2 score 0) go to the lower index
+        tensor([0, 1])
+        >>> acquire("max_entropy", probs, 2)        # an exact tie (point 2) is uncertain too
+        tensor([0, 2])
+        >>> acquire("random", probs, 2, generator=torch.Generator().manual_seed(0)).shape
+        torch.Size([2])
     """
     if not isinstance(function, str):
         raise TypeError(f"function must be the name of an acquisition function, one of "

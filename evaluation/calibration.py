@@ -59,6 +59,20 @@ class ReliabilityBins:
     """Data of a reliability diagram: per equal-width confidence bin, shapes ``[M]``.
 
     ``accuracy`` and ``confidence`` are NaN for empty bins (``count == 0``).
+
+    :func:`reliability_bins` returns one::
+
+        >>> import torch
+        >>> probs = torch.tensor([[0.9, 0.1], [0.9, 0.1], [0.6, 0.4], [0.3, 0.7]])   # [N, C]
+        >>> labels = torch.tensor([0, 1, 0, 1])
+        >>> from bayesdl.evaluation import reliability_bins
+        >>> bins = reliability_bins(probs, labels, n_bins=5)       # edges 0, 0.2, ..., 1
+        >>> bins.count
+        tensor([0, 0, 1, 1, 2])
+        >>> bins.accuracy                                          # NaN in the empty bins
+        tensor([   nan,    nan, 1.0000, 1.0000, 0.5000], dtype=torch.float64)
+        >>> round(bins.ece, 4), round(bins.mce, 4)
+        (0.375, 0.4)
     """
 
     edges: torch.Tensor  # [M + 1], 0 .. 1
@@ -83,7 +97,20 @@ class ReliabilityBins:
 
 
 def reliability_bins(probs, labels, n_bins: int = 15) -> ReliabilityBins:
-    """Per-bin accuracy, mean confidence and count of the predictions, for ``n_bins`` bins."""
+    """Per-bin accuracy, mean confidence and count of the predictions, for ``n_bins`` bins.
+
+    Example::
+
+        >>> import torch
+        >>> probs = torch.tensor([[0.9, 0.1], [0.9, 0.1], [0.6, 0.4], [0.3, 0.7]])   # [N, C]
+        >>> labels = torch.tensor([0, 1, 0, 1])
+        >>> from bayesdl.evaluation import reliability_bins
+        >>> bins = reliability_bins(probs, labels, n_bins=5)
+        >>> bins.edges.tolist()
+        [0.0, 0.2, 0.4, 0.6, 0.8, 1.0]
+        >>> bins.count.tolist(), [round(v, 4) for v in bins.confidence[2:].tolist()]
+        ([0, 0, 1, 1, 2], [0.6, 0.7, 0.9])
+    """
     n_bins = check_int(n_bins, "n_bins", minimum=1)
     probs, labels = _check_probs_and_labels(probs, labels)
     confidence, predicted = probs.max(-1)
@@ -106,12 +133,32 @@ def reliability_bins(probs, labels, n_bins: int = 15) -> ReliabilityBins:
 
 
 def expected_calibration_error(probs, labels, n_bins: int = 15) -> float:
-    """ECE of ``probs`` ``[N, C]`` against ``labels`` ``[N]`` with ``n_bins`` equal-width bins."""
+    """ECE of ``probs`` ``[N, C]`` against ``labels`` ``[N]`` with ``n_bins`` equal-width bins.
+
+    Example::
+
+        >>> import torch
+        >>> probs = torch.tensor([[0.9, 0.1], [0.9, 0.1], [0.6, 0.4], [0.3, 0.7]])   # [N, C]
+        >>> labels = torch.tensor([0, 1, 0, 1])
+        >>> from bayesdl.evaluation import expected_calibration_error
+        >>> round(expected_calibration_error(probs, labels, n_bins=5), 4)   # (0.4 + 0.3 + 2 x 0.4) / 4
+        0.375
+    """
     return reliability_bins(probs, labels, n_bins).ece
 
 
 def maximum_calibration_error(probs, labels, n_bins: int = 15) -> float:
-    """MCE: the largest ``|acc - conf|`` over the non-empty bins."""
+    """MCE: the largest ``|acc - conf|`` over the non-empty bins.
+
+    Example::
+
+        >>> import torch
+        >>> probs = torch.tensor([[0.9, 0.1], [0.9, 0.1], [0.6, 0.4], [0.3, 0.7]])   # [N, C]
+        >>> labels = torch.tensor([0, 1, 0, 1])
+        >>> from bayesdl.evaluation import maximum_calibration_error
+        >>> round(maximum_calibration_error(probs, labels, n_bins=5), 4)    # the 0.6 bin is 100% right
+        0.4
+    """
     return reliability_bins(probs, labels, n_bins).mce
 
 
@@ -120,6 +167,15 @@ def negative_log_likelihood(probs, labels) -> float:
 
     A probability that underflowed to 0 is read as the smallest positive float of its
     dtype, so one hopeless prediction gives a large finite loss instead of Inf.
+
+    Example::
+
+        >>> import torch
+        >>> probs = torch.tensor([[0.9, 0.1], [0.9, 0.1], [0.6, 0.4], [0.3, 0.7]])   # [N, C]
+        >>> labels = torch.tensor([0, 1, 0, 1])
+        >>> from bayesdl.evaluation import negative_log_likelihood
+        >>> round(negative_log_likelihood(probs, labels), 4)   # -(ln 0.9 + ln 0.1 + ln 0.6 + ln 0.7) / 4
+        0.8189
     """
     probs, labels = _check_probs_and_labels(probs, labels)
     picked = probs.gather(1, labels[:, None]).squeeze(1).double()
@@ -127,7 +183,17 @@ def negative_log_likelihood(probs, labels) -> float:
 
 
 def brier_score(probs, labels) -> float:
-    """Multi-class Brier score ``mean_n sum_c (p_nc - 1[y_n = c])^2`` (Brier 1950), in [0, 2]."""
+    """Multi-class Brier score ``mean_n sum_c (p_nc - 1[y_n = c])^2`` (Brier 1950), in [0, 2].
+
+    Example::
+
+        >>> import torch
+        >>> probs = torch.tensor([[0.9, 0.1], [0.9, 0.1], [0.6, 0.4], [0.3, 0.7]])   # [N, C]
+        >>> labels = torch.tensor([0, 1, 0, 1])
+        >>> from bayesdl.evaluation import brier_score
+        >>> round(brier_score(probs, labels), 4)       # (0.02 + 1.62 + 0.32 + 0.18) / 4
+        0.535
+    """
     probs, labels = _check_probs_and_labels(probs, labels)
     probs = probs.double()
     onehot = torch.nn.functional.one_hot(labels, probs.shape[1]).double()
@@ -135,7 +201,17 @@ def brier_score(probs, labels) -> float:
 
 
 def calibration_metrics(probs, labels, n_bins: int = 15) -> dict[str, float]:
-    """Accuracy, ECE, MCE, NLL and Brier score of ``probs`` ``[N, C]`` in one dict."""
+    """Accuracy, ECE, MCE, NLL and Brier score of ``probs`` ``[N, C]`` in one dict.
+
+    Example::
+
+        >>> import torch
+        >>> probs = torch.tensor([[0.9, 0.1], [0.9, 0.1], [0.6, 0.4], [0.3, 0.7]])   # [N, C]
+        >>> labels = torch.tensor([0, 1, 0, 1])
+        >>> from bayesdl.evaluation import calibration_metrics
+        >>> {name: round(value, 4) for name, value in calibration_metrics(probs, labels, n_bins=5).items()}
+        {'accuracy': 0.75, 'ece': 0.375, 'mce': 0.4, 'nll': 0.8189, 'brier': 0.535}
+    """
     bins = reliability_bins(probs, labels, n_bins)
     probs, labels = _check_probs_and_labels(probs, labels)
     return {
@@ -182,6 +258,15 @@ def fit_temperature(logits, labels, bounds: tuple[float, float] = (0.05, 20.0)) 
     scalar search on ``ln T`` finds the global minimum inside ``bounds``, a pair
     ``(low, high)`` of finite temperatures with ``0 < low < high`` (a tuple, list or array of
     two numbers).
+
+    Example (over-confident logits: the NLL is lowest at a temperature above 1)::
+
+        >>> import torch
+        >>> from bayesdl.evaluation import fit_temperature
+        >>> logits = torch.tensor([[4.0, 0.0], [4.0, 0.0], [4.0, 0.0], [0.0, 4.0]])
+        >>> labels = torch.tensor([0, 0, 1, 1])                      # 3 of 4 right, at 98% confidence
+        >>> round(fit_temperature(logits, labels), 2)                # softmax(4 / T) = 3/4: T = 4 / ln 3
+        3.64
     """
     logits = _check_logits(logits)
     labels = check_labels(labels, logits.shape[1], logits.shape[0])
@@ -201,7 +286,16 @@ def fit_temperature(logits, labels, bounds: tuple[float, float] = (0.05, 20.0)) 
 
 
 def apply_temperature(logits, temperature: float) -> torch.Tensor:
-    """``softmax(logits / temperature)``, shape ``[N, C]``."""
+    """``softmax(logits / temperature)``, shape ``[N, C]``.
+
+    Example::
+
+        >>> import torch
+        >>> from bayesdl.evaluation import apply_temperature
+        >>> logits = torch.tensor([[4.0, 0.0]])
+        >>> apply_temperature(logits, 1.0).round(decimals=4), apply_temperature(logits, 4.0).round(decimals=4)
+        (tensor([[0.9820, 0.0180]], dtype=torch.float64), tensor([[0.7311, 0.2689]], dtype=torch.float64))
+    """
     logits = _check_logits(logits)
     temperature = check_positive(temperature, "temperature")
     return torch.softmax(logits / temperature, dim=-1)

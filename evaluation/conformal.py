@@ -136,7 +136,14 @@ def _rank(n: int, alpha: float) -> int:
 def required_calibration_size(alpha: float) -> int:
     """The fewest calibration points for which the conformal quantile at ``alpha`` exists:
     the smallest ``n`` with ``ceil((n + 1)(1 - alpha)) <= n``, i.e. ``ceil(1 / alpha) - 1``
-    (9 at ``alpha = 0.1``, 19 at ``alpha = 0.05``)."""
+    (9 at ``alpha = 0.1``, 19 at ``alpha = 0.05``).
+
+    Example::
+
+        >>> from bayesdl.evaluation import required_calibration_size
+        >>> [required_calibration_size(alpha) for alpha in (0.2, 0.1, 0.05)]
+        [4, 9, 19]
+    """
     alpha = _check_alpha(alpha)
     n = max(1, math.ceil(1 / alpha - 1 - _RANK_SLACK))
     while _rank(n, alpha) > n:
@@ -153,6 +160,20 @@ def conformal_quantile(scores, alpha: float):
     ``scores`` ``[n]`` gives a float; ``[B, n]`` (``B`` calibration sets at once) a float64
     tensor ``[B]``. Raises ``ValueError`` when ``k > n``: the quantile needs at least
     ``ceil(1/alpha) - 1`` points (:func:`required_calibration_size`).
+
+    Example::
+
+        >>> import torch
+        >>> from bayesdl.evaluation import conformal_quantile
+        >>> scores = torch.arange(1.0, 20.0)                  # n = 19 calibration scores 1 .. 19
+        >>> conformal_quantile(scores, alpha=0.1)              # k = ceil(20 x 0.9) = 18
+        18.0
+        >>> conformal_quantile(torch.stack([scores, 2 * scores]), alpha=0.1)   # B = 2 sets at once
+        tensor([18., 36.], dtype=torch.float64)
+        >>> conformal_quantile(scores[:5], alpha=0.1)          # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        ValueError: the conformal quantile at alpha=0.1 needs at least ceil(1/alpha) - 1 = 9 calibration ...
     """
     alpha = _check_alpha(alpha)
     tensor = as_tensor(scores, "scores")
@@ -227,6 +248,19 @@ def classification_scores(probs, score: str = "aps", *, u=None, k_reg: int | Non
     ``u = 1``, not randomised; ``"thr"`` ignores it). ``k_reg`` (int >= 0, default 1) and
     ``lam`` (>= 0, default 0.01): the RAPS penalty ``lam (o(y) - k_reg)^+``. Ties in
     probability rank by class index. The score of the true label is ``scores.gather(1, y[:, None])``.
+
+    Example::
+
+        >>> import torch
+        >>> probs = torch.tensor([[0.7, 0.2, 0.1], [0.5, 0.3, 0.2], [0.1, 0.6, 0.3]])   # [N, C]
+        >>> from bayesdl.evaluation import classification_scores
+        >>> classification_scores(probs, "thr")[0]            # 1 - p_y
+        tensor([0.3000, 0.8000, 0.9000], dtype=torch.float64)
+        >>> classification_scores(probs, "aps")[0]            # the mass ranked above y, plus p_y (u = 1)
+        tensor([0.7000, 0.9000, 1.0000], dtype=torch.float64)
+        >>> labels = torch.tensor([0, 1, 2])
+        >>> classification_scores(probs, "aps").gather(1, labels[:, None]).squeeze(1)   # at the true labels
+        tensor([0.7000, 0.8000, 0.9000], dtype=torch.float64)
     """
     probs = _class_probs(probs)
     score = check_choice(score, "score", CLASSIFICATION_SCORES)
@@ -263,6 +297,16 @@ def prediction_sets(probs, threshold: float, score: str = "aps", *, u=None, k_re
     ``threshold`` is the conformal quantile of the calibration scores (:func:`conformal_quantile`
     of :func:`classification_scores` at the true labels); the other arguments are those of
     :func:`classification_scores`, with ``u`` drawn afresh for the test points.
+
+    Example::
+
+        >>> import torch
+        >>> probs = torch.tensor([[0.7, 0.2, 0.1], [0.5, 0.3, 0.2], [0.1, 0.6, 0.3]])   # [N, C]
+        >>> from bayesdl.evaluation import prediction_sets
+        >>> prediction_sets(probs, threshold=0.85, score="aps")     # the top of each ranking
+        tensor([[ True, False, False],
+                [ True,  True, False],
+                [False,  True, False]])
     """
     threshold = _check_threshold(threshold)
     return classification_scores(probs, score, u=u, k_reg=k_reg, lam=lam) <= threshold
@@ -381,7 +425,15 @@ def random_splits(n: int, n_calibration: int, trials: int, seed: int = 0):
     Coverage is a property of the split's randomness: averaged over many splits of one fixed set
     of predictions, the coverage of split conformal sets lies in ``[1 - alpha, 1 - alpha +
     1/(n_calibration + 1)]`` (up to the Monte-Carlo error of the average), which is what a study
-    reports."""
+    reports.
+
+    Example::
+
+        >>> from bayesdl.evaluation import random_splits
+        >>> splits = list(random_splits(5, n_calibration=2, trials=2, seed=0))
+        >>> [(cal.tolist(), test.tolist()) for cal, test in splits]
+        [([4, 0], [1, 3, 2]), ([3, 4], [0, 1, 2])]
+    """
     n = check_int(n, "n", minimum=2)
     n_calibration = check_int(n_calibration, "n_calibration", minimum=1)
     if n_calibration >= n:
@@ -428,6 +480,19 @@ def mixture_quantiles(prediction: RegressionPrediction, levels) -> torch.Tensor:
     levels, inside the bracket ``[min_s, max_s] (mean_s + noise_s Phi^-1(level))`` (``F`` is
     ``<= level`` at its left end and ``>= level`` at its right), to float64 precision: the one
     implementation, :meth:`bayesdl.predictions.RegressionPrediction.quantile`.
+
+    Example::
+
+        >>> import torch
+        >>> from bayesdl.evaluation import RegressionPrediction
+        >>> prediction = RegressionPrediction(torch.tensor([[0.0, 1.0], [2.0, 1.0]]), torch.ones(2, 2))
+        >>> y = torch.tensor([1.5, 3.0])                 # predictive means 1 and 1
+        >>> from bayesdl.evaluation import mixture_quantiles
+        >>> mixture_quantiles(prediction, 0.5).round(decimals=4)     # the medians, [N]
+        tensor([1., 1.], dtype=torch.float64)
+        >>> mixture_quantiles(prediction, [0.05, 0.95]).round(decimals=4)   # [L, N]; input 0 is bimodal
+        tensor([[-1.2845, -0.6449],
+                [ 3.2845,  2.6449]], dtype=torch.float64)
     """
     prediction = _check_regression_prediction(prediction)
     for level in as_tensor(levels, "levels").double().reshape(-1).tolist():
@@ -537,6 +602,20 @@ def regression_scores(prediction, y, score: str = "absolute", *, alpha: float = 
     a pair ``(lower, upper)``. ``alpha``: the level of the CQR base interval (the ``alpha/2``
     and ``1 - alpha/2`` mixture quantiles); ``std``: ``"total"`` (``sqrt(aleatoric +
     epistemic)``), ``"aleatoric"`` or ``"epistemic"``, for ``"normalized"``.
+
+    Example::
+
+        >>> import torch
+        >>> from bayesdl.evaluation import RegressionPrediction
+        >>> prediction = RegressionPrediction(torch.tensor([[0.0, 1.0], [2.0, 1.0]]), torch.ones(2, 2))
+        >>> y = torch.tensor([1.5, 3.0])                 # predictive means 1 and 1
+        >>> from bayesdl.evaluation import regression_scores
+        >>> regression_scores(prediction, y, "absolute")          # |y - mu|
+        tensor([0.5000, 2.0000], dtype=torch.float64)
+        >>> regression_scores(prediction, y, "normalized").round(decimals=4)   # / sqrt(aleatoric + epistemic)
+        tensor([0.3536, 2.0000], dtype=torch.float64)
+        >>> regression_scores((torch.tensor([1.0, 1.0]), None), y, "absolute")  # a (mean, std) pair
+        tensor([0.5000, 2.0000], dtype=torch.float64)
     """
     score, alpha, std = _check_regression_options(score, alpha, std)
     base = _regression_base(prediction, score, alpha, std)
@@ -548,7 +627,21 @@ def prediction_intervals(prediction, threshold: float, score: str = "absolute", 
     """Conformal intervals ``(lower, upper)``, float64 ``[N]`` each: ``mu +- threshold``
     ("absolute"), ``mu +- threshold sigma`` ("normalized"), ``[l - threshold, h + threshold]``
     ("cqr"; a negative threshold shrinks the base interval, and can make it empty: ``lower >
-    upper``). Arguments as in :func:`regression_scores`."""
+    upper``). Arguments as in :func:`regression_scores`.
+
+    Example::
+
+        >>> import torch
+        >>> from bayesdl.evaluation import RegressionPrediction
+        >>> prediction = RegressionPrediction(torch.tensor([[0.0, 1.0], [2.0, 1.0]]), torch.ones(2, 2))
+        >>> y = torch.tensor([1.5, 3.0])                 # predictive means 1 and 1
+        >>> from bayesdl.evaluation import prediction_intervals
+        >>> prediction_intervals(prediction, threshold=1.0, score="absolute")      # mu +- 1
+        (tensor([0., 0.], dtype=torch.float64), tensor([2., 2.], dtype=torch.float64))
+        >>> lower, upper = prediction_intervals(prediction, threshold=1.0, score="normalized")
+        >>> (upper - lower).round(decimals=4)           # wider where the samples disagree (input 0)
+        tensor([2.8284, 2.0000], dtype=torch.float64)
+    """
     score, alpha, std = _check_regression_options(score, alpha, std)
     threshold = _check_threshold(threshold)
     return _intervals_from_base(_regression_base(prediction, score, alpha, std), threshold, score)
@@ -565,6 +658,22 @@ class ConformalRegressor:
     :meth:`calibrate` and :meth:`predict_intervals` take a :class:`RegressionPrediction` or a
     pair of ``[N]`` tensors (``(mean, std)``, or ``(lower, upper)`` for "cqr"). After
     calibrating: ``threshold_``, ``scores_`` ``[n]``, ``n_calibration_``.
+
+    Example::
+
+        >>> import torch
+        >>> from bayesdl.evaluation import ConformalRegressor, RegressionPrediction
+        >>> _ = torch.manual_seed(0)
+        >>> mean, noise = torch.randn(3, 40), torch.ones(3, 40)       # S = 3 samples, N = 40 inputs
+        >>> y = mean.mean(0) + torch.randn(40)
+        >>> cal, test = slice(0, 20), slice(20, 40)
+        >>> conformal = ConformalRegressor("normalized", alpha=0.1).calibrate(
+        ...     RegressionPrediction(mean[:, cal], noise[:, cal]), y[cal])
+        >>> conformal.n_calibration_, conformal.scores_.shape
+        (20, torch.Size([20]))
+        >>> lower, upper = conformal.predict_intervals(RegressionPrediction(mean[:, test], noise[:, test]))
+        >>> lower.shape, bool((lower < upper).all())
+        (torch.Size([20]), True)
     """
 
     def __init__(self, score: str = "absolute", alpha: float = 0.1, *, std: str = "total"):
@@ -625,19 +734,55 @@ def _covered(sets, labels) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
 
 
 def set_coverage(sets, labels) -> float:
-    """Marginal coverage ``1/N sum_n [y_n in C(x_n)]`` of sets bool ``[N, C]``."""
+    """Marginal coverage ``1/N sum_n [y_n in C(x_n)]`` of sets bool ``[N, C]``.
+
+    Example::
+
+        >>> import torch
+        >>> sets = torch.tensor([[True, False, False], [True, True, False], [False, True, True],
+        ...                      [False, False, True]])                     # [N = 4, C = 3]
+        >>> labels = torch.tensor([0, 2, 1, 0])
+        >>> from bayesdl.evaluation import set_coverage
+        >>> set_coverage(sets, labels)          # the true label is in sets 0 and 2
+        0.5
+    """
     return float(_covered(sets, labels)[2].double().mean())
 
 
 def mean_set_size(sets) -> float:
-    """Average number of labels per set, ``1/N sum_n |C(x_n)|``."""
+    """Average number of labels per set, ``1/N sum_n |C(x_n)|``.
+
+    Example::
+
+        >>> import torch
+        >>> sets = torch.tensor([[True, False, False], [True, True, False], [False, True, True],
+        ...                      [False, False, True]])                     # [N = 4, C = 3]
+        >>> labels = torch.tensor([0, 2, 1, 0])
+        >>> from bayesdl.evaluation import mean_set_size
+        >>> mean_set_size(sets)                  # (1 + 2 + 2 + 1) / 4
+        1.5
+    """
     return float(_check_sets(sets).sum(1).double().mean())
 
 
 @dataclass(frozen=True)
 class StratifiedCoverage:
     """Coverage within groups of test points, shapes ``[K]``: ``groups`` (a set size, or a class),
-    ``coverage`` (NaN for an empty group) and ``count`` (int64)."""
+    ``coverage`` (NaN for an empty group) and ``count`` (int64).
+
+    :func:`size_stratified_coverage` and :func:`class_conditional_coverage` return one::
+
+        >>> import torch
+        >>> sets = torch.tensor([[True, False, False], [True, True, False], [False, True, True],
+        ...                      [False, False, True]])                     # [N = 4, C = 3]
+        >>> labels = torch.tensor([0, 2, 1, 0])
+        >>> from bayesdl.evaluation import size_stratified_coverage
+        >>> by_size = size_stratified_coverage(sets, labels)
+        >>> by_size.groups, by_size.count, by_size.coverage     # sets of size 1 and 2
+        (tensor([1, 2]), tensor([2, 2]), tensor([0.5000, 0.5000], dtype=torch.float64))
+        >>> by_size.as_dict(), by_size.worst, round(by_size.max_deviation(alpha=0.2), 4)
+        ({1: 0.5, 2: 0.5}, 0.5, 0.3)
+    """
 
     groups: torch.Tensor
     coverage: torch.Tensor
@@ -674,7 +819,18 @@ def size_stratified_coverage(sets, labels) -> StratifiedCoverage:
 
     Marginal coverage can hide sets that undercover where they are small (confident) and
     overcover where they are large; adaptive scores (APS, RAPS) even this out (Angelopoulos et
-    al. 2021, Sec. 4)."""
+    al. 2021, Sec. 4).
+
+    Example::
+
+        >>> import torch
+        >>> sets = torch.tensor([[True, False, False], [True, True, False], [False, True, True],
+        ...                      [False, False, True]])                     # [N = 4, C = 3]
+        >>> labels = torch.tensor([0, 2, 1, 0])
+        >>> from bayesdl.evaluation import size_stratified_coverage
+        >>> size_stratified_coverage(sets, labels).as_dict()     # {set size: coverage}
+        {1: 0.5, 2: 0.5}
+    """
     sets, _, covered = _covered(sets, labels)
     size = sets.sum(1)
     return _grouped(size, covered, torch.unique(size))
@@ -682,7 +838,19 @@ def size_stratified_coverage(sets, labels) -> StratifiedCoverage:
 
 def class_conditional_coverage(sets, labels) -> StratifiedCoverage:
     """Coverage among the test points of each true class ``0 .. C-1`` (NaN for a class absent
-    from ``labels``); split conformal guarantees only the marginal coverage, not this."""
+    from ``labels``); split conformal guarantees only the marginal coverage, not this.
+
+    Example::
+
+        >>> import torch
+        >>> sets = torch.tensor([[True, False, False], [True, True, False], [False, True, True],
+        ...                      [False, False, True]])                     # [N = 4, C = 3]
+        >>> labels = torch.tensor([0, 2, 1, 0])
+        >>> from bayesdl.evaluation import class_conditional_coverage
+        >>> by_class = class_conditional_coverage(sets, labels)
+        >>> by_class.count, by_class.as_dict()                 # {class: coverage}
+        (tensor([2, 1, 1]), {0: 0.5, 1: 1.0, 2: 0.0})
+    """
     sets, labels, covered = _covered(sets, labels)
     return _grouped(labels, covered, torch.arange(sets.shape[1], device=sets.device))
 
@@ -690,7 +858,19 @@ def class_conditional_coverage(sets, labels) -> StratifiedCoverage:
 def conformal_set_metrics(sets, labels) -> dict[str, float]:
     """``coverage``, ``mean_size``, ``empty_fraction`` (sets with no label), and the lowest
     class-conditional and size-stratified coverage (``worst_class_coverage``,
-    ``worst_size_coverage``) in one dict."""
+    ``worst_size_coverage``) in one dict.
+
+    Example::
+
+        >>> import torch
+        >>> sets = torch.tensor([[True, False, False], [True, True, False], [False, True, True],
+        ...                      [False, False, True]])                     # [N = 4, C = 3]
+        >>> labels = torch.tensor([0, 2, 1, 0])
+        >>> from bayesdl.evaluation import conformal_set_metrics
+        >>> conformal_set_metrics(sets, labels)      # doctest: +NORMALIZE_WHITESPACE
+        {'coverage': 0.5, 'mean_size': 1.5, 'empty_fraction': 0.0, 'worst_class_coverage': 0.0,
+         'worst_size_coverage': 0.5}
+    """
     sets, labels, covered = _covered(sets, labels)
     return {
         "coverage": float(covered.double().mean()),
@@ -703,7 +883,16 @@ def conformal_set_metrics(sets, labels) -> dict[str, float]:
 
 def conformal_interval_metrics(lower, upper, y) -> dict[str, float]:
     """``coverage`` (``mean_n [lower_n <= y_n <= upper_n]``), ``mean_width`` and ``median_width``
-    of intervals ``[N]`` (a crossed interval, ``lower > upper``, is empty: width 0, never covers)."""
+    of intervals ``[N]`` (a crossed interval, ``lower > upper``, is empty: width 0, never covers).
+
+    Example::
+
+        >>> import torch
+        >>> from bayesdl.evaluation import conformal_interval_metrics
+        >>> lower, upper = torch.tensor([0.0, 1.0, 2.0]), torch.tensor([1.0, 3.0, 1.5])   # the last is empty
+        >>> conformal_interval_metrics(lower, upper, y=torch.tensor([0.5, 4.0, 1.8]))
+        {'coverage': 0.3333333333333333, 'mean_width': 1.0, 'median_width': 1.0}
+    """
     lower = check_scores(lower, "lower")
     upper = check_scores(upper, "upper")
     check_same_length(lower, upper, ("lower", "upper"))
@@ -744,6 +933,21 @@ def split_conformal_trials(make, prediction, targets, *, trials: int = 100, n_ca
     (its standard error over the splits), ``coverage_min``, ``size``, ``guarantee_low`` and
     ``guarantee_high`` (``1 - alpha`` and ``1 - alpha + 1/(n + 1)``), ``calibration_size`` and
     ``trials``.
+
+    Example (50 splits of 40 predictions, with 20 points calibrating each)::
+
+        >>> import torch
+        >>> from bayesdl.evaluation import ConformalClassifier, split_conformal_trials
+        >>> _ = torch.manual_seed(0)
+        >>> probs = torch.softmax(2 * torch.randn(40, 3), dim=1)
+        >>> labels = torch.multinomial(probs, 1).squeeze(1)      # labels drawn from probs: calibrated
+        >>> result = split_conformal_trials(lambda t: ConformalClassifier("aps", alpha=0.2, seed=t), probs,
+        ...                                 labels, trials=50, n_calibration=20)
+        >>> result["trials"], result["calibration_size"], round(result["guarantee_low"], 4)
+        (50, 20, 0.8)
+        >>> sorted(result)                                   # doctest: +NORMALIZE_WHITESPACE
+        ['calibration_size', 'coverage', 'coverage_min', 'coverage_se', 'guarantee_high',
+         'guarantee_low', 'size', 'trials']
     """
     if not callable(make):
         raise TypeError("make must be a function of the trial index returning an uncalibrated "

@@ -46,17 +46,49 @@ def _as_samples(probs) -> torch.Tensor:
 
 
 def max_probability(probs) -> torch.Tensor:
-    """Maximum of the mean predictive probabilities, ``[N]``."""
+    """Maximum of the mean predictive probabilities, ``[N]``.
+
+    Example::
+
+        >>> import torch
+        >>> probs = torch.tensor([[[0.9, 0.1], [0.6, 0.4]],
+        ...                       [[0.7, 0.3], [0.2, 0.8]]])   # S = 2 passes, N = 2 inputs
+        >>> from bayesdl.evaluation import max_probability
+        >>> max_probability(probs)                   # of the mean (0.8, 0.2) and (0.4, 0.6)
+        tensor([0.8000, 0.6000])
+        >>> max_probability(probs.mean(0))           # [N, C] works too
+        tensor([0.8000, 0.6000])
+    """
     return _as_samples(probs).mean(0).max(-1).values
 
 
 def negative_entropy(probs) -> torch.Tensor:
-    """Minus the predictive entropy (nats), ``[N]``."""
+    """Minus the predictive entropy (nats), ``[N]``.
+
+    Example::
+
+        >>> import torch
+        >>> probs = torch.tensor([[[0.9, 0.1], [0.6, 0.4]],
+        ...                       [[0.7, 0.3], [0.2, 0.8]]])   # S = 2 passes, N = 2 inputs
+        >>> from bayesdl.evaluation import negative_entropy
+        >>> [round(v, 4) for v in negative_entropy(probs).tolist()]   # the second input is less sure
+        [-0.5004, -0.673]
+    """
     return -predictive_entropy(_as_samples(probs))
 
 
 def negative_mutual_information(probs) -> torch.Tensor:
-    """Minus the mutual information between label and weights (nats), ``[N]``."""
+    """Minus the mutual information between label and weights (nats), ``[N]``.
+
+    Example::
+
+        >>> import torch
+        >>> probs = torch.tensor([[[0.9, 0.1], [0.6, 0.4]],
+        ...                       [[0.7, 0.3], [0.2, 0.8]]])   # S = 2 passes, N = 2 inputs
+        >>> from bayesdl.evaluation import negative_mutual_information
+        >>> [round(v, 4) for v in negative_mutual_information(probs).tolist()]   # the passes disagree on 1
+        [-0.0324, -0.0863]
+    """
     return -mutual_information(_as_samples(probs))
 
 
@@ -71,6 +103,20 @@ def odin_scores(logits_fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tens
 
     ``x`` ``[N, ...]`` (tensor or array) must be non-empty and finite; ``temperature`` and
     ``input_scale`` > 0; epsilons >= 0; ``logits_fn`` must return finite logits ``[B, C]``.
+
+    Example (a linear classifier as the network)::
+
+        >>> import torch
+        >>> from bayesdl.evaluation import odin_scores
+        >>> _ = torch.manual_seed(0)
+        >>> net = torch.nn.Linear(2, 3)
+        >>> x = torch.randn(4, 2)
+        >>> scores = odin_scores(net, x, temperature=10.0, epsilon=0.01)
+        >>> scores.shape, bool(((1 / 3 <= scores) & (scores <= 1)).all())
+        (torch.Size([4]), True)
+        >>> by_epsilon = odin_scores(net, x, temperature=10.0, epsilon=[0.0, 0.01])   # one gradient
+        >>> sorted(by_epsilon), torch.equal(by_epsilon[0.01], scores)
+        ([0.0, 0.01], True)
     """
     temperature = check_positive(temperature, "temperature")
     single = isinstance(epsilon, str) or np.ndim(epsilon) == 0 if not isinstance(epsilon, torch.Tensor) \
@@ -125,6 +171,19 @@ def tune_odin(logits_fn, x_in: torch.Tensor, x_out: torch.Tensor, input_scale: f
 
     Liang et al. minimise the FPR at 95% TPR; ``criterion="auroc"`` maximises the AUROC.
     Returns ``{"temperature", "epsilon", criterion, "grid": [...]}``.
+
+    Example (a small grid; the defaults are the paper's)::
+
+        >>> import torch
+        >>> from bayesdl.evaluation import tune_odin
+        >>> _ = torch.manual_seed(0)
+        >>> net = torch.nn.Linear(2, 3)
+        >>> x_in, x_out = torch.randn(20, 2) * 3, torch.randn(20, 2) * 0.1
+        >>> best = tune_odin(net, x_in, x_out, temperatures=(1.0, 10.0), epsilons=(0.0, 0.01))
+        >>> sorted(best), len(best["grid"])
+        (['epsilon', 'fpr_at_95_tpr', 'grid', 'temperature'], 4)
+        >>> best["fpr_at_95_tpr"] == min(point["fpr_at_95_tpr"] for point in best["grid"])
+        True
     """
     check_choice(criterion, "criterion", ("fpr_at_95_tpr", "auroc"))
     temperatures = [check_positive(t, "temperature") for t in temperatures]

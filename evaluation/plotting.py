@@ -25,7 +25,15 @@ __all__ = ["new_figure", "plot_reliability_diagram", "plot_precision_recall", "p
 
 
 def new_figure(ncols: int = 1, nrows: int = 1, size: tuple[float, float] = (4.2, 3.6)):
-    """A ``Figure`` with a grid of axes, ``size`` per panel; returns ``(fig, axes)``."""
+    """A ``Figure`` with a grid of axes, ``size`` per panel; returns ``(fig, axes)``.
+
+    Example::
+
+        >>> from bayesdl.evaluation import new_figure
+        >>> fig, axes = new_figure(ncols=2)                 # a Figure, no pyplot state
+        >>> axes.shape, fig.get_size_inches().tolist()     # inches: size per panel x panels
+        ((1, 2), [8.4, 3.6])
+    """
     fig = Figure(figsize=(size[0] * ncols, size[1] * nrows), layout="constrained")
     axes = fig.subplots(nrows, ncols, squeeze=False)
     return fig, axes
@@ -46,6 +54,16 @@ def plot_reliability_diagram(bins: ReliabilityBins, ax=None, title: str | None =
     where it is under-confident the gap is hatched in purple inside the bar; the title carries
     the ECE. With ``show_counts`` a faint histogram of the examples per bin is drawn too.
     ``legend=False`` leaves the legend out (for all but one panel of a grid of diagrams).
+
+    Example::
+
+        >>> import torch
+        >>> from bayesdl.evaluation import plot_reliability_diagram, reliability_bins
+        >>> probs = torch.tensor([[0.9, 0.1], [0.9, 0.1], [0.6, 0.4], [0.3, 0.7]])
+        >>> bins = reliability_bins(probs, torch.tensor([0, 1, 0, 1]), n_bins=5)
+        >>> fig = plot_reliability_diagram(bins, title="toy")
+        >>> fig.axes[0].get_title().splitlines()
+        ['toy', 'ECE = 37.50%']
     """
     fig, ax = _axes(ax)
     edges = bins.edges.numpy()
@@ -90,6 +108,16 @@ def plot_precision_recall(curves: Mapping[str, tuple], ax=None, title: str | Non
     ``-confidence``. The legend shows each curve's average precision; a dotted line marks
     the precision of chance, the share of positives (one line per distinct share). The
     ``positive`` argument of the function names the positive class on the figure.
+
+    Example (errors as positives, ranked by low confidence)::
+
+        >>> import numpy as np
+        >>> from bayesdl.evaluation import plot_precision_recall
+        >>> confidence = np.array([0.9, 0.8, 0.7, 0.6])
+        >>> errors = np.array([False, False, False, True])
+        >>> fig = plot_precision_recall({"max probability": (-confidence, errors)}, positive="errors")
+        >>> [text.get_text() for text in fig.axes[0].get_legend().get_texts()]
+        ['max probability (AP 100.0%)', 'chance (share of positives 25.0%)']
     """
     from sklearn.metrics import average_precision_score
 
@@ -126,6 +154,16 @@ def plot_roc(curves: Mapping[str, tuple], ax=None, title: str | None = None, pos
     then spell out (the AUROC does not depend on the choice, but the curve is mirrored by it).
     ``log_fpr`` puts the false-positive rate on a log scale from one negative (``1 / n``) to 1:
     detectors whose AUROCs all exceed 97% differ in the low-FPR corner a linear axis squeezes.
+
+    Example (in-distribution inputs as positives)::
+
+        >>> import numpy as np
+        >>> from bayesdl.evaluation import plot_roc
+        >>> scores = np.array([0.9, 0.8, 0.95, 0.6, 0.5, 0.7, 0.55])
+        >>> is_in = np.array([True, True, True, True, False, False, False])
+        >>> fig = plot_roc({"max probability": (scores, is_in)}, positive="in-distribution")
+        >>> [text.get_text() for text in fig.axes[0].get_legend().get_texts()]
+        ['max probability (AUROC 91.7%)', 'chance']
     """
     from sklearn.metrics import roc_auc_score
 
@@ -162,6 +200,16 @@ def plot_predictive_interval(x, prediction: RegressionPrediction, y=None, levels
 
     ``x``: the inputs ``[N]`` (or ``[N, 1]``) at which ``prediction`` (``[S, N]``) was made;
     ``y``: optional targets ``[N]``. Returns the figure.
+
+    Example::
+
+        >>> import torch
+        >>> from bayesdl.evaluation import RegressionPrediction, plot_predictive_interval
+        >>> x = torch.linspace(-1, 1, 5)
+        >>> prediction = RegressionPrediction(torch.stack([x, x + 0.1]), torch.full((2, 5), 0.2))
+        >>> fig = plot_predictive_interval(x, prediction, y=x ** 2, levels=(0.5, 0.9))
+        >>> [text.get_text() for text in fig.axes[0].get_legend().get_texts()]
+        ['90% interval', '50% interval', 'predictive mean', 'data']
     """
     if not isinstance(prediction, RegressionPrediction):
         raise TypeError(f"prediction must be a RegressionPrediction (from Posterior.predict on a regression "

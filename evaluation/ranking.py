@@ -37,6 +37,16 @@ def fpr_at_tpr(positive, scores, tpr: float = 0.95) -> float:
     Inputs are accepted when ``score >= threshold``. ``positive`` ``[N]`` is boolean (or 0/1),
     ``scores`` ``[N]`` finite, ``tpr`` in (0, 1]; both classes must be present (``ValueError``
     otherwise: with no negatives the FPR is undefined).
+
+    Example::
+
+        >>> from bayesdl.evaluation import fpr_at_tpr
+        >>> positive = [True, True, True, False, False]
+        >>> scores = [0.9, 0.8, 0.3, 0.5, 0.1]
+        >>> fpr_at_tpr(positive, scores, tpr=0.6)    # the threshold 0.8 accepts 2 of 3 positives, no negative
+        0.0
+        >>> fpr_at_tpr(positive, scores, tpr=1.0)    # accepting all positives (0.3) accepts one negative
+        0.5
     """
     tpr = check_probability(tpr, "tpr", upper_inclusive=True, lower_inclusive=False)
     scores = check_scores(scores, "scores")
@@ -66,6 +76,14 @@ def failure_metrics(confidence, correct) -> dict[str, float]:
       accepts 95% of the correct predictions.
 
     Needs at least one correct and one wrong prediction.
+
+    Example::
+
+        >>> from bayesdl.evaluation import failure_metrics
+        >>> confidence = [0.9, 0.8, 0.7, 0.6]
+        >>> correct = [True, True, False, True]            # the error is not the least confident
+        >>> {name: round(value, 4) for name, value in failure_metrics(confidence, correct).items()}
+        {'aupr_error': 0.5, 'aupr_success': 0.9167, 'auroc': 0.6667, 'fpr_at_95_tpr': 1.0}
     """
     conf, ok = _failure_inputs(confidence, correct, "failure metrics")
     return {
@@ -79,7 +97,16 @@ def failure_metrics(confidence, correct) -> dict[str, float]:
 def aupr_error(confidence, correct) -> float:
     """``failure_metrics(confidence, correct)["aupr_error"]`` alone: the average precision with
     the errors as positives, ranked by low confidence -- for loops such as a bootstrap, where
-    the other three metrics would be wasted work."""
+    the other three metrics would be wasted work.
+
+    Example::
+
+        >>> from bayesdl.evaluation import aupr_error
+        >>> aupr_error([0.9, 0.8, 0.7, 0.6], [True, True, True, False])   # the error ranked last: perfect
+        1.0
+        >>> round(aupr_error([0.9, 0.8, 0.7, 0.6], [True, True, False, True]), 4)
+        0.5
+    """
     return _aupr_error(*_failure_inputs(confidence, correct, "AUPR-error"))
 
 
@@ -107,6 +134,14 @@ def ood_metrics(score_in, score_out) -> dict[str, float]:
     - ``aupr_out``: average precision with the OOD set as positives (ranked by -score);
     - ``fpr_at_95_tpr``: fraction of OOD inputs accepted at the threshold that accepts
       95% of the in-distribution inputs.
+
+    Example (scores such as :func:`~bayesdl.evaluation.max_probability`; higher = in-distribution)::
+
+        >>> from bayesdl.evaluation import ood_metrics
+        >>> score_in = [0.9, 0.8, 0.95, 0.6]
+        >>> score_out = [0.5, 0.7, 0.55]
+        >>> {name: round(value, 4) for name, value in ood_metrics(score_in, score_out).items()}
+        {'auroc': 0.9167, 'aupr_in': 0.95, 'aupr_out': 0.9167, 'fpr_at_95_tpr': 0.3333}
     """
     score_in = check_scores(score_in, "score_in").double()
     score_out = check_scores(score_out, "score_out").double()

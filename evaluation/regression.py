@@ -52,7 +52,19 @@ def _check_levels(levels) -> list[float]:
 
 
 def rmse(prediction: RegressionPrediction, y) -> float:
-    """Root mean squared error of the predictive mean, ``sqrt(1/N sum_n (y_n - E[y_n])^2)``."""
+    """Root mean squared error of the predictive mean, ``sqrt(1/N sum_n (y_n - E[y_n])^2)``.
+
+    Example::
+
+        >>> import torch
+        >>> from bayesdl.evaluation import RegressionPrediction
+        >>> prediction = RegressionPrediction(torch.tensor([[0.0, 1.0, 2.0], [0.2, 1.2, 2.2]]),
+        ...                                   torch.full((2, 3), 0.5))        # S = 2 samples, N = 3
+        >>> y = torch.tensor([0.1, 1.1, 3.5])
+        >>> from bayesdl.evaluation import rmse
+        >>> round(rmse(prediction, y), 4)          # predictive means 0.1, 1.1, 2.1: sqrt(1.4^2 / 3)
+        0.8083
+    """
     prediction = _check_prediction(prediction)
     y = prediction.check_targets(y)
     return float(torch.sqrt(((y - prediction.predictive_mean) ** 2).mean()))
@@ -66,7 +78,19 @@ def interval_coverage(prediction: RegressionPrediction, y, levels=COVERAGE_LEVEL
     ``|F(y_n) - 1/2| <= level / 2``, is :meth:`RegressionPrediction.interval` (the same mixture
     CDF, inverted); plot it with :func:`~bayesdl.evaluation.plotting.plot_predictive_interval`.
 
-    ``levels``: a sequence of numbers in (0, 1), or one number for a single level."""
+    ``levels``: a sequence of numbers in (0, 1), or one number for a single level.
+
+    Example::
+
+        >>> import torch
+        >>> from bayesdl.evaluation import RegressionPrediction
+        >>> prediction = RegressionPrediction(torch.tensor([[0.0, 1.0, 2.0], [0.2, 1.2, 2.2]]),
+        ...                                   torch.full((2, 3), 0.5))        # S = 2 samples, N = 3
+        >>> y = torch.tensor([0.1, 1.1, 3.5])
+        >>> from bayesdl.evaluation import interval_coverage
+        >>> interval_coverage(prediction, y, levels=(0.5, 0.95))    # the third target is far out
+        {0.5: 0.6666666666666666, 0.95: 0.6666666666666666}
+    """
     prediction = _check_prediction(prediction)
     levels = _check_levels(levels)
     pit = prediction.cdf(y)
@@ -77,7 +101,21 @@ def regression_metrics(prediction: RegressionPrediction, y, levels=COVERAGE_LEVE
     """``rmse``, ``log_likelihood`` (mean over examples of the predictive log density, as in Gal &
     Ghahramani 2016), ``coverage_<pct>`` for each level, and the mean ``aleatoric``,
     ``epistemic`` and total predictive ``variance``. ``levels``: as :func:`interval_coverage`;
-    two levels may not share a key (0.9 and 0.901 would both be ``coverage_90``)."""
+    two levels may not share a key (0.9 and 0.901 would both be ``coverage_90``).
+
+    Example::
+
+        >>> import torch
+        >>> from bayesdl.evaluation import RegressionPrediction
+        >>> prediction = RegressionPrediction(torch.tensor([[0.0, 1.0, 2.0], [0.2, 1.2, 2.2]]),
+        ...                                   torch.full((2, 3), 0.5))        # S = 2 samples, N = 3
+        >>> y = torch.tensor([0.1, 1.1, 3.5])
+        >>> from bayesdl.evaluation import regression_metrics
+        >>> metrics = regression_metrics(prediction, y, levels=(0.9,))
+        >>> {name: round(value, 4) for name, value in metrics.items()}   # doctest: +NORMALIZE_WHITESPACE
+        {'rmse': 0.8083, 'log_likelihood': -1.5027, 'coverage_90': 0.6667,
+         'aleatoric': 0.25, 'epistemic': 0.01, 'variance': 0.26}
+    """
     prediction = _check_prediction(prediction)
     levels, keys = _check_levels(levels), {}
     for level in levels:

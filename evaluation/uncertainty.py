@@ -45,6 +45,15 @@ def variation_ratio(probs) -> torch.Tensor:
     favouring the lowest class index, so ``S`` passes of ``(0.5, 0.5)`` have a variation
     ratio of 0.5, like passes that alternate between ``(1, 0)`` and ``(0, 1)``.
     The value lies in ``[0, 1 - 1/C]``.
+
+    Example::
+
+        >>> import torch
+        >>> probs = torch.tensor([[[1.0, 0.0], [0.9, 0.1], [0.5, 0.5]],
+        ...                       [[0.0, 1.0], [0.9, 0.1], [0.5, 0.5]]])   # S = 2 passes, N = 3 points
+        >>> from bayesdl.evaluation import variation_ratio
+        >>> variation_ratio(probs)          # the passes disagree on point 0; point 2 is an exact tie
+        tensor([0.5000, 0.0000, 0.5000])
     """
     probs = check_probs(probs, ndim=3)
     is_max = probs == probs.amax(-1, keepdim=True)
@@ -54,13 +63,33 @@ def variation_ratio(probs) -> torch.Tensor:
 
 
 def predictive_entropy(probs) -> torch.Tensor:
-    """Entropy of the mean predictive distribution, ``H[mean_s p_s]``, in nats, shape ``[N]``."""
+    """Entropy of the mean predictive distribution, ``H[mean_s p_s]``, in nats, shape ``[N]``.
+
+    Example::
+
+        >>> import torch
+        >>> probs = torch.tensor([[[1.0, 0.0], [0.9, 0.1], [0.5, 0.5]],
+        ...                       [[0.0, 1.0], [0.9, 0.1], [0.5, 0.5]]])   # S = 2 passes, N = 3 points
+        >>> from bayesdl.evaluation import predictive_entropy
+        >>> [round(v, 4) for v in predictive_entropy(probs).tolist()]   # ln 2 = 0.6931 at most
+        [0.6931, 0.3251, 0.6931]
+    """
     probs = check_probs(probs, ndim=3)
     return _entropy(probs.mean(0))
 
 
 def expected_entropy(probs) -> torch.Tensor:
-    """Mean entropy of the individual passes, ``mean_s H[p_s]``, in nats, shape ``[N]``."""
+    """Mean entropy of the individual passes, ``mean_s H[p_s]``, in nats, shape ``[N]``.
+
+    Example::
+
+        >>> import torch
+        >>> probs = torch.tensor([[[1.0, 0.0], [0.9, 0.1], [0.5, 0.5]],
+        ...                       [[0.0, 1.0], [0.9, 0.1], [0.5, 0.5]]])   # S = 2 passes, N = 3 points
+        >>> from bayesdl.evaluation import expected_entropy
+        >>> [round(v, 4) for v in expected_entropy(probs).tolist()]     # point 0: each pass is certain
+        [0.0, 0.3251, 0.6931]
+    """
     probs = check_probs(probs, ndim=3)
     return _entropy(probs).mean(0)
 
@@ -70,6 +99,15 @@ def mutual_information(probs) -> torch.Tensor:
 
     ``I[y, w | x] = H[mean_s p_s] - mean_s H[p_s]``. It is non-negative by Jensen's
     inequality; rounding can make it slightly negative, so it is clamped at 0.
+
+    Example (predictive entropy = expected entropy + mutual information)::
+
+        >>> import torch
+        >>> probs = torch.tensor([[[1.0, 0.0], [0.9, 0.1], [0.5, 0.5]],
+        ...                       [[0.0, 1.0], [0.9, 0.1], [0.5, 0.5]]])   # S = 2 passes, N = 3 points
+        >>> from bayesdl.evaluation import mutual_information
+        >>> [round(v, 4) for v in mutual_information(probs).tolist()]   # only point 0 is epistemic
+        [0.6931, 0.0, 0.0]
     """
     probs = check_probs(probs, ndim=3)
     # clamp_min keeps the sign of an exact -0.0 (identical passes); + 0.0 makes it 0.0

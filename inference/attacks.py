@@ -169,6 +169,26 @@ def fgsm(posterior: Posterior, x, y, epsilon: float, *, bounds=(0.0, 1.0), norma
     :meth:`~bayesdl.inference.Posterior.predictive_log_probs` (``"probit"`` for Laplace);
     ``batch_size`` images per backward pass. Returns the adversarial inputs, shape, dtype and
     device of ``x``.
+
+    Example (a logistic-regression MAP; its loss is convex in ``x``, so the step cannot lower it)::
+
+        >>> import torch
+        >>> import torch.nn as nn
+        >>> from bayesdl.models import BNN
+        >>> _ = torch.manual_seed(0)
+        >>> x = torch.rand(8, 2); y = (x.sum(1) > 1).long()     # 8 points in [0, 1]^2, 2 classes
+        >>> from bayesdl.inference import approximate
+        >>> posterior = approximate("map", BNN(nn.Linear(2, 2)), (x, y), epochs=2, seed=0, progress=False)
+        >>> from bayesdl.inference import fgsm
+        >>> x_adv = fgsm(posterior, x, y, epsilon=0.1)
+        >>> x_adv.shape, bool((x_adv - x).abs().max() <= 0.1 + 1e-6)    # inside the L-infinity ball
+        (torch.Size([8, 2]), True)
+        >>> bool(((0 <= x_adv) & (x_adv <= 1)).all())                    # and inside bounds=(0, 1)
+        True
+        >>> def nll(inputs):
+        ...     return -posterior.predictive_log_probs(inputs).gather(1, y[:, None]).sum()
+        >>> bool(nll(x_adv) > nll(x))
+        True
     """
     epsilon = _check_epsilon(epsilon)
     setup = _Setup(posterior, x, y, bounds, normalization, num_samples, link_approx, batch_size)
@@ -195,6 +215,22 @@ def pgd(posterior: Posterior, x, y, epsilon: float, *, steps: int = 10, step_siz
     with fresh posterior draws at every step (an expectation over the randomness). The random
     start is drawn for all of ``x`` at once from ``generator`` (default: torch's global one), as
     torchattacks' ``PGD`` draws it. Other arguments as :func:`fgsm`; returns ``[N, ...]`` like ``x``.
+
+    Example::
+
+        >>> import torch
+        >>> import torch.nn as nn
+        >>> from bayesdl.models import BNN
+        >>> _ = torch.manual_seed(0)
+        >>> x = torch.rand(8, 2); y = (x.sum(1) > 1).long()     # 8 points in [0, 1]^2, 2 classes
+        >>> from bayesdl.inference import approximate
+        >>> posterior = approximate("map", BNN(nn.Linear(2, 2)), (x, y), epochs=2, seed=0, progress=False)
+        >>> from bayesdl.inference import pgd
+        >>> x_adv = pgd(posterior, x, y, epsilon=0.1, steps=3, generator=torch.Generator().manual_seed(0))
+        >>> x_adv.shape, bool((x_adv - x).abs().max() <= 0.1 + 1e-6)    # inside the L-infinity ball
+        (torch.Size([8, 2]), True)
+        >>> bool(((0 <= x_adv) & (x_adv <= 1)).all())                    # and inside bounds=(0, 1)
+        True
     """
     epsilon = _check_epsilon(epsilon)
     steps = check_int(steps, "steps", minimum=1)
@@ -223,7 +259,19 @@ def random_perturbation(x, epsilon: float, *, kind: str = "uniform", bounds=(0.0
     """Noise of L-infinity size ``epsilon``, the control of an attack: ``clip(x + delta)`` with
     ``delta ~ U(-epsilon, epsilon)`` per entry (``kind="uniform"``) or ``delta = +-epsilon`` with
     random signs (``kind="sign"``: the size and L2 norm of an FGSM step, not its direction).
-    ``x`` ``[N, ...]`` inside ``bounds``; returns ``[N, ...]`` like ``x``."""
+    ``x`` ``[N, ...]`` inside ``bounds``; returns ``[N, ...]`` like ``x``.
+
+    Example::
+
+        >>> import torch
+        >>> from bayesdl.inference import random_perturbation
+        >>> x = torch.full((2, 3), 0.5)
+        >>> noisy = random_perturbation(x, 0.1, kind="sign", generator=torch.Generator().manual_seed(0))
+        >>> sorted({round(v, 4) for v in noisy.flatten().tolist()})       # every entry moved by +-0.1
+        [0.4, 0.6]
+        >>> random_perturbation(torch.ones(1, 2), 0.1, kind="sign").max() <= 1   # clipped to bounds
+        tensor(True)
+    """
     epsilon = _check_epsilon(epsilon)
     if kind not in ("uniform", "sign"):
         raise ValueError(f"kind must be 'uniform' or 'sign', got {kind!r}")

@@ -214,6 +214,25 @@ def load_checkpoint(path, model, guide) -> Posterior:
     type, non-finite weights), or saved for another guide or network raises ``ValueError``.
     The guide is set up from the input shape the checkpoint records, so it can draw weights at
     once. Returns the :class:`Posterior` with its training history.
+
+    Example::
+
+        >>> import torch
+        >>> import torch.nn as nn
+        >>> from bayesdl.models import BNN
+        >>> _ = torch.manual_seed(0)
+        >>> x = torch.rand(8, 2); y = (x.sum(1) > 1).long()     # 8 points in [0, 1]^2, 2 classes
+        >>> import os
+        >>> import tempfile
+        >>> from bayesdl.inference import MAPGuide, fit, load_checkpoint
+        >>> model = BNN(nn.Linear(2, 2))
+        >>> with tempfile.TemporaryDirectory() as folder:
+        ...     path = os.path.join(folder, "map.pt")
+        ...     trained = fit(model, MAPGuide(model), (x, y), epochs=2, checkpoint=path, progress=False)
+        ...     loaded = load_checkpoint(path, model, MAPGuide(model))
+        >>> len(loaded.history.epoch_elbo), torch.equal(loaded.point_estimate()["weight"],
+        ...                                             trained.point_estimate()["weight"])
+        (2, True)
     """
     state = read_checkpoint(path, model, guide)
     restore(state, model, guide)

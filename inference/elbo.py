@@ -44,6 +44,25 @@ class BNNElbo(ELBO):
     A ``pyro.infer.ELBO``: usable with ``pyro.infer.SVI`` or :func:`bayesdl.inference.fit`.
     ``kl_weight`` multiplies the KL (1 is the ELBO; other values give tempered posteriors).
     Model arguments: ``(x, y, dataset_size=None)``.
+
+    Example::
+
+        >>> import torch
+        >>> import torch.nn as nn
+        >>> from bayesdl.models import BNN
+        >>> _ = torch.manual_seed(0)
+        >>> x = torch.rand(8, 2); y = (x.sum(1) > 1).long()     # 8 points in [0, 1]^2, 2 classes
+        >>> from bayesdl.inference import BNNElbo, MeanFieldGuide
+        >>> model = BNN(nn.Linear(2, 2))
+        >>> guide = MeanFieldGuide(model)
+        >>> elbo = BNNElbo()
+        >>> log_lik, kl = elbo.terms(model, guide, x, y, dataset_size=80)   # x is a tenth of the data
+        >>> log_lik.dim(), kl.dim()
+        (0, 0)
+        >>> loss = elbo.differentiable_loss(model, guide, x, y, dataset_size=80)  # kl_weight * KL - E ln p
+        >>> loss.backward()
+        >>> guide.loc.grad.shape
+        torch.Size([6])
     """
 
     def __init__(self, num_particles: int = 1, kl_weight: float = 1.0):

@@ -36,6 +36,25 @@ class Ensemble(Approximation):
 
     ``point_estimate()`` is the first member's: averaging the weights of networks from
     different modes gives no meaningful network.
+
+    Example (two MAP networks from different initialisations; :func:`fit_ensemble` fits them)::
+
+        >>> import torch
+        >>> import torch.nn as nn
+        >>> from bayesdl.models import BNN
+        >>> _ = torch.manual_seed(0)
+        >>> x = torch.rand(8, 2); y = (x.sum(1) > 1).long()     # 8 points in [0, 1]^2, 2 classes
+        >>> from bayesdl.inference import Ensemble, Posterior, approximate, reinitialised
+        >>> model = BNN(nn.Linear(2, 2))
+        >>> members = [approximate("map", reinitialised(model, seed), (x, y), epochs=1, seed=seed,
+        ...                        progress=False) for seed in (0, 1)]
+        >>> ensemble = Ensemble(members)
+        >>> ensemble.size, ensemble.counts(5)                 # of 5 draws, 3 from member 0
+        (2, [3, 2])
+        >>> mixture = Posterior(model, ensemble)
+        >>> samples = mixture.predict(x[:3], num_samples=4).probs
+        >>> torch.equal(samples[0], samples[2]), torch.equal(samples[0], samples[1])  # draws alternate
+        (True, False)
     """
 
     def __init__(self, members: Sequence[Posterior]):
@@ -125,7 +144,21 @@ def reinitialised(model, seed: int):
     """A copy of the :class:`~bayesdl.models.BNN` ``model`` whose network is initialised afresh
     with ``seed``: every layer's own ``reset_parameters()`` (the latent weights included), drawn
     without touching the global random state. Layers without ``reset_parameters`` keep their
-    values."""
+    values.
+
+    Example::
+
+        >>> import torch
+        >>> import torch.nn as nn
+        >>> from bayesdl.models import BNN
+        >>> from bayesdl.inference import reinitialised
+        >>> model = BNN(nn.Linear(2, 2))
+        >>> a, b, again = reinitialised(model, 1), reinitialised(model, 2), reinitialised(model, 1)
+        >>> torch.equal(a.initial_values(), again.initial_values())     # the seed fixes it
+        True
+        >>> torch.equal(a.initial_values(), b.initial_values()), a is model
+        (False, False)
+    """
     bnn = bnn_of(model)
     if bnn is None:
         raise TypeError(

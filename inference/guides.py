@@ -48,7 +48,23 @@ _LR_MODULES = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
 
 
 class BNNGuide(nn.Module, Approximation):
-    """Base class of the guides of a :class:`bayesdl.models.BNN`."""
+    """Base class of the guides of a :class:`bayesdl.models.BNN`.
+
+    Every guide has the same interface::
+
+        >>> import torch
+        >>> import torch.nn as nn
+        >>> from bayesdl.models import BNN
+        >>> _ = torch.manual_seed(0)
+        >>> x = torch.rand(8, 2); y = (x.sum(1) > 1).long()     # 8 points in [0, 1]^2, 2 classes
+        >>> from bayesdl.inference import BNNGuide, MAPGuide, MeanFieldGuide
+        >>> model = BNN(nn.Linear(2, 2))
+        >>> for guide in (MeanFieldGuide(model), MAPGuide(model)):
+        ...     print(isinstance(guide, BNNGuide), tuple(guide.network_output(x).shape),
+        ...           tuple(guide.sample_parameters(3)["weight"].shape), guide.kl().dim())
+        True (8, 2) (3, 2, 2) 0
+        True (8, 2) (3, 2, 2) 0
+    """
 
     def __init__(self, model: BNN):
         if not isinstance(model, BNN):
@@ -158,6 +174,23 @@ class MeanFieldGuide(BNNGuide):
     for the convolutions' scale parameters (``benchmarks/mean_field_estimators.py`` measures speed,
     gradient variance and one-epoch NLL
     of the three).
+
+    Example::
+
+        >>> import torch
+        >>> import torch.nn as nn
+        >>> from bayesdl.models import BNN
+        >>> _ = torch.manual_seed(0)
+        >>> x = torch.rand(8, 2); y = (x.sum(1) > 1).long()     # 8 points in [0, 1]^2, 2 classes
+        >>> from bayesdl.inference import MeanFieldGuide, fit
+        >>> model = BNN(nn.Linear(2, 2), prior_scale=1.0)
+        >>> guide = MeanFieldGuide(model, init_scale=0.01)
+        >>> guide.loc.shape, guide.scale.detach()[:2]                 # D = 6 weights
+        (torch.Size([6]), tensor([0.0100, 0.0100]))
+        >>> posterior = fit(model, guide, (x, y), epochs=2, lr=1e-2, seed=0, progress=False)
+        >>> samples = posterior.predict(x[:3], num_samples=5).probs     # one weight draw per sample
+        >>> samples.shape, bool((samples[0] != samples[1]).any())
+        (torch.Size([5, 3, 2]), True)
     """
 
     #: The accepted values of ``local_reparameterization`` and the layers each one covers.
@@ -257,6 +290,20 @@ class MAPGuide(_PointGuide):
 
     The ELBO reduces to the log joint ``ln p(y | theta) + ln p(theta)``: the likelihood with
     the prior as an L2 penalty ``||theta||^2 / (2 s^2)``. A point mass: a prediction is one pass.
+
+    Example::
+
+        >>> import torch
+        >>> import torch.nn as nn
+        >>> from bayesdl.models import BNN
+        >>> _ = torch.manual_seed(0)
+        >>> x = torch.rand(8, 2); y = (x.sum(1) > 1).long()     # 8 points in [0, 1]^2, 2 classes
+        >>> from bayesdl.inference import MAPGuide, fit
+        >>> model = BNN(nn.Linear(2, 2))
+        >>> posterior = fit(model, MAPGuide(model), (x, y), epochs=2, seed=0, progress=False)
+        >>> samples = posterior.predict(x[:3], num_samples=4).probs     # one pass, repeated
+        >>> posterior.is_point_mass, samples.shape, bool((samples == samples[0]).all())
+        (True, torch.Size([4, 3, 2]), True)
     """
 
     is_point_mass = True
@@ -325,6 +372,25 @@ class DropoutGuide(_PointGuide):
     another order). Whether repeating there is the same function is checked once, dropout off, on
     two inputs; a network that reads its input again after the slot runs ``T`` full passes.
     ``cache_trunk = False`` switches both off.
+
+    Example::
+
+        >>> import torch
+        >>> import torch.nn as nn
+        >>> from bayesdl.models import BNN
+        >>> _ = torch.manual_seed(0)
+        >>> x = torch.rand(8, 2); y = (x.sum(1) > 1).long()     # 8 points in [0, 1]^2, 2 classes
+        >>> from bayesdl.models import MLP
+        >>> from bayesdl.inference import DropoutGuide, fit
+        >>> model = BNN(MLP(2, 16, 2, dropout=0.5))
+        >>> guide = DropoutGuide(model)                    # p=0.5 in every slot (None: the slots' own)
+        >>> guide.setup(x)
+        >>> guide.site_rates                               # the slot before the head drops its inputs
+        {'body.0.weight': 0.0, 'body.0.bias': 0.0, 'head.weight': 0.5, 'head.bias': 0.0}
+        >>> posterior = fit(model, guide, (x, y), epochs=2, seed=0, progress=False)
+        >>> samples = posterior.predict(x[:3], num_samples=4).probs      # one mask draw per sample
+        >>> samples.shape, bool((samples[0] != samples[1]).any())
+        (torch.Size([4, 3, 2]), True)
     """
 
     #: Reuse the deterministic layers across the MC passes of a prediction (see the class notes).

@@ -106,6 +106,22 @@ def to_inference_data(posterior: Posterior, x=None, y=None, num_samples: int | N
     ``max_weights`` are integers >= 1, ``var_names`` one site name or a non-empty list of them,
     ``seed`` >= 0; predictive groups above :data:`~bayesdl.inference.posterior.MAX_RESULT_BYTES`
     are refused before any draw.
+
+    Example::
+
+        >>> import torch
+        >>> import torch.nn as nn
+        >>> from bayesdl.models import BNN
+        >>> _ = torch.manual_seed(0)
+        >>> x = torch.rand(8, 2); y = (x.sum(1) > 1).long()     # 8 points in [0, 1]^2, 2 classes
+        >>> from bayesdl.inference import MeanFieldGuide, Posterior, to_inference_data
+        >>> model = BNN(nn.Linear(2, 2))
+        >>> posterior = Posterior(model, MeanFieldGuide(model))
+        >>> idata = to_inference_data(posterior, x, y, num_samples=4, progress=False)
+        >>> sorted(idata.groups())
+        ['log_likelihood', 'observed_data', 'posterior', 'posterior_predictive']
+        >>> idata.posterior["weight"].shape, idata.log_likelihood["y"].shape   # (chain, draw, ...)
+        ((1, 4, 2, 2), (1, 4, 8))
     """
     import arviz as az
 

@@ -65,6 +65,26 @@ class Influence:
         ``delta`` of the objective (default: the model prior's ``1 / s^2``, averaged).
     damping:
         ``lambda >= 0`` added to the curvature's diagonal.
+
+    Example (the exact Hessian of a small MAP; :func:`influence` builds it)::
+
+        >>> import torch
+        >>> import torch.nn as nn
+        >>> from bayesdl.models import BNN
+        >>> _ = torch.manual_seed(0)
+        >>> x = torch.rand(8, 2); y = (x.sum(1) > 1).long()     # 8 points in [0, 1]^2, 2 classes
+        >>> from bayesdl.inference import approximate
+        >>> posterior = approximate("map", BNN(nn.Linear(2, 2)), (x, y), epochs=2, seed=0, progress=False)
+        >>> from bayesdl.inference import Influence, influence
+        >>> inf = influence(posterior, (x, y), "exact")
+        >>> isinstance(inf, Influence), inf
+        (True, Influence(curvature=exact, 6 weights, prior_precision=1, damping=0))
+        >>> inf.self_influence().shape                             # one score per training point
+        torch.Size([8])
+        >>> inf.loss_change_on_removal((x[:2], y[:2])).shape       # [test points, training points]
+        torch.Size([2, 8])
+        >>> inf.parameter_change_on_removal((x[:3], y[:3])).shape  # [removed points, weights]
+        torch.Size([3, 6])
     """
 
     def __init__(self, model, weights, train, curvature="kfac", prior_precision=None, damping: float = 0.0,

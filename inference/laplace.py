@@ -90,7 +90,25 @@ class Subset(str, Enum):
 
 
 class CurvatureWarning(UserWarning):
-    """The curvature had negative eigenvalues, which were clamped to zero."""
+    """The curvature had negative eigenvalues, which were clamped to zero.
+
+    Example (the exact Hessian of an untrained network, far from a minimum)::
+
+        >>> import torch
+        >>> from bayesdl.models import MLP
+        >>> _ = torch.manual_seed(0)
+        >>> x = torch.rand(8, 2); y = (x.sum(1) > 1).long()
+        >>> net = MLP(2, 4, 2)                    # a network trained with plain PyTorch, say
+        >>> import warnings
+        >>> from bayesdl.inference import CurvatureWarning, laplace
+        >>> la = laplace(MLP(2, 8, 2, activation="tanh"), "all", "full", hessian="exact",
+        ...              likelihood="categorical")
+        >>> with warnings.catch_warnings(record=True) as caught:
+        ...     warnings.simplefilter("always", CurvatureWarning)
+        ...     _ = la.fit((x, y))
+        >>> [str(w.message)[:15] for w in caught if w.category is CurvatureWarning]
+        ['the Hessian has']
+    """
 
 
 def _clamp_eigenvalues(values: torch.Tensor, what: str) -> torch.Tensor:
@@ -167,6 +185,26 @@ class BaseLaplace(Approximation):
 
     Learned state after :meth:`fit`: ``n_data_``, ``log_likelihood_`` (at the MAP), and the
     curvature; ``prior_precision`` is updated by :meth:`optimize_prior_precision`.
+
+    Every Laplace class answers the same calls; for instance the diagonal one::
+
+        >>> import torch
+        >>> from bayesdl.models import MLP
+        >>> _ = torch.manual_seed(0)
+        >>> x = torch.rand(8, 2); y = (x.sum(1) > 1).long()
+        >>> net = MLP(2, 4, 2)                    # a network trained with plain PyTorch, say
+        >>> from bayesdl.inference import LAPLACE_CLASSES, BaseLaplace, Posterior, laplace
+        >>> all(issubclass(cls, BaseLaplace) for cls in LAPLACE_CLASSES.values())
+        True
+        >>> la = laplace(net, "all", "diag", likelihood="categorical").fit((x, y))
+        >>> la.num_params, la.theta.shape, la.n_data_              # the Gaussian covers all 22 weights
+        (22, torch.Size([22]), 8)
+        >>> la.log_marginal_likelihood(1.0) < la.log_likelihood_   # the Occam factor is a penalty
+        True
+        >>> la.sample_parameters(3)["head.weight"].shape
+        torch.Size([3, 2, 4])
+        >>> Posterior(la.model, la).predict(x[:3], num_samples=5).probs.shape
+        torch.Size([5, 3, 2])
     """
 
     structure: Structure
@@ -584,6 +622,20 @@ class FullLaplace(_AllWeightsLaplace):
     """Dense curvature over all weights: GGN (default) or the exact Hessian.
 
     Memory ``O(P^2)``: for models with up to a few thousand weights.
+
+    Example::
+
+        >>> import torch
+        >>> from bayesdl.models import MLP
+        >>> _ = torch.manual_seed(0)
+        >>> x = torch.rand(8, 2); y = (x.sum(1) > 1).long()
+        >>> net = MLP(2, 4, 2)                    # a network trained with plain PyTorch, say
+        >>> from bayesdl.inference import laplace
+        >>> la = laplace(net, "all", "full", likelihood="categorical").fit((x, y))
+        >>> type(la).__name__, la.curvature().shape, la.posterior_covariance().shape
+        ('FullLaplace', torch.Size([22, 22]), torch.Size([22, 22]))
+        >>> torch.allclose(la.curvature(), la.curvature().T)
+        True
     """
 
     structure = Structure.FULL
@@ -644,7 +696,23 @@ class FullLaplace(_AllWeightsLaplace):
 
 
 class DiagLaplace(_AllWeightsLaplace):
-    """Diagonal of the GGN over all weights: memory ``O(P)``."""
+    """Diagonal of the GGN over all weights: memory ``O(P)``.
+
+    Example::
+
+        >>> import torch
+        >>> from bayesdl.models import MLP
+        >>> _ = torch.manual_seed(0)
+        >>> x = torch.rand(8, 2); y = (x.sum(1) > 1).long()
+        >>> net = MLP(2, 4, 2)                    # a network trained with plain PyTorch, say
+        >>> from bayesdl.inference import laplace
+        >>> la = laplace(net, "all", "diag", likelihood="categorical").fit((x, y))
+        >>> type(la).__name__, la.curvature().shape           # the diagonal of the GGN
+        ('DiagLaplace', torch.Size([22]))
+        >>> v = torch.ones(22, dtype=torch.float64)
+        >>> torch.allclose(la.solve(v), v / (la.curvature() + la.prior_precision))
+        True
+    """
 
     structure = Structure.DIAG
 
@@ -694,6 +762,20 @@ class KronLaplace(BaseLaplace):
     backward pass per output batched), ``hessian="mc"`` from one label sampled per example (the
     Monte Carlo Fisher, one backward pass). Every latent site must belong to an ``nn.Linear`` or
     ``nn.Conv2d`` layer (a ``ValueError`` names the others). Memory ``O(sum_l out_l^2 + in_l^2)``.
+
+    Example::
+
+        >>> import torch
+        >>> from bayesdl.models import MLP
+        >>> _ = torch.manual_seed(0)
+        >>> x = torch.rand(8, 2); y = (x.sum(1) > 1).long()
+        >>> net = MLP(2, 4, 2)                    # a network trained with plain PyTorch, say
+        >>> from bayesdl.inference import laplace
+        >>> la = laplace(net, "all", "kron", likelihood="categorical").fit((x, y))
+        >>> la                                       # (2 x 4 + 4) + (4 x 2 + 2) weights
+        KronLaplace(subset=all, structure=kron, 22 weights, prior_precision=1)
+        >>> la.curvature().shape, la.predictive_probs(x[:3]).shape
+        (torch.Size([22, 22]), torch.Size([3, 2]))
     """
 
     subset = Subset.ALL
@@ -834,6 +916,22 @@ class LastLayerLaplace(BaseLaplace):
     The features ``phi(x)`` are the inputs of the last layer (:meth:`bayesdl.models.BNN.features`),
     augmented with a 1 for the bias: ``phi~ = [phi; 1]``. Subclasses give the structure of the
     curvature ``H = sum_n Lambda_n (x) phi~_n phi~_n^T`` over the ``K x H(+1)`` weights.
+
+    Its subclasses are :class:`KronLastLayerLaplace`, :class:`DiagLastLayerLaplace` and
+    :class:`FullLastLayerLaplace`::
+
+        >>> import torch
+        >>> from bayesdl.models import MLP
+        >>> _ = torch.manual_seed(0)
+        >>> x = torch.rand(8, 2); y = (x.sum(1) > 1).long()
+        >>> net = MLP(2, 4, 2)                    # a network trained with plain PyTorch, say
+        >>> from bayesdl.inference import LastLayerLaplace, laplace
+        >>> la = laplace(net, "last_layer", "diag", likelihood="categorical").fit((x, y))
+        >>> isinstance(la, LastLayerLaplace), la.num_outputs, la.num_features, la.num_params  # 2 x (4 + 1)
+        (True, 2, 4, 10)
+        >>> mean, cov = la.linearised_predictive(x[:3])      # exact: f is linear in the last layer
+        >>> mean.shape, cov.shape
+        (torch.Size([3, 2]), torch.Size([3, 2, 2]))
     """
 
     subset = Subset.LAST_LAYER
@@ -913,7 +1011,22 @@ class LastLayerLaplace(BaseLaplace):
 
 class KronLastLayerLaplace(LastLayerLaplace):
     """Last layer, KFAC: ``H ~= (sum_n Lambda_n) (x) (sum_n phi~_n phi~_n^T) / N``, handled
-    through the eigendecompositions of the two factors (memory ``O(K^2 + H^2)``)."""
+    through the eigendecompositions of the two factors (memory ``O(K^2 + H^2)``).
+
+    Example::
+
+        >>> import torch
+        >>> from bayesdl.models import MLP
+        >>> _ = torch.manual_seed(0)
+        >>> x = torch.rand(8, 2); y = (x.sum(1) > 1).long()
+        >>> net = MLP(2, 4, 2)                    # a network trained with plain PyTorch, say
+        >>> from bayesdl.inference import laplace
+        >>> la = laplace(net, "last_layer", "kron", likelihood="categorical").fit((x, y))
+        >>> type(la).__name__, la.curvature().shape          # G (x) A / N multiplied out
+        ('KronLastLayerLaplace', torch.Size([10, 10]))
+        >>> la.optimize_prior_precision().predictive_probs(x[:3]).sum(-1)
+        tensor([1., 1., 1.])
+    """
 
     structure = Structure.KRON
 
@@ -950,7 +1063,20 @@ class KronLastLayerLaplace(LastLayerLaplace):
 
 
 class DiagLastLayerLaplace(LastLayerLaplace):
-    """Last layer, diagonal: ``H_kh = sum_n Lambda_n,kk phi~_n,h^2``."""
+    """Last layer, diagonal: ``H_kh = sum_n Lambda_n,kk phi~_n,h^2``.
+
+    Example::
+
+        >>> import torch
+        >>> from bayesdl.models import MLP
+        >>> _ = torch.manual_seed(0)
+        >>> x = torch.rand(8, 2); y = (x.sum(1) > 1).long()
+        >>> net = MLP(2, 4, 2)                    # a network trained with plain PyTorch, say
+        >>> from bayesdl.inference import laplace
+        >>> la = laplace(net, "last_layer", "diag", likelihood="categorical").fit((x, y))
+        >>> type(la).__name__, la.curvature().shape
+        ('DiagLastLayerLaplace', torch.Size([10]))
+    """
 
     structure = Structure.DIAG
 
@@ -979,7 +1105,20 @@ class DiagLastLayerLaplace(LastLayerLaplace):
 
 
 class FullLastLayerLaplace(LastLayerLaplace):
-    """Last layer, the exact GGN ``sum_n Lambda_n (x) phi~_n phi~_n^T`` (``O((K H)^2)`` memory)."""
+    """Last layer, the exact GGN ``sum_n Lambda_n (x) phi~_n phi~_n^T`` (``O((K H)^2)`` memory).
+
+    Example::
+
+        >>> import torch
+        >>> from bayesdl.models import MLP
+        >>> _ = torch.manual_seed(0)
+        >>> x = torch.rand(8, 2); y = (x.sum(1) > 1).long()
+        >>> net = MLP(2, 4, 2)                    # a network trained with plain PyTorch, say
+        >>> from bayesdl.inference import laplace
+        >>> la = laplace(net, "last_layer", "full", likelihood="categorical").fit((x, y))
+        >>> type(la).__name__, la.curvature().shape
+        ('FullLastLayerLaplace', torch.Size([10, 10]))
+    """
 
     structure = Structure.FULL
 
@@ -1103,6 +1242,25 @@ def laplace(source, subset: str = "all", structure: str = "full", *, hessian: st
 
     ``subset="all"`` with ``structure="full"`` or ``"diag"``; ``subset="last_layer"`` with
     ``"kron"``, ``"diag"`` or ``"full"`` (:data:`LAPLACE_CLASSES`).
+
+    Example (around a MAP of ``fit``, or a plain network with its likelihood)::
+
+        >>> import torch
+        >>> import torch.nn as nn
+        >>> from bayesdl.models import BNN
+        >>> _ = torch.manual_seed(0)
+        >>> x = torch.rand(8, 2); y = (x.sum(1) > 1).long()     # 8 points in [0, 1]^2, 2 classes
+        >>> from bayesdl.inference import approximate
+        >>> posterior = approximate("map", BNN(nn.Linear(2, 2)), (x, y), epochs=2, seed=0, progress=False)
+        >>> from bayesdl.models import MLP
+        >>> from bayesdl.inference import laplace
+        >>> la = laplace(posterior, "all", "full").fit((x, y))
+        >>> la
+        FullLaplace(subset=all, structure=full, 6 weights, prior_precision=1)
+        >>> la.optimize_prior_precision().predictive_probs(x[:3]).shape      # probit predictive
+        torch.Size([3, 2])
+        >>> laplace(MLP(2, 4, 2), "last_layer", "kron", likelihood="categorical")
+        KronLastLayerLaplace(subset=last_layer, structure=kron, 10 weights, prior_precision=1)
     """
     model, weights = _map_weights(source, likelihood, prior_scale)
     key = check_options(subset, structure, hessian)

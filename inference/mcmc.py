@@ -39,6 +39,25 @@ class MCMCSamples(Approximation):
     returns ``S`` draws evenly spaced over all chains (with repetition when ``S`` exceeds the
     number of draws), so every prediction batch uses the same draws; ``draws()`` returns all of
     them by chain; the point estimate is their mean.
+
+    :func:`nuts` returns one inside its :class:`Posterior`; draws of another sampler plug in the
+    same way::
+
+        >>> import numpy as np
+        >>> import torch
+        >>> import torch.nn as nn
+        >>> from bayesdl.models import BNN
+        >>> from bayesdl.inference import MCMCSamples, Posterior
+        >>> model = BNN(nn.Linear(2, 1), likelihood="bernoulli")
+        >>> samples = {"weight": torch.arange(12.0).reshape(2, 3, 1, 2),   # 2 chains x 3 draws
+        ...            "bias": torch.zeros(2, 3, 1)}
+        >>> posterior = Posterior(model, MCMCSamples(model, samples, np.zeros((2, 3), dtype=bool)))
+        >>> posterior.fixed_draws, posterior.draws().num_chains
+        (6, 2)
+        >>> posterior.point_estimate()["weight"]                            # the mean of the draws
+        tensor([[5., 6.]])
+        >>> posterior.sample(3)["weight"][:, 0, 0]                          # evenly spaced over the draws
+        tensor([ 0.,  4., 10.])
     """
 
     def __init__(self, model, samples: dict[str, torch.Tensor], diverging: np.ndarray,
@@ -141,6 +160,22 @@ def nuts(model, *args, num_samples: int = 500, warmup_steps: int = 500, num_chai
     ``num_chains`` of them, one per chain (e.g. the MAPs of different seeds, so the chains
     start in different modes and R-hat can see it). A learned noise scale of a Gaussian
     likelihood stays at its current value: only the weights are sampled.
+
+    Example (a very short run: budget hundreds of draws in practice)::
+
+        >>> import torch
+        >>> import torch.nn as nn
+        >>> from bayesdl.models import BNN
+        >>> _ = torch.manual_seed(0)
+        >>> x = torch.rand(8, 2); y = (x.sum(1) > 1).long()     # 8 points in [0, 1]^2, 2 classes
+        >>> from bayesdl.inference import nuts
+        >>> posterior = nuts(BNN(nn.Linear(2, 2)), x, y, num_samples=10, warmup_steps=10, num_chains=2,
+        ...                  progress=False)
+        >>> draws = posterior.draws()                   # every draw, kept by chain
+        >>> draws.samples["weight"].shape, draws.diverging.shape, posterior.fixed_draws
+        (torch.Size([2, 10, 2, 2]), torch.Size([2, 10]), 20)
+        >>> posterior.predict(x[:3], num_samples=20).probs.shape
+        torch.Size([20, 3, 2])
     """
     num_samples = check_int(num_samples, "num_samples", minimum=1)
     warmup_steps = check_int(warmup_steps, "warmup_steps", minimum=0)

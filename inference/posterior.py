@@ -154,6 +154,18 @@ class Draws:
 
     ``diverging`` ``[chains, draws]`` (bool) marks divergent transitions of MCMC; ``None`` for
     methods without chains, whose independent draws form one chain.
+
+    Every :class:`Posterior` returns one from :meth:`Posterior.draws`::
+
+        >>> import torch.nn as nn
+        >>> from bayesdl.models import BNN
+        >>> from bayesdl.inference import MeanFieldGuide, Posterior
+        >>> model = BNN(nn.Linear(2, 2))
+        >>> draws = Posterior(model, MeanFieldGuide(model)).draws(5)    # independent draws: one chain
+        >>> draws.num_chains, draws.num_draws, draws.diverging
+        (1, 5, None)
+        >>> {name: tuple(value.shape) for name, value in draws.samples.items()}
+        {'weight': (1, 5, 2, 2), 'bias': (1, 5, 2)}
     """
 
     samples: dict[str, torch.Tensor]
@@ -175,6 +187,33 @@ class Approximation:
     Subclasses set ``model`` and implement :meth:`sample_parameters` and :meth:`point_estimate`,
     and for networks (:class:`~bayesdl.models.BNN` models) :meth:`predictive_outputs`; the
     other methods have defaults that hold for most approximations.
+
+    Example (a point mass at given weights, plugged into a :class:`Posterior`)::
+
+        >>> import torch
+        >>> import torch.nn as nn
+        >>> from bayesdl.models import BNN
+        >>> from bayesdl.inference import Approximation, Posterior
+        >>> class Fixed(Approximation):
+        ...     is_point_mass = True
+        ...     def __init__(self, model, weights):
+        ...         self.model, self.weights = model, weights
+        ...     def sample_parameters(self, num_samples):
+        ...         return {k: v.expand(num_samples, *v.shape) for k, v in self.weights.items()}
+        ...     def point_estimate(self):
+        ...         return self.weights
+        ...     def predictive_outputs(self, x, num_samples):
+        ...         out = self.model.network(x, self.weights)
+        ...         return out.expand(num_samples, *out.shape)
+        >>> model = BNN(nn.Linear(2, 2))
+        >>> zeros = {s.name: torch.zeros(s.shape) for s in model.sites}
+        >>> posterior = Posterior(model, Fixed(model, zeros), method="zeros")
+        >>> posterior.predictive_probs(torch.ones(3, 2))
+        tensor([[0.5000, 0.5000],
+                [0.5000, 0.5000],
+                [0.5000, 0.5000]])
+        >>> posterior.sample(4)["weight"].shape
+        torch.Size([4, 2, 2])
     """
 
     model: object
@@ -276,6 +315,19 @@ class PyroGuideApproximation(Approximation):
     (autoguides), else the mean of 1,000 draws. An ``AutoDelta`` guide is a point mass.
     An autoguide that was never set up (never trained, never called) and cannot be called with
     ``args`` is a ``ValueError`` saying so, rather than an error from inside Pyro.
+
+    Example (an ``AutoNormal`` guide of a one-site Pyro model)::
+
+        >>> import pyro
+        >>> import pyro.distributions as dist
+        >>> from pyro.infer.autoguide import AutoNormal
+        >>> from bayesdl.inference import Posterior, PyroGuideApproximation
+        >>> def model():
+        ...     pyro.sample("mu", dist.Normal(0.0, 1.0))
+        >>> pyro.clear_param_store()
+        >>> posterior = Posterior(model, PyroGuideApproximation(model, AutoNormal(model)))
+        >>> posterior.sample(5)["mu"].shape, posterior.point_estimate()     # the guide's median
+        (torch.Size([5]), {'mu': tensor(0.)})
     """
 
     def __init__(self, model, guide, args=(), kwargs=None):

@@ -80,7 +80,22 @@ _FIELDS = {"recipe": str, "chain": int, "epoch": int, "theta": torch.Tensor, "mo
 class SGMCMCSamples(MCMCSamples):
     """The draws of an SG-MCMC run, ``samples[site]`` ``[chains, draws, *shape]`` (no divergences:
     these samplers have no accept step). Predicts, summarises and diagnoses as NUTS draws do;
-    ``gradient_evaluations`` (minibatch gradients, all chains) and ``seconds`` are its cost."""
+    ``gradient_evaluations`` (minibatch gradients, all chains) and ``seconds`` are its cost.
+
+    :func:`sgld`, :func:`sghmc` and :func:`csgmcmc` return one inside their :class:`Posterior`::
+
+        >>> import torch
+        >>> import torch.nn as nn
+        >>> from bayesdl.models import BNN
+        >>> _ = torch.manual_seed(0)
+        >>> x = torch.rand(8, 2); y = (x.sum(1) > 1).long()     # 8 points in [0, 1]^2, 2 classes
+        >>> from bayesdl.inference import sgld
+        >>> posterior = sgld(BNN(nn.Linear(2, 2)), (x, y), epochs=4, batch_size=4, num_chains=2,
+        ...                  progress=False)
+        >>> draws = posterior.draws()          # no accept step: no divergences
+        >>> draws.samples["weight"].shape, draws.diverging
+        (torch.Size([2, 2, 2, 2]), None)
+    """
 
     def __init__(self, model, samples: dict[str, torch.Tensor], seconds: float = 0.0,
                  gradient_evaluations: int = 0, sampler: str = ""):
@@ -237,6 +252,17 @@ def sampling_run(*, epochs: int = 100, batch_size: int = 128, burn_in: int | Non
     path) is saved atomically at the end of an epoch once ``checkpoint_every`` seconds (>= 0) have
     passed since the last save, and at the end of every chain; ``resume=True`` continues the run
     it holds exactly (the same draws as an uninterrupted run).
+
+    Example::
+
+        >>> from bayesdl.inference import sampling_run
+        >>> run = sampling_run(epochs=20, num_chains=2)
+        >>> run["epochs"], run["num_chains"], run["burn_in"], run["batch_size"]  # burn_in None: half a chain
+        (20, 2, None, 128)
+        >>> sampling_run(epochs=0)
+        Traceback (most recent call last):
+        ...
+        ValueError: epochs must be >= 1, got 0
     """
     o = {"epochs": check_int(epochs, "epochs", minimum=1),
          "batch_size": check_int(batch_size, "batch_size", minimum=1),
@@ -265,7 +291,24 @@ def sgld(model, data, *, lr: float = 1e-3, temperature: float = 1.0, preconditio
     ``temperature`` ``T`` > 0 tempers the posterior (1: the Bayes posterior); ``precondition_decay``
     (``beta`` in [0, 1)) and ``precondition_eps`` (``lambda`` > 0) set pSGLD's RMSprop average.
     ``run``: the options of :func:`sampling_run`. Returns the :class:`Posterior` of an
-    :class:`SGMCMCSamples`, draws ``[num_chains, draws, *shape]``."""
+    :class:`SGMCMCSamples`, draws ``[num_chains, draws, *shape]``.
+
+    Example (4 epochs of 2 minibatches per chain; after the burn-in of half a chain, one draw per
+    epoch)::
+
+        >>> import torch
+        >>> import torch.nn as nn
+        >>> from bayesdl.models import BNN
+        >>> _ = torch.manual_seed(0)
+        >>> x = torch.rand(8, 2); y = (x.sum(1) > 1).long()     # 8 points in [0, 1]^2, 2 classes
+        >>> from bayesdl.inference import sgld
+        >>> posterior = sgld(BNN(nn.Linear(2, 2)), (x, y), lr=1e-3, epochs=4, batch_size=4, num_chains=2,
+        ...                  seed=0, progress=False)
+        >>> posterior.draws().samples["weight"].shape               # [chains, draws, *shape]
+        torch.Size([2, 2, 2, 2])
+        >>> posterior.predict(x[:3], num_samples=4).probs.shape
+        torch.Size([4, 3, 2])
+    """
     config = _Config("sgld", 1.0, *_common(temperature, precondition, precondition_decay, precondition_eps))
     return _sample("sgld", model, data, config, lr, run)
 
@@ -276,7 +319,21 @@ def sghmc(model, data, *, lr: float = 1e-3, friction: float = 0.1, temperature: 
     """SGHMC (Chen et al. 2014) over the weights of the BNN ``model`` fitted to ``data``:
     ``v <- (1 - alpha) v - eta G g + sqrt(2 alpha eta T G) xi``, ``theta <- theta + v`` -- SGD with
     momentum ``1 - alpha`` plus the noise that makes it sample (module docstring). ``friction``
-    ``alpha`` in (0, 1]; the other options as for :func:`sgld`; ``run``: those of :func:`sampling_run`."""
+    ``alpha`` in (0, 1]; the other options as for :func:`sgld`; ``run``: those of :func:`sampling_run`.
+
+    Example::
+
+        >>> import torch
+        >>> import torch.nn as nn
+        >>> from bayesdl.models import BNN
+        >>> _ = torch.manual_seed(0)
+        >>> x = torch.rand(8, 2); y = (x.sum(1) > 1).long()     # 8 points in [0, 1]^2, 2 classes
+        >>> from bayesdl.inference import sghmc
+        >>> posterior = sghmc(BNN(nn.Linear(2, 2)), (x, y), lr=1e-3, friction=0.1, epochs=4, batch_size=4,
+        ...                   num_chains=1, thin=1, progress=False)
+        >>> posterior.draws().samples["bias"].shape                 # burn-in 4 of 8 steps, then every step
+        torch.Size([1, 4, 2])
+    """
     config = _Config("sghmc", _friction(friction), *_common(temperature, precondition, precondition_decay,
                                                             precondition_eps))
     return _sample("sghmc", model, data, config, lr, run)
@@ -291,7 +348,21 @@ def csgmcmc(model, data, *, lr: float = 0.5, base: str = "sghmc", friction: floa
     start of a cycle), noise-free during the first ``exploration`` fraction of each cycle (in
     [0, 1); the paper's ``beta``), keeping the last ``samples_per_cycle`` iterates of each cycle
     ``thin`` steps apart (default: one epoch). The run options (``run``) are those of
-    :func:`sampling_run` but ``burn_in``: the cycles collect their own draws."""
+    :func:`sampling_run` but ``burn_in``: the cycles collect their own draws.
+
+    Example (2 cycles of 4 steps, the last step of each kept)::
+
+        >>> import torch
+        >>> import torch.nn as nn
+        >>> from bayesdl.models import BNN
+        >>> _ = torch.manual_seed(0)
+        >>> x = torch.rand(8, 2); y = (x.sum(1) > 1).long()     # 8 points in [0, 1]^2, 2 classes
+        >>> from bayesdl.inference import csgmcmc
+        >>> posterior = csgmcmc(BNN(nn.Linear(2, 2)), (x, y), lr=0.1, cycles=2, exploration=0.5,
+        ...                     samples_per_cycle=1, epochs=4, batch_size=4, num_chains=1, progress=False)
+        >>> posterior.draws().samples["weight"].shape
+        torch.Size([1, 2, 2, 2])
+    """
     if "burn_in" in run:
         raise TypeError("csgmcmc collects the end of every cycle's sampling phase: it takes no burn_in (use "
                         "exploration and samples_per_cycle)")

@@ -43,7 +43,28 @@ __all__ = ["fit", "FitConfig", "exponential_decay", "NonFiniteLossError"]
 
 
 class NonFiniteLossError(FloatingPointError):
-    """The loss or its gradient became NaN/Inf; ``posterior`` holds the last finite state."""
+    """The loss or its gradient became NaN/Inf; ``posterior`` holds the last finite state.
+
+    Example (a learning rate far too large)::
+
+        >>> import torch
+        >>> import torch.nn as nn
+        >>> from bayesdl.models import BNN
+        >>> _ = torch.manual_seed(0)
+        >>> x = torch.rand(8, 2); y = (x.sum(1) > 1).long()     # 8 points in [0, 1]^2, 2 classes
+        >>> from bayesdl.inference import MAPGuide, NonFiniteLossError, fit
+        >>> model = BNN(nn.Linear(2, 2))
+        >>> def huge_steps(params):
+        ...     return torch.optim.SGD(params, lr=1e30)
+        >>> try:
+        ...     fit(model, MAPGuide(model), (x, y), epochs=5, optimizer=huge_steps, progress=False)
+        ... except NonFiniteLossError as error:
+        ...     weights = error.posterior.point_estimate()["weight"]
+        ...     print(str(error).split(";")[0])
+        ...     print("last finite weights kept:", bool(torch.isfinite(weights).all()))
+        the loss became NaN/Inf at epoch 2, step 1
+        last finite weights kept: True
+    """
 
     def __init__(self, message: str, posterior: Posterior):
         super().__init__(message)
@@ -63,7 +84,23 @@ def _parameters(*modules) -> list[torch.nn.Parameter]:
 
 def exponential_decay(lr: float, final_lr: float, epochs: int):
     """A ``scheduler`` for :func:`fit`: the learning rate decays exponentially from ``lr`` to
-    ``final_lr`` over ``epochs`` epochs (``ExponentialLR``, ``gamma = (final_lr / lr) ** (1 / epochs)``)."""
+    ``final_lr`` over ``epochs`` epochs (``ExponentialLR``, ``gamma = (final_lr / lr) ** (1 / epochs)``).
+
+    Example::
+
+        >>> import torch
+        >>> from bayesdl.inference import exponential_decay
+        >>> make_scheduler = exponential_decay(1e-2, 1e-4, epochs=2)    # pass it as fit(scheduler=...)
+        >>> optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1e-2)
+        >>> scheduler = make_scheduler(optimizer)
+        >>> rates = []
+        >>> for epoch in range(2):
+        ...     optimizer.step()
+        ...     scheduler.step()
+        ...     rates.append(round(optimizer.param_groups[0]["lr"], 8))
+        >>> rates
+        [0.001, 0.0001]
+    """
     check_positive(lr, "lr")
     check_positive(final_lr, "final_lr")
     gamma = (final_lr / lr) ** (1.0 / max(check_int(epochs, "epochs", minimum=0), 1))
@@ -269,6 +306,26 @@ def fit(model, guide, data, config: FitConfig | None = None, *, fabric=None, **o
     ValueError
         For bad data, naming the epoch and batch when it is found during training (inputs
         that are NaN/Inf, labels out of range).
+
+    Example::
+
+        >>> import torch
+        >>> import torch.nn as nn
+        >>> from bayesdl.models import BNN
+        >>> _ = torch.manual_seed(0)
+        >>> x = torch.rand(8, 2); y = (x.sum(1) > 1).long()     # 8 points in [0, 1]^2, 2 classes
+        >>> from bayesdl.inference import FitConfig, MeanFieldGuide, fit
+        >>> model = BNN(nn.Linear(2, 2))
+        >>> posterior = fit(model, MeanFieldGuide(model), (x, y), epochs=3, lr=1e-2, batch_size=4, seed=0,
+        ...                 progress=False)
+        >>> len(posterior.history.elbo), len(posterior.history.epoch_elbo)    # 2 steps per epoch
+        (6, 3)
+        >>> posterior.predict(x[:3], num_samples=5).probs.shape
+        torch.Size([5, 3, 2])
+        >>> config = FitConfig(epochs=3, lr=1e-2, batch_size=4, seed=0, progress=False)
+        >>> again = fit(model, MeanFieldGuide(model), (x, y), config)     # the same options: the same run
+        >>> again.history.elbo == posterior.history.elbo
+        True
     """
     trainer = _Trainer(model, guide, _gather(config, options), fabric)
     trainer.prepare(data)

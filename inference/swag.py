@@ -65,6 +65,23 @@ class SWAGGuide(MAPGuide):
     collection happens after optimizer steps once :meth:`attach` hooked the optimizer (as
     :func:`fit_swag` does), or by calling :meth:`collect` directly. As a Pyro guide it is the
     point mass SGD trains. Prediction and draws use the SWAG Gaussian.
+
+    Example (iterates collected by hand; :func:`fit_swag` collects them during SGD)::
+
+        >>> import torch
+        >>> import torch.nn as nn
+        >>> from bayesdl.models import BNN
+        >>> from bayesdl.inference import SWAGGuide
+        >>> model = BNN(nn.Linear(1, 1), likelihood="gaussian")        # 2 weights
+        >>> guide = SWAGGuide(model, rank=2)
+        >>> for w in ([1.0, 0.0], [2.0, 0.0], [3.0, 1.0]):
+        ...     guide.collect(torch.tensor(w))
+        >>> int(guide.num_collected), guide.point_flat()                # the SWA mean
+        (3, tensor([2.0000, 0.3333]))
+        >>> guide.diagonal_variance.round(decimals=4)
+        tensor([0.6667, 0.2222], dtype=torch.float64)
+        >>> guide.covariance().shape, guide.sample_flat(5).shape
+        (torch.Size([2, 2]), torch.Size([5, 2]))
     """
 
     is_point_mass = False
@@ -243,6 +260,21 @@ def fit_swag(map_posterior: Posterior, data, *, epochs: int = 10, lr: float = 0.
     Checked before any work: ``epochs`` >= 1, ``lr`` > 0, ``momentum`` in [0, 1), ``rank`` >= 0,
     ``collect_every`` >= 1, ``burn_in`` >= 0, and that the phase can collect an iterate (two for
     ``rank`` >= 1).
+
+    Example::
+
+        >>> import torch
+        >>> import torch.nn as nn
+        >>> from bayesdl.models import BNN
+        >>> _ = torch.manual_seed(0)
+        >>> x = torch.rand(8, 2); y = (x.sum(1) > 1).long()     # 8 points in [0, 1]^2, 2 classes
+        >>> from bayesdl.inference import approximate
+        >>> posterior = approximate("map", BNN(nn.Linear(2, 2)), (x, y), epochs=2, seed=0, progress=False)
+        >>> from bayesdl.inference import fit_swag
+        >>> swag = fit_swag(posterior, (x, y), epochs=3, lr=0.01, rank=2, batch_size=4, seed=0,
+        ...                 progress=False)
+        >>> swag.is_point_mass, swag.predict(x[:3], num_samples=4).probs.shape
+        (False, torch.Size([4, 3, 2]))
     """
     if not isinstance(map_posterior, Posterior):
         raise TypeError(f"fit_swag starts from a MAP Posterior, got {type(map_posterior).__name__}")

@@ -39,7 +39,18 @@ __all__ = ["BNN", "Site", "bnn_of"]
 
 @dataclass(frozen=True)
 class Site:
-    """One latent weight tensor: its site name, owning module, shape and slice of the flat vector."""
+    """One latent weight tensor: its site name, owning module, shape and slice of the flat vector.
+
+    A model lists its sites in :attr:`BNN.sites`::
+
+        >>> import torch.nn as nn
+        >>> from bayesdl.models import BNN
+        >>> model = BNN(nn.Linear(2, 1), likelihood="bernoulli")
+        >>> model.sites[0]
+        Site(name='weight', module_name='', attribute='weight', shape=torch.Size([1, 2]), offset=0)
+        >>> [(s.name, s.offset, s.numel) for s in model.sites]   # slices of the flat weight vector
+        [('weight', 0, 2), ('bias', 2, 1)]
+    """
 
     name: str
     module_name: str
@@ -438,7 +449,16 @@ class _NetPart(nn.Module):
 
 
 def bnn_of(model) -> BNN | None:
-    """The :class:`BNN` behind ``model`` (the module itself or its bound ``model`` method)."""
+    """The :class:`BNN` behind ``model`` (the module itself or its bound ``model`` method).
+
+    Example::
+
+        >>> import torch.nn as nn
+        >>> from bayesdl.models import BNN, bnn_of
+        >>> model = BNN(nn.Linear(2, 2))
+        >>> bnn_of(model) is model, bnn_of(model.model) is model, bnn_of(nn.Linear(2, 2))
+        (True, True, None)
+    """
     if isinstance(model, BNN):
         return model
     owner = getattr(model, "__self__", None)

@@ -28,7 +28,24 @@ __all__ = ["Likelihood", "Categorical", "Bernoulli", "Gaussian", "Heteroscedasti
 
 
 class Likelihood(nn.Module):
-    """Base class. ``task`` is ``"classification"`` or ``"regression"``."""
+    """Base class. ``task`` is ``"classification"`` or ``"regression"``.
+
+    Every likelihood answers the same calls; for instance the categorical one::
+
+        >>> import torch
+        >>> from bayesdl.models import Categorical, Likelihood
+        >>> likelihood = Categorical()
+        >>> isinstance(likelihood, Likelihood), likelihood.task
+        (True, 'classification')
+        >>> logits = torch.tensor([[2.0, 0.0], [0.0, 2.0]])
+        >>> y = likelihood.check_targets([0, 1], logits)     # converted and checked against the outputs
+        >>> y
+        tensor([0, 1])
+        >>> [round(v, 4) for v in likelihood.log_prob(logits, y).tolist()]
+        [-0.1269, -0.1269]
+        >>> likelihood.predict(logits[None]).probs.shape      # outputs [S, N, C] -> a ClassPrediction
+        torch.Size([1, 2, 2])
+    """
 
     task = "classification"
 
@@ -91,7 +108,19 @@ class _Classification(Likelihood):
 
 
 class Categorical(_Classification):
-    """``y ~ Categorical(softmax(output))``; ``output`` are logits ``[N, C]``."""
+    """``y ~ Categorical(softmax(output))``; ``output`` are logits ``[N, C]``.
+
+    Example::
+
+        >>> import torch
+        >>> from bayesdl.models import Categorical
+        >>> logits = torch.tensor([[2.0, 0.0], [0.0, 2.0]])
+        >>> Categorical().probabilities(logits).round(decimals=4)
+        tensor([[0.8808, 0.1192],
+                [0.1192, 0.8808]])
+        >>> [round(v, 4) for v in Categorical().log_prob(logits, torch.tensor([0, 0])).tolist()]
+        [-0.1269, -2.1269]
+    """
 
     def check_targets(self, y, output):
         if output.dim() != 2:
@@ -117,6 +146,17 @@ class Bernoulli(_Classification):
 
     Predictions are returned as two-class probabilities ``[..., N, 2]`` = ``(1 - p, p)``,
     so binary models share the evaluation layer of multi-class ones.
+
+    Example::
+
+        >>> import torch
+        >>> from bayesdl.models import Bernoulli
+        >>> logits = torch.tensor([[0.0], [2.0]])             # one logit per example, [N, 1]
+        >>> Bernoulli().probabilities(logits).round(decimals=4)   # as two classes (1 - p, p)
+        tensor([[0.5000, 0.5000],
+                [0.1192, 0.8808]])
+        >>> [round(v, 4) for v in Bernoulli().log_prob(logits, torch.tensor([1, 1])).tolist()]
+        [-0.6931, -0.1269]
     """
 
     @staticmethod
@@ -156,6 +196,21 @@ class Gaussian(Likelihood):
     interval far too narrow (measured on the README's regression example: its 95% intervals
     covered 52% of the targets) -- standardise ``y``, or learn the scale (``likelihood="gaussian"``),
     or check the coverage (:func:`bayesdl.evaluation.regression_metrics`).
+
+    Example::
+
+        >>> import torch
+        >>> from bayesdl.models import Gaussian
+        >>> fixed, learned = Gaussian(scale=0.5), Gaussian()   # a fixed scale, or one learned from 1.0
+        >>> fixed.learned, learned.learned, float(fixed.scale)
+        (False, True, 0.5)
+        >>> [round(v, 4) for v in fixed.log_prob(torch.tensor([0.0, 1.0]), torch.tensor([0.0, 0.0])).tolist()]
+        [-0.2258, -2.2258]
+        >>> prediction = fixed.predict(torch.zeros(3, 2))      # means [S, N] -> a RegressionPrediction
+        >>> prediction.noise
+        tensor([[0.5000, 0.5000],
+                [0.5000, 0.5000],
+                [0.5000, 0.5000]])
     """
 
     task = "regression"
@@ -247,6 +302,15 @@ class HeteroscedasticGaussian(Likelihood):
 
     Its predictions carry a noise scale per sample and per input, so the aleatoric part of
     :class:`RegressionPrediction` varies over the inputs. ``min_scale`` keeps the density bounded.
+
+    Example::
+
+        >>> import torch
+        >>> from bayesdl.models import HeteroscedasticGaussian
+        >>> outputs = torch.tensor([[[1.0, 0.0], [2.0, 3.0]]])  # [S=1, N=2, (mean, raw scale)]
+        >>> prediction = HeteroscedasticGaussian().predict(outputs)
+        >>> prediction.mean, prediction.noise.round(decimals=4)  # noise: softplus of the raw scale
+        (tensor([[1., 2.]]), tensor([[0.6931, 3.0486]]))
     """
 
     task = "regression"
@@ -293,7 +357,17 @@ class HeteroscedasticGaussian(Likelihood):
 
 def make_likelihood(likelihood) -> Likelihood:
     """A :class:`Likelihood` from an instance or a name: categorical, bernoulli, gaussian,
-    heteroscedastic."""
+    heteroscedastic.
+
+    Example::
+
+        >>> from bayesdl.models import Gaussian, make_likelihood
+        >>> [type(make_likelihood(name)).__name__ for name in ("categorical", "bernoulli", "gaussian")]
+        ['Categorical', 'Bernoulli', 'Gaussian']
+        >>> fixed = Gaussian(scale=0.1)
+        >>> make_likelihood(fixed) is fixed                     # an instance passes through
+        True
+    """
     if isinstance(likelihood, Likelihood):
         return likelihood
     names = {"categorical": Categorical, "bernoulli": Bernoulli, "gaussian": Gaussian,

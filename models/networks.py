@@ -52,6 +52,17 @@ class Dropout(nn.Dropout):
     In training mode each element is kept with probability ``1 - p`` and scaled by
     ``1 / (1 - p)``; in eval mode it is the identity. Same semantics as ``nn.Dropout``
     (``inplace`` is ignored).
+
+    Example::
+
+        >>> import torch
+        >>> from bayesdl.models import Dropout
+        >>> drop = Dropout(0.5)                       # a module starts in training mode
+        >>> _ = torch.manual_seed(0)
+        >>> drop(torch.ones(1, 8))                    # kept entries are scaled by 1 / (1 - p)
+        tensor([[0., 2., 0., 0., 0., 2., 0., 2.]])
+        >>> drop.eval()(torch.ones(1, 3))             # eval mode: the identity
+        tensor([[1., 1., 1.]])
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -64,7 +75,18 @@ class Dropout(nn.Dropout):
 
 def dropout_modules(net: nn.Module) -> list[nn.Module]:
     """All dropout modules of ``net`` (``nn.Dropout`` and its subclasses, and torch's other dropout
-    layers with a rate ``p``: ``nn.Dropout1d/2d/3d``, ``nn.AlphaDropout``), in definition order."""
+    layers with a rate ``p``: ``nn.Dropout1d/2d/3d``, ``nn.AlphaDropout``), in definition order.
+
+    Example::
+
+        >>> import torch.nn as nn
+        >>> from bayesdl.models import MLP, dropout_modules
+        >>> dropout_modules(MLP(2, [4, 4], 1, dropout=0.2))      # one slot after each hidden layer
+        [Dropout(p=0.2, inplace=False), Dropout(p=0.2, inplace=False)]
+        >>> net = nn.Sequential(nn.Conv2d(1, 4, 3), nn.Dropout2d(0.1), nn.Flatten(), nn.Linear(2704, 2))
+        >>> dropout_modules(net)                                   # torch's own dropout layers count too
+        [Dropout2d(p=0.1, inplace=False)]
+    """
     return [m for m in net.modules() if isinstance(m, nn.modules.dropout._DropoutNd)]
 
 
@@ -80,6 +102,17 @@ class MLP(nn.Module):
     dropout:
         Dropout rate after every hidden activation (0 keeps the slots inactive; a
         :class:`bayesdl.inference.DropoutGuide` given its own rate ``p`` can still use them).
+
+    Example::
+
+        >>> import torch
+        >>> from bayesdl.models import MLP
+        >>> net = MLP(3, [8, 8], 2, dropout=0.1)       # 3 -> 8 -> 8 -> 2
+        >>> x = torch.zeros(5, 3)
+        >>> net(x).shape, net.features(x).shape        # logits, and the last hidden layer
+        (torch.Size([5, 2]), torch.Size([5, 8]))
+        >>> net.last_layer
+        Linear(in_features=8, out_features=2, bias=True)
     """
 
     def __init__(self, in_features: int, hidden: int | Sequence[int], out_features: int,
@@ -127,6 +160,17 @@ class LeNet(nn.Module):
 
     ``p`` is their rate. (ReLU after max-pooling equals max-pooling after ReLU, and is 4x
     cheaper.)
+
+    Example::
+
+        >>> import torch
+        >>> from bayesdl.models import LeNet
+        >>> net = LeNet(dropout="last", p=0.5).eval()
+        >>> images = torch.zeros(2, 1, 28, 28)
+        >>> net(images).shape, net.trunk(images).shape
+        (torch.Size([2, 10]), torch.Size([2, 500]))
+        >>> torch.equal(net.head(net.trunk(images)), net(images))
+        True
     """
 
     PLACEMENTS = ("last", "all", None)
@@ -228,6 +272,15 @@ class DBALCNN(_ConvPoolNet):
         -> fc 128 -> ReLU -> dropout p_fc -> fc num_classes
 
     Its ``trunk`` (pooled maps ``[N, 32, 11, 11]``) is deterministic; see :class:`_ConvPoolNet`.
+
+    Example::
+
+        >>> import torch
+        >>> from bayesdl.models import DBALCNN
+        >>> net = DBALCNN().eval()
+        >>> images = torch.zeros(2, 1, 28, 28)
+        >>> net(images).shape, net.trunk(images).shape
+        (torch.Size([2, 10]), torch.Size([2, 32, 11, 11]))
     """
 
     kernel, channels = 4, (32, 32)
@@ -241,6 +294,15 @@ class SmallConvNet(_ConvPoolNet):
         -> fc 128 -> ReLU -> dropout p_fc -> fc num_classes
 
     Its ``trunk`` (pooled maps ``[N, 64, 12, 12]``) is deterministic; see :class:`_ConvPoolNet`.
+
+    Example::
+
+        >>> import torch
+        >>> from bayesdl.models import SmallConvNet
+        >>> net = SmallConvNet(num_classes=3).eval()
+        >>> images = torch.zeros(2, 1, 28, 28)
+        >>> net(images).shape, net.trunk(images).shape
+        (torch.Size([2, 3]), torch.Size([2, 64, 12, 12]))
     """
 
     kernel, channels = 3, (32, 64)
@@ -252,6 +314,15 @@ class ConfidNetHead(nn.Module):
     A small MLP on the frozen classifier's penultimate features, trained with an MSE loss
     against the true-class probability. ``hidden`` gives the widths (the paper's MNIST
     head uses 400-400-400-400).
+
+    Example::
+
+        >>> import torch
+        >>> from bayesdl.models import ConfidNetHead
+        >>> head = ConfidNetHead(500, hidden=(16,))      # reads LeNet's 500 penultimate features
+        >>> confidence = head(torch.zeros(3, 500))
+        >>> confidence.shape, bool(((confidence > 0) & (confidence < 1)).all())
+        (torch.Size([3]), True)
     """
 
     def __init__(self, in_features: int, hidden: Sequence[int] = (400, 400, 400, 400)):

@@ -269,6 +269,17 @@ class RecurrentRegressor(nn.Module):
         pass over ``k`` copies is slower than ``k`` passes (the per-step tensors leave the cache).
 
     ``forward(x)``: token ids ``[N, L]`` -> ``[N, out_features]``.
+
+    Example::
+
+        >>> import torch
+        >>> from bayesdl.models import RecurrentRegressor
+        >>> net = RecurrentRegressor(vocab_size=20, embedding_dim=8, hidden_size=8).eval()
+        >>> tokens = torch.tensor([[0, 0, 3, 5], [2, 7, 1, 4]])     # left-padded with 0
+        >>> net(tokens).shape
+        torch.Size([2, 1])
+        >>> torch.allclose(net(tokens[:1]), net(torch.tensor([[3, 5]])))   # padding changes nothing
+        True
     """
 
     def __init__(self, vocab_size: int, embedding_dim: int = 128, hidden_size: int = 128,
