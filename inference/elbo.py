@@ -41,7 +41,11 @@ __all__ = ["BNNElbo"]
 class BNNElbo(ELBO):
     """Structured ELBO for a :class:`bayesdl.models.BNN` and a :class:`bayesdl.inference.guides.BNNGuide`.
 
-    A ``pyro.infer.ELBO``: usable with ``pyro.infer.SVI`` or :func:`bayesdl.inference.fit`.
+    A ``pyro.infer.ELBO`` that :func:`bayesdl.inference.fit` trains with; its
+    :meth:`differentiable_loss` (and :meth:`terms`) also serve a hand-written torch loop. Not for
+    ``pyro.infer.SVI``: SVI optimises the parameters it sees registered by ``pyro.param`` calls
+    while computing the loss, and a BNN guide is a plain ``nn.Module`` that makes none, so
+    ``SVI.step`` would update nothing.
     ``kl_weight`` multiplies the KL (1 is the ELBO; other values give tempered posteriors).
     Model arguments: ``(x, y, dataset_size=None)``.
 

@@ -1240,8 +1240,9 @@ def laplace(source, subset: str = "all", structure: str = "full", *, hessian: st
     :meth:`BaseLaplace.optimize_prior_precision`). ``likelihood`` and ``prior_scale`` are for a
     plain network only: a Posterior's BNN has both (a ``TypeError`` otherwise).
 
-    ``subset="all"`` with ``structure="full"`` or ``"diag"``; ``subset="last_layer"`` with
-    ``"kron"``, ``"diag"`` or ``"full"`` (:data:`LAPLACE_CLASSES`).
+    ``subset="all"`` with ``structure="full"``, ``"diag"`` or ``"kron"`` (KFAC on every layer:
+    :class:`KronLaplace`); ``subset="last_layer"`` with ``"kron"``, ``"diag"`` or ``"full"``
+    (:data:`LAPLACE_CLASSES`).
 
     Example (around a MAP of ``fit``, or a plain network with its likelihood)::
 

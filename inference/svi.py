@@ -383,6 +383,10 @@ class _Trainer:
     def __init__(self, model, guide, config: FitConfig, fabric):
         self.model, self.guide, self.config, self.fabric = model, guide, config, fabric
         self.bnn = bnn_of(model)
+        if isinstance(guide, BNNGuide) and self.bnn is not None and guide.model is not self.bnn:
+            raise ValueError(f"the {type(guide).__name__} was built for another model than the one passed to "
+                             f"fit: build it with this model ({type(guide).__name__}(model)), or pass the "
+                             "model it was built for")
         self.model_kwargs = {}
 
     # ------------------------------------------------------------- preparation

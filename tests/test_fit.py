@@ -217,3 +217,24 @@ def test_exponential_decay_reaches_the_final_rate():
     assert opt.param_groups[0]["lr"] == pytest.approx(1e-4, rel=1e-9)
     with pytest.raises(ValueError, match="final_lr"):
         exponential_decay(1e-2, 0.0, 20)
+
+
+def test_a_guide_built_for_another_model_is_refused_before_any_work():
+    from bayesdl.inference import MeanFieldGuide, fit
+    from bayesdl.models import BNN, MLP
+
+    model, other = BNN(MLP(2, 4, 1), likelihood="gaussian"), BNN(MLP(2, 4, 1), likelihood="gaussian")
+    x = torch.randn(8, 2)
+
+    def no_batch_drawn():
+        raise AssertionError("the data was read before the mismatch was found")
+        yield
+
+    class Untouchable(torch.utils.data.IterableDataset):
+        def __iter__(self):
+            return no_batch_drawn()
+
+    loader = torch.utils.data.DataLoader(Untouchable(), batch_size=None)
+    with pytest.raises(ValueError, match=r"MeanFieldGuide was built for another model than the one passed to fit"):
+        fit(model, MeanFieldGuide(other), loader, epochs=1, progress=False)
+    fit(model, MeanFieldGuide(model), (x, x[:, 0]), epochs=1, progress=False)  # the right pairing trains
