@@ -305,7 +305,7 @@ _ALL = (
               "Gal & Ghahramani 2016b (variational RNN dropout), sec. 5.1: test RMSE against epochs on Pang & "
               "Lee's movie reviews; NLL, interval coverage, aleatoric/epistemic split",
               "sentiment:run", needs_data=True, options=SentimentOptions, quick_cost="8 CPU s",
-              full_cost="about 1 h of one lightly loaded core (per epoch at size 32: variational 24 s, MAP 13 s)"),
+              full_cost="1,528 s on one thread of an idle 2-core CPU (3 seeds x 4 rows x 15 epochs)"),
     StudyInfo("bandits", "Contextual bandits by Thompson sampling from every posterior: mushroom and wheel bandits",
               "Riquelme et al. 2018 (Deep Bayesian Bandits Showdown): cumulative regret of dropout, mean-field, "
               "ensembles, SWAG, LinFullPost, NeuralLinear against uniform and epsilon-greedy",
