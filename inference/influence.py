@@ -19,8 +19,12 @@ curvature chosen with ``curvature``:
 
 - ``"exact"``: the dense Hessian of ``R`` by autograd, eigendecomposed (small models);
 - ``"ggn"``: the dense GGN (small models; equals the Hessian for a GLM with canonical link);
-- ``"cg"``: conjugate gradients (scipy) on exact Hessian-vector products over the training data
-  (``torch.func`` forward-over-reverse), any size, one solve per right-hand side;
+- ``"cg"``: conjugate gradients on exact Hessian-vector products over the training data
+  (``torch.func`` forward-over-reverse), any size; up to :attr:`Influence.cg_block` right-hand
+  sides solved as one block, their products vectorised by ``vmap`` in one pass over the data
+  (self-influence of 300 points of a 33-weight logistic regression: 0.9 s, against 26.6 s for
+  scipy's ``cg`` one point at a time); the curvature must be positive definite (a converged MAP,
+  or ``damping``);
 - ``"kfac"``: the Kronecker-factored GGN of every dense / conv layer
   (:class:`~bayesdl.inference.laplace.KronLaplace`), networks;
 - or a fitted :class:`~bayesdl.inference.laplace.BaseLaplace` over all weights.
@@ -33,9 +37,7 @@ from __future__ import annotations
 
 import warnings
 
-import numpy as np
 import torch
-from scipy.sparse.linalg import LinearOperator, cg
 from torch.func import grad, jvp, vmap
 
 from bayesdl.checks import check_choice, check_int, check_positive
@@ -152,15 +154,22 @@ class Influence:
         if self.laplace is not None:
             out = self.laplace.solve(v, self.prior_precision + self.damping)
         else:
-            rows = track(v, "conjugate gradients", enabled=self.progress)
-            out = torch.stack([self._cg(row) for row in rows])
+            chunks = track(v.split(self.cg_block), "conjugate gradients", enabled=self.progress)
+            out = torch.cat([self._block_cg(chunk) for chunk in chunks])
         return out[0] if vectors.dim() == 1 else out
+
+    #: right-hand sides solved together by one block of conjugate gradients (their products with
+    #: the curvature share each pass over the training data, vectorised by ``vmap``)
+    cg_block: int = 64
 
     def hvp(self, vector: torch.Tensor) -> torch.Tensor:
         """``(H + lambda I) v`` with ``H = sum_n grad^2 l_n + delta I`` by forward-over-reverse
-        autograd over the training data: ``[P]``."""
-        full = torch.zeros_like(self.weights)
-        full[self.index] = vector.to(full.dtype)
+        autograd over the training data: ``[P]``, or ``[M, P]`` for ``M`` vectors ``[M, P]`` (one
+        pass over the data for all of them)."""
+        many = vector.dim() == 2
+        vectors = vector if many else vector[None]
+        full = self.weights.new_zeros(len(vectors), *self.weights.shape)
+        full[:, self.index] = vectors.to(full.dtype)
         total = torch.zeros_like(full)
         for batch in self.train:
             x, y = batch_to(batch, self.weights.device)
@@ -168,23 +177,44 @@ class Influence:
             def batch_loss(theta, x=x, y=y):
                 return -self.model.likelihood.log_prob(self.model.network(x, theta), y).sum()
 
-            total += jvp(grad(batch_loss), (self.weights,), (full,))[1]
-        return total[self.index] + (self.prior_precision + self.damping) * vector
+            product = vmap(lambda tangent: jvp(grad(batch_loss), (self.weights,), (tangent,))[1])
+            total += product(full)
+        out = total[:, self.index] + (self.prior_precision + self.damping) * vectors.to(full.dtype)
+        return out if many else out[0]
 
-    def _cg(self, rhs: torch.Tensor) -> torch.Tensor:
-        dtype, device = rhs.dtype, rhs.device
-
-        def matvec(v):
-            out = self.hvp(torch.as_tensor(np.asarray(v).ravel(), dtype=dtype, device=device))
-            return out.detach().cpu().double().numpy()
-
-        operator = LinearOperator((self.num_params, self.num_params), matvec=matvec, dtype=np.float64)
-        b = rhs.detach().cpu().double().numpy()
-        solution, info = cg(operator, b, rtol=self.cg_tol, atol=0.0, maxiter=self.cg_maxiter)
-        if info > 0:
-            warnings.warn(f"conjugate gradients stopped after {info} iterations short of rtol={self.cg_tol}; "
-                          "add damping or raise cg_maxiter", RuntimeWarning, stacklevel=3)
-        return torch.as_tensor(solution, dtype=dtype, device=device)
+    def _block_cg(self, rhs: torch.Tensor) -> torch.Tensor:
+        """``(H + lambda I)^-1 b`` for every row of ``rhs`` ``[M, P]``: conjugate gradients run on the
+        ``M`` systems in lockstep (each its own step sizes, stopped once its residual is below
+        ``cg_tol`` times its right-hand side's norm), in float64, each iteration one
+        :meth:`hvp` of the ``M`` search directions. At most ``cg_maxiter`` iterations (default
+        ``10 P``, as scipy's ``cg``); a system still short of the tolerance then is a warning."""
+        dtype = rhs.dtype
+        b = rhs.detach().double()
+        x = torch.zeros_like(b)
+        r = b.clone()
+        d = r.clone()
+        rs = (r * r).sum(1)
+        target = self.cg_tol * b.norm(dim=1)
+        active = rs.sqrt() > target
+        maxiter = self.cg_maxiter or 10 * self.num_params
+        for _ in range(maxiter):
+            if not active.any():
+                break
+            ad = self.hvp(d.to(dtype)).double()
+            curvature = (d * ad).sum(1)
+            alpha = torch.where(active, rs / torch.where(curvature != 0, curvature, 1.0), 0.0)
+            x += alpha[:, None] * d
+            r -= alpha[:, None] * ad
+            rs_new = (r * r).sum(1)
+            active = active & (rs_new.sqrt() > target)
+            beta = torch.where(active, rs_new / torch.where(rs != 0, rs, 1.0), 0.0)
+            d = torch.where(active[:, None], r + beta[:, None] * d, d)
+            rs = rs_new
+        if active.any():
+            warnings.warn(f"conjugate gradients stopped after {maxiter} iterations with {int(active.sum())} "
+                          f"of {len(b)} systems short of rtol={self.cg_tol}; add damping or raise cg_maxiter",
+                          RuntimeWarning, stacklevel=3)
+        return x.to(dtype)
 
     # ------------------------------------------------------------------ influence
     def parameter_change_on_removal(self, train) -> torch.Tensor:
@@ -203,8 +233,8 @@ class Influence:
 
     def self_influence(self, train=None) -> torch.Tensor:
         """``grad l_n^T H^-1 grad l_n`` ``[N]`` for each training point (default: the curvature's
-        data). One inverse-curvature product per point: cheap for "kfac", "exact", "ggn"; one CG
-        solve per point for "cg"."""
+        data). One inverse-curvature product per point: cheap for "kfac", "exact", "ggn"; for "cg"
+        blocks of :attr:`cg_block` points solved together."""
         out = [(g * self.inverse_hvp(g)).sum(-1)
                for g in self._gradient_batches(self.train if train is None else train, "self-influence")]
         return torch.cat(out)

@@ -14,8 +14,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
-#: pages other engineers write; the coordinator adds them to the nav and to these checks
-NOT_OURS = {"adversarial.md", "bandits.md", "sentiment.md", "sgmcmc.md", "influence.md"}
+#: pages whose examples another test runs (at a tiny size), with which
+RUN_ELSEWHERE: dict[str, str] = {}
 SKIP = "<!-- example: not run"
 FENCE = re.compile(r"^(?P<before>.*?)^```python\n(?P<code>.*?)^```", re.MULTILINE | re.DOTALL)
 
@@ -33,7 +33,7 @@ def python_blocks(text: str) -> list[str]:
 
 
 def pages() -> list[Path]:
-    return sorted(p for p in DOCS.rglob("*.md") if p.name not in NOT_OURS and "hooks" not in p.parts)
+    return sorted(p for p in DOCS.rglob("*.md") if "hooks" not in p.parts)
 
 
 #: run in a fresh interpreter, so that examples that register a method or set a seed leave this
@@ -75,7 +75,8 @@ def test_every_page_is_in_the_nav_or_a_study_page():
 
 @pytest.mark.slow
 def test_docs_examples_run(tmp_path):
-    sources = {str(p.relative_to(DOCS)): p.read_text() for p in pages()}
+    sources = {str(p.relative_to(DOCS)): p.read_text() for p in pages()
+               if str(p.relative_to(DOCS)) not in RUN_ELSEWHERE}
     assert sum(len(python_blocks(t)) for t in sources.values()) >= 15
     result = run_examples(sources, tmp_path)
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-3000:]

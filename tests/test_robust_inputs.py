@@ -65,8 +65,9 @@ def test_predict_refuses_inputs_of_the_wrong_rank_or_width(map_posterior):
         map_posterior.predict(torch.zeros(5, 1, 2))  # was a 4-D array of probabilities
     with pytest.raises(ValueError, match=r"cannot take inputs of shape \(4, 3\)"):
         map_posterior.predict(torch.zeros(4, 3))
+    model = _model()
     with pytest.raises(ValueError, match=r"cannot take inputs of shape \(4, 3\)"):
-        fit(_model(), MAPGuide(_model()), (torch.zeros(4, 3), torch.zeros(4, dtype=torch.long)), epochs=1,
+        fit(model, MAPGuide(model), (torch.zeros(4, 3), torch.zeros(4, dtype=torch.long)), epochs=1,
             progress=False)
 
 
