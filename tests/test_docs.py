@@ -15,7 +15,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
 #: pages whose examples another test runs (at a tiny size), with which
-RUN_ELSEWHERE: dict[str, str] = {}
+RUN_ELSEWHERE: dict[str, str] = {"tour.md": "tests/test_readme.py runs the tour, at a tiny size"}
 SKIP = "<!-- example: not run"
 FENCE = re.compile(r"^(?P<before>.*?)^```python\n(?P<code>.*?)^```", re.MULTILINE | re.DOTALL)
 
