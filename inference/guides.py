@@ -47,6 +47,17 @@ __all__ = ["BNNGuide", "MeanFieldGuide", "DropoutGuide", "MAPGuide"]
 _LR_MODULES = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
 
 
+def _in_groups(n: int, num_samples: int, copies: int, run) -> torch.Tensor:
+    """``num_samples`` passes ``[S, N, ...]`` over ``N = n`` inputs, ``copies`` at a time:
+    ``run(k)`` returns ``k`` passes as one batch ``[k N, ...]`` (pass-major)."""
+    chunks = []
+    for start in range(0, num_samples, copies):
+        k = min(copies, num_samples - start)
+        out = run(k)
+        chunks.append(out.view(k, n, *out.shape[1:]))
+    return torch.cat(chunks)
+
+
 class BNNGuide(nn.Module, Approximation):
     """Base class of the guides of a :class:`bayesdl.models.BNN`.
 
@@ -520,26 +531,18 @@ class DropoutGuide(_PointGuide):
         run once per group of passes: the activation entering ``slot`` is repeated along the batch,
         as many copies at a time as keep the repeated activation within
         :attr:`prefix_budget_elements` elements."""
-        n, chunks = x.shape[0], []
-        per_copy = max(1, n * self.__dict__["_prefix_numel"])
+        per_copy = max(1, x.shape[0] * self.__dict__["_prefix_numel"])
         copies = max(1, min(num_samples, self.prefix_budget_elements // per_copy))
-        for start in range(0, num_samples, copies):
-            k = min(copies, num_samples - start)
-            out = self._repeated_at(slot, x, k, self.rates)
-            chunks.append(out.view(k, n, *out.shape[1:]))
-        return torch.cat(chunks)
+        return _in_groups(x.shape[0], num_samples, copies,
+                          lambda k: self._repeated_at(slot, x, k, self.rates))
 
     def _batched_passes(self, x, num_samples: int, copies: int) -> torch.Tensor:
         """``num_samples`` passes ``[S, N, ...]`` run ``copies`` at a time as one pass over ``x``
         repeated: for a network that draws every mask per example (it says so by defining
         ``mc_batch_copies(x, S)``, how many copies fit one pass), the repeated rows are
         independent passes."""
-        n, chunks = x.shape[0], []
-        for start in range(0, num_samples, copies):
-            k = min(copies, num_samples - start)
-            out = self.model.network(x.repeat(k, *([1] * (x.dim() - 1))), self.weights, dropout=self.rates)
-            chunks.append(out.view(k, n, *out.shape[1:]))
-        return torch.cat(chunks)
+        return _in_groups(x.shape[0], num_samples, copies, lambda k: self.model.network(
+            x.repeat(k, *([1] * (x.dim() - 1))), self.weights, dropout=self.rates))
 
     def predictive_log_probs(self, x, link_approx="mc", num_samples=20):
         """``ln (1/T sum_t p(y | x, z_t))`` ``[N, C]`` over ``T = num_samples`` mask draws,
