@@ -93,11 +93,16 @@ def dropout_rates(net: nn.Module, rates: float | Mapping[nn.Module, float] | Non
 def channels_last(t: torch.Tensor) -> torch.Tensor:
     """``t`` ``[N, C, H, W]`` with the canonical channels-last strides: ``t`` itself when it has
     them, else a copy (also when ``C = 1`` or ``H = W = 1``, where ``contiguous(memory_format=...)``
-    keeps the default strides because they satisfy both layouts)."""
+    keeps the default strides because they satisfy both layouts). A tensor that cannot take a
+    memory format -- one batched by ``torch.func.vmap`` (per-example gradients) -- is returned as
+    it is: the layout is a speed-up only, the results are the same."""
     _, c, h, w = t.shape
     if t.stride() == (h * w * c, 1, w * c, c):
         return t
-    return t.to(memory_format=torch.channels_last)
+    try:
+        return t.to(memory_format=torch.channels_last)
+    except RuntimeError:  # "required rank 4 tensor": vmap's batched tensors hide their batch dimension
+        return t
 
 
 def _final_module(net: nn.Module) -> nn.Module:

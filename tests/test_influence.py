@@ -142,3 +142,20 @@ def test_bad_input():
         influence(nn.Linear(2, 3), (x, y), "exact")
     with pytest.raises(ValueError, match="shape"):
         Influence(model, t, (x, y), "exact").inverse_hvp(torch.ones(4, dtype=torch.float64))
+
+
+def test_per_example_gradients_of_a_cnn_equal_an_autograd_loop():
+    """Per-example gradients (``vmap`` of ``grad``) through a convolutional network that has run
+    channels-last on the CPU before: the same as one backward pass per example."""
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(1, 3, 3), nn.ReLU(), nn.Flatten(), nn.Linear(3 * 4 * 4, 3))
+    x, y = torch.randn(5, 1, 6, 6), torch.randint(0, 3, (5,))
+    inf = influence(net, (x, y), "kfac", likelihood="categorical")  # the KFAC fit ran the network
+    expected = []
+    for xi, yi in zip(x, y):
+        copy_ = copy.deepcopy(net)
+        nn.functional.cross_entropy(copy_(xi[None]), yi[None], reduction="sum").backward()
+        expected.append(torch.cat([p.grad.reshape(-1) for p in copy_.parameters()]))
+    got = torch.zeros(5, inf.model.num_latent)
+    got[:, inf.index] = inf.gradients((x, y))
+    torch.testing.assert_close(got, torch.stack(expected), rtol=1e-5, atol=1e-6)
