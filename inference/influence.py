@@ -27,6 +27,8 @@ curvature chosen with ``curvature``:
   or ``damping``);
 - ``"kfac"``: the Kronecker-factored GGN of every dense / conv layer
   (:class:`~bayesdl.inference.laplace.KronLaplace`), networks;
+- ``"ekfac"``: the same eigenbasis with eigenvalue-corrected eigenvalues
+  (:class:`~bayesdl.inference.laplace.EKFACLaplace`; kronfluence's curvature), a second pass;
 - or a fitted :class:`~bayesdl.inference.laplace.BaseLaplace` over all weights.
 
 ``damping`` ``lambda >= 0`` replaces ``H`` by ``H + lambda I`` (Koh & Liang damp non-convex
@@ -44,12 +46,12 @@ from bayesdl.checks import check_choice, check_int, check_positive
 from bayesdl.progress import track
 
 from ._data import as_loader, batch_to
-from .laplace import BaseLaplace, FullLaplace, KronLaplace, Subset, _check_vectors, _map_weights
+from .laplace import BaseLaplace, EKFACLaplace, FullLaplace, KronLaplace, Subset, _check_vectors, _map_weights
 
 __all__ = ["Influence", "influence", "CURVATURES"]
 
 #: the inverse-Hessian-vector products :func:`influence` offers
-CURVATURES = ("exact", "ggn", "cg", "kfac")
+CURVATURES = ("exact", "ggn", "cg", "kfac", "ekfac")
 
 
 class Influence:
@@ -115,8 +117,9 @@ class Influence:
             prior_precision = float((1.0 / model.prior_scales**2).mean())
         self.prior_precision = check_positive(prior_precision, "prior_precision")
         self.laplace = None
-        if self.curvature == "kfac":
-            self.laplace = KronLaplace(model, self.weights, self.prior_precision).fit(self.train)
+        if self.curvature in ("kfac", "ekfac"):
+            cls = KronLaplace if self.curvature == "kfac" else EKFACLaplace
+            self.laplace = cls(model, self.weights, self.prior_precision).fit(self.train)
         elif self.curvature in ("exact", "ggn"):
             self.laplace = FullLaplace(model, self.weights, self.prior_precision,
                                        hessian=self.curvature).fit(self.train)

@@ -1,15 +1,17 @@
 """KFAC Laplace over every layer (``laplace(..., "all", "kron")``): exact where KFAC is exact,
 its algebra against dense matrices built from autograd, the factors against curvlinops, the
-marginal likelihood against laplace-torch."""
+marginal likelihood against laplace-torch; EK-FAC (``"ekfac"``) against the autograd GGN in the
+KFAC eigenbasis."""
 
 import copy
+import itertools
 
 import numpy as np
 import pytest
 import torch
 import torch.nn as nn
 
-from bayesdl.inference import FullLaplace, KronLaplace, laplace
+from bayesdl.inference import EKFACLaplace, FullLaplace, KronLaplace, laplace
 from bayesdl.models import BNN, BayesianLinearRegression, Gaussian, PolynomialBasis
 
 
@@ -40,9 +42,9 @@ def _small_cnn(bias=True):
                          nn.Linear(3 * 4 * 4, 5, bias=bias), nn.Tanh(), nn.Linear(5, 3, bias=bias))
 
 
-def _fitted(net, x, y, **kwargs):
+def _fitted(net, x, y, cls=KronLaplace, **kwargs):
     model = BNN(copy.deepcopy(net)).double()
-    return model, KronLaplace(model, model.initial_values(), **kwargs).fit((x, y))
+    return model, cls(model, model.initial_values(), **kwargs).fit((x, y))
 
 
 def test_kfac_is_the_exact_ggn_block_for_one_example():
@@ -79,12 +81,13 @@ def test_kfac_is_exact_for_bayesian_linear_regression():
     torch.testing.assert_close(la.curvature(), full.curvature(), rtol=1e-6, atol=1e-9)
 
 
-def test_log_det_solve_draws_and_glm_covariance_match_the_dense_kfac():
-    """The eigenbasis algebra against the dense block-diagonal ``H = diag_l(G_l (x) A_l)``:
-    ``ln|H + delta I|``, ``(H + delta I)^-1 v``, ``J Sigma J^T`` with ``J`` by autograd, the
-    linearised outputs, and the covariance of the draws."""
+@pytest.mark.parametrize("cls", [KronLaplace, EKFACLaplace])
+def test_log_det_solve_draws_and_glm_covariance_match_the_dense_kfac(cls):
+    """The eigenbasis algebra against the dense block-diagonal ``H = diag_l(G_l (x) A_l)`` (for
+    EK-FAC ``diag_l(Q_l diag(s_l) Q_l^T)``): ``ln|H + delta I|``, ``(H + delta I)^-1 v``,
+    ``J Sigma J^T`` with ``J`` by autograd, the linearised outputs, and the covariance of the draws."""
     x, y = torch.randn(20, 1, 6, 6, dtype=torch.float64), torch.randint(0, 3, (20,))
-    model, la = _fitted(_small_cnn(), x, y, prior_precision=0.7)
+    model, la = _fitted(_small_cnn(), x, y, cls, prior_precision=0.7)
     h = la.curvature()
     precision = h + 0.7 * torch.eye(len(h), dtype=h.dtype)
     assert la.log_det_posterior_precision() == pytest.approx(float(torch.logdet(precision)), rel=1e-10)
@@ -103,6 +106,55 @@ def test_log_det_solve_draws_and_glm_covariance_match_the_dense_kfac():
     block = slice(len(h) - layer.numel, len(h))
     empirical = samples[:, block].T @ samples[:, block] / len(samples)
     torch.testing.assert_close(empirical, sigma[block, block], rtol=0, atol=0.05 * float(sigma.diag().max()))
+
+
+def _blocks(la, dense):
+    """The diagonal blocks of ``dense`` (in the Laplace's subset order), one per layer."""
+    sizes = [layer.numel for layer in la.layers]
+    starts = np.cumsum([0, *sizes])
+    return [dense[a:b, a:b] for a, b in itertools.pairwise(starts)]
+
+
+def test_ekfac_is_the_ggn_diagonal_in_the_kfac_eigenbasis():
+    """EK-FAC keeps KFAC's eigenbasis ``Q = Q_G (x) Q_A`` of each layer (convolution included)
+    and takes as eigenvalues the exact GGN block's diagonal in it, ``diag(Q^T H_l Q)`` with
+    ``H_l`` from autograd; so its block is never further from ``H_l`` than KFAC's (Frobenius)."""
+    torch.manual_seed(2)
+    net = _small_cnn().double()
+    x, y = torch.randn(12, 1, 6, 6, dtype=torch.float64), torch.randint(0, 3, (12,))
+    params = {n: p.detach().clone() for n, p in net.named_parameters()}
+    _, kfac = _fitted(net, x, y)
+    _, ekfac = _fitted(net, x, y, EKFACLaplace)
+    exact = _blocks(kfac, _ggn_by_autograd(net, params, x, y)[kfac.index][:, kfac.index])
+    for f_k, f_e, h, k_block, e_block in zip(kfac._factors, ekfac._factors, exact,
+                                            _blocks(kfac, kfac.curvature()), _blocks(ekfac, ekfac.curvature())):
+        torch.testing.assert_close(f_e.qg, f_k.qg)
+        torch.testing.assert_close(f_e.qa, f_k.qa)
+        q = torch.kron(f_k.qg, f_k.qa)
+        torch.testing.assert_close(f_e.eig.reshape(-1), torch.diagonal(q.T @ h @ q), rtol=1e-9, atol=1e-12)
+        assert torch.linalg.norm(e_block - h) <= torch.linalg.norm(k_block - h) * (1 + 1e-12)
+    # where KFAC is exact (one example, dense layers) the correction changes nothing
+    dense = nn.Sequential(nn.Linear(4, 5), nn.Tanh(), nn.Linear(5, 3)).double()
+    one = torch.randn(1, 4, dtype=torch.float64), torch.tensor([1])
+    torch.testing.assert_close(_fitted(dense, *one, EKFACLaplace)[1].curvature(), _fitted(dense, *one)[1].curvature(),
+                               rtol=1e-9, atol=1e-12)
+
+
+def test_ekfac_marginal_likelihood_and_influence_run_through_the_public_api():
+    """``laplace(..., "all", "ekfac")`` tunes its prior by marginal likelihood like KFAC, and
+    ``influence(..., "ekfac")`` solves with it (against the EK-FAC block's dense inverse)."""
+    from bayesdl.inference import influence
+
+    torch.manual_seed(3)
+    net = _small_cnn()
+    x, y = torch.randn(30, 1, 6, 6), torch.randint(0, 3, (30,))
+    la = laplace(net, "all", "ekfac", likelihood="categorical").fit((x, y)).optimize_prior_precision()
+    assert la.structure.value == "ekfac" and np.isfinite(la.log_marginal_likelihood())
+    assert la.log_marginal_likelihood() >= la.log_marginal_likelihood(1.0) - 1e-6
+    inf = influence(net, (x, y), "ekfac", likelihood="categorical", prior_precision=2.0)
+    g = inf.gradients((x[:2], y[:2])).double()
+    dense = inf.laplace.curvature() + 2.0 * torch.eye(inf.num_params, dtype=torch.float64)
+    torch.testing.assert_close(inf.inverse_hvp(g).double(), torch.linalg.solve(dense, g.T).T, rtol=1e-4, atol=1e-6)
 
 
 def test_factors_equal_curvlinops_kfac_expand():
