@@ -114,9 +114,10 @@ def _dqn_text(o, table, figure) -> str:
 ## The dropout Q-network (CartPole-v1)
 
 DQN with an MC-dropout Q-network (4-64-64-2, dropout {o.q_dropout}), {o.dqn_steps:,} environment steps
-per run, one minibatch update of 64 per step after {o.warmup} warm-up steps, target network every
-{o.target_every} updates; Thompson sampling holds one dropout mask per episode, epsilon-greedy decays
-epsilon from 1 to 0.05 over {o.decay:,} steps. The environment's solved threshold is 475.
+per run, one minibatch update of 64 per step after {o.warmup} warm-up steps of uniform actions, target
+network every {o.target_every} updates; Thompson sampling holds one dropout mask per episode,
+epsilon-greedy decays epsilon from 1 to 0.05 over {o.decay:,} steps. The environment's solved threshold
+is 475; "batches to 100" is when the moving mean of 10 returns first reaches 100.
 
 {table}
 
