@@ -187,7 +187,7 @@ class BanditOptions(StudyOptions):
     dqn_steps: int = option("CartPole environment steps per DQN run", 20_000, quick=300)
     dqn_seeds: int = option("DQN seeds per agent", 5, quick=1)
     q_dropout: float = option("dropout rate of the Q-network", 0.1, minimum=0)
-    warmup: int = option("environment steps before the first DQN update", 500, quick=100, minimum=0)
+    warmup: int = option("environment steps of uniform actions before the first DQN update", 500, quick=100, minimum=0)
     replay: int = option("replay buffer size", 10_000)
     target_every: int = option("DQN updates between target-network synchronisations", 500, quick=50)
     decay: int = option("steps over which epsilon decays from 1 to 0.05", 10_000, quick=200)
@@ -208,6 +208,13 @@ class ModesOptions(StudyOptions):
     thin: int = option("keep every N-th iterate", 10)
 
 
+def _dampings(text: str) -> tuple[float, ...]:
+    values = tuple(float(v) for v in text.split(",") if v.strip())
+    if not values or any(not v >= 0 for v in values):
+        raise ValueError(f"dampings must be comma-separated numbers >= 0, got {text!r}")
+    return values
+
+
 @dataclass(frozen=True)
 class InfluenceOptions(StudyOptions):
     train: int | None = option("training images of the logistic regression (none: all 60,000)", 10_000,
@@ -219,6 +226,18 @@ class InfluenceOptions(StudyOptions):
     retrain_tol: float = option("L-BFGS gradient tolerance of each retraining, times N", 1e-6, minimum=0)
     mislabel_train: int = option("training images of the mislabel-detection run", 5000, quick=500, minimum=20)
     flip: float = option("share of their labels flipped to another class", 0.1, minimum=0)
+    parts: tuple[str, ...] = option("comma-separated parts: logistic (removals and mislabels), cnn (the CNN check)",
+                                    ("logistic", "cnn"), choices=("logistic", "cnn"))
+    cnn_train: int = option("training images of the CNN check", 500, quick=100, minimum=20)
+    cnn_test: int = option("test images searched for the one of highest loss (CNN check)", 1000, quick=100)
+    cnn_top: int = option("removals retrained in the CNN check (the authors' notebook: 100)", 100, quick=4)
+    cnn_l2: float = option("L2 coefficient of the CNN on the mean loss", 1e-3, minimum=0)
+    cnn_dampings: tuple[float, ...] = option("comma-separated dampings of the CNN's curvature, per example",
+                                             (0.0, 0.001, 0.01), quick=(0.0, 0.01), parse=_dampings)
+    cnn_iterations: int = option("L-BFGS iterations at most for the CNN optimum", 2000, quick=100)
+    cnn_retrain_iterations: int = option("L-BFGS iterations of each CNN retraining (and of the baseline)", 200,
+                                         quick=50)
+    cnn_tol: float = option("L-BFGS gradient tolerance of the CNN, times N", 1e-7, minimum=0)
 
 
 def _noise_levels(text: str) -> tuple[float, ...]:

@@ -26,7 +26,13 @@ def test_influence_quick_and_resumed(tmp_path, data_root):
     assert -1 <= removal["pearson_r"] <= 1
     mislabel = metrics["results"]["mislabel"]
     assert mislabel["flipped"] == 50 and set(mislabel["self_influence"]) == set(mislabel["training_loss"])
-    for name in ("predicted_vs_actual.png", "influential_images.png", "mislabel_detection.png"):
+    cnn = metrics["results"]["cnn"]
+    assert len(cnn["actual"]) == 4 and cnn["weights"] == 1020
+    assert {(r["curvature"], r["damping"]) for r in cnn["rows"].values()} == {
+        (c, d) for c in ("ggn", "kfac", "ekfac") for d in (0.0, 0.01)}
+    assert all(len(r["predicted"]) == 4 and -1 <= r["pearson_r"] <= 1 for r in cnn["rows"].values())
+    for name in ("predicted_vs_actual.png", "influential_images.png", "mislabel_detection.png",
+                 "cnn_predicted_vs_actual.png"):
         assert (tmp_path / "a" / name).stat().st_size > 0
     again = _run("influence", tmp_path / "b", cache, data_root)  # from the cached pieces
     assert again["results"] == metrics["results"]

@@ -7,7 +7,9 @@
    gradients on exact Hessian-vector products), against the actual change after removing each of
    the ``top`` most influential points and retraining (warm-started L-BFGS): Pearson r
    (target >= 0.95; the paper's Fig. 2 uses the top 500: ``--set top=500``).
-2. Mislabelled examples: ``flip`` of the labels of a training subset are changed, the model
+2. A small CNN (:mod:`.cnn`): the same check where the loss is not convex, over the top 100, for
+   each curvature (exact Hessian, GGN, KFAC, EK-FAC) and damping (target r >= 0.85).
+3. Mislabelled examples: ``flip`` of the labels of a training subset are changed, the model
    retrained, and the training points ranked by self-influence ``grad l_n^T H^-1 grad l_n``
    (KFAC curvature) and by training loss; the share of the flipped labels in the top 10% / 20%.
 
@@ -24,8 +26,9 @@ from bayesdl.progress import track
 from ...data import mnist_splits
 from ...registry import RunContext, StudyResult
 from ...training import cache_folder, config_digest
+from .cnn import cnn_check, cnn_inputs
 from .logistic import cached, flat_images, lbfgs, mislabel_check, pearson, predicted_changes, retrained_change
-from .report import influence_figure, mislabel_figure, report, scatter_figure
+from .report import cnn_figure, influence_figure, mislabel_figure, report, scatter_figure
 
 
 def _optimum(ctx, x, y, delta: float, settings: dict) -> torch.Tensor:
@@ -60,26 +63,38 @@ def _removals(ctx, theta, data, delta: float, settings: dict) -> dict:
 def run(ctx: RunContext) -> StudyResult:
     torch.set_num_threads(max(1, min(torch.get_num_threads(), 2)))
     o = ctx.options
-    splits = mnist_splits(ctx.data_root, seed=ctx.seed, val_size=0, train_limit=o.train, download=ctx.download)
-    x, y = (t.to(ctx.device) for t in flat_images(splits["train"]))
-    x_test, y_test = (t.to(ctx.device) for t in flat_images(splits["test"]))
-    delta = o.l2 * len(y)
-    settings = {"seed": ctx.seed, "train": len(y), "l2": o.l2}
-    theta = _optimum(ctx, x, y, delta, settings)
-    accuracy = float(((x_test @ theta.view(10, -1).T).argmax(1) == y_test).double().mean())
-    removals = _removals(ctx, theta, (x, y, x_test, y_test), delta, settings)
-    m = min(o.mislabel_train, len(y))
-    mis_settings = {**settings, "mislabel_train": m, "flip": o.flip, "retrain_tol": o.retrain_tol}
-    path = cache_folder(ctx) / "influence" / f"mislabel-{config_digest(mis_settings, length=10)}.json"
-    mislabel = cached(path, lambda: mislabel_check(x[:m], y[:m], o.l2 * m, o.flip, ctx.seed, o.retrain_tol),
-                      mis_settings)
-    mislabel.pop("settings")
-    figures = {"scatter": scatter_figure(ctx, removals),
-               "images": influence_figure(ctx, removals, x.cpu(), y.cpu(), x_test.cpu(), y_test.cpu()),
-               "mislabel": mislabel_figure(ctx, mislabel)}
-    results = {"logistic_regression": {"test_accuracy": accuracy, "delta": delta, "removals": removals},
-               "mislabel": mislabel}
-    config = {"train": len(y), "l2": o.l2, "delta": delta, "top": o.top, "test_points": o.test_points,
-              "mislabel_train": m, "flip": o.flip, "retrain_tol": o.retrain_tol, "seed": ctx.seed,
-              "curvature_removal": "cg (exact Hessian-vector products)", "curvature_self_influence": "kfac"}
+    train_limit = max(o.train or 60_000, o.cnn_train if "cnn" in o.parts else 0)
+    splits = mnist_splits(ctx.data_root, seed=ctx.seed, val_size=0, train_limit=train_limit, download=ctx.download)
+    results, figures = {}, {}
+    config = {"parts": list(o.parts), "seed": ctx.seed}
+    if "logistic" in o.parts:
+        x, y = (t[: o.train].to(ctx.device) for t in flat_images(splits["train"]))
+        x_test, y_test = (t.to(ctx.device) for t in flat_images(splits["test"]))
+        delta = o.l2 * len(y)
+        settings = {"seed": ctx.seed, "train": len(y), "l2": o.l2}
+        theta = _optimum(ctx, x, y, delta, settings)
+        accuracy = float(((x_test @ theta.view(10, -1).T).argmax(1) == y_test).double().mean())
+        removals = _removals(ctx, theta, (x, y, x_test, y_test), delta, settings)
+        m = min(o.mislabel_train, len(y))
+        mis_settings = {**settings, "mislabel_train": m, "flip": o.flip, "retrain_tol": o.retrain_tol}
+        path = cache_folder(ctx) / "influence" / f"mislabel-{config_digest(mis_settings, length=10)}.json"
+        mislabel = cached(path, lambda: mislabel_check(x[:m], y[:m], o.l2 * m, o.flip, ctx.seed, o.retrain_tol),
+                          mis_settings)
+        mislabel.pop("settings")
+        figures.update(scatter=scatter_figure(ctx, removals),
+                       images=influence_figure(ctx, removals, x.cpu(), y.cpu(), x_test.cpu(), y_test.cpu()),
+                       mislabel=mislabel_figure(ctx, mislabel))
+        results.update(logistic_regression={"test_accuracy": accuracy, "delta": delta, "removals": removals},
+                       mislabel=mislabel)
+        config.update(train=len(y), l2=o.l2, delta=delta, top=o.top, test_points=o.test_points, mislabel_train=m,
+                      flip=o.flip, retrain_tol=o.retrain_tol, curvature_removal="cg (exact Hessian-vector products)",
+                      curvature_self_influence="kfac")
+    if "cnn" in o.parts:
+        (x, y), (x_test, y_test) = ((cnn_inputs(s.tensors[0][:limit]).to(ctx.device), s.tensors[1][:limit].to(ctx.device))
+                                    for s, limit in ((splits["train"], o.cnn_train), (splits["test"], o.cnn_test)))
+        results["cnn"] = cnn_check(ctx, x, y, x_test, y_test)
+        figures["cnn"] = cnn_figure(ctx, results["cnn"])
+        config.update(cnn_train=len(y), cnn_test=len(y_test), cnn_top=o.cnn_top, cnn_l2=o.cnn_l2,
+                      cnn_dampings=list(o.cnn_dampings), cnn_iterations=o.cnn_iterations,
+                      cnn_retrain_iterations=o.cnn_retrain_iterations, cnn_tol=o.cnn_tol)
     return StudyResult(config=config, results=results, report=report(config, results, figures))
