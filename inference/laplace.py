@@ -912,7 +912,6 @@ def _check_vectors(vectors, size: int) -> torch.Tensor:
     return v
 
 
-
 class EKFACLaplace(KronLaplace):
     """All weights, KFAC's Kronecker eigenbasis with eigenvalue-corrected eigenvalues (EK-FAC,
     George et al. 2018; :mod:`bayesdl.inference.kfac`): the eigenvalues ``g_i a_j`` of each
