@@ -49,7 +49,7 @@ def test_fit_laplace_checks_every_batch_and_names_it(map_posterior, bad, message
 
 def test_fit_laplace_lists_the_valid_choices(map_posterior):
     x, y = _blobs()
-    with pytest.raises(ValueError, match=r"structure must be one of \['full', 'diag', 'kron'\], got 'nosuch'"):
+    with pytest.raises(ValueError, match=r"structure must be one of \['full', 'diag', 'kron', 'ekfac'\], got 'nosuch'"):
         fit_laplace(map_posterior, (x, y), structure="nosuch")
     with pytest.raises(ValueError, match=r"subset must be one of \['all', 'last_layer'\]"):
         fit_laplace(map_posterior, (x, y), subset="everything")

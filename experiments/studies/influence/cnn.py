@@ -71,6 +71,24 @@ def _test_loss(model, theta, x, y) -> float:
         return float(nn.functional.cross_entropy(model.network(x, theta), y, reduction="sum"))
 
 
+def _predictions(model, theta, train, test, delta: float, dampings, folder, settings: dict) -> dict:
+    """``(curvature, damping) -> {"predicted": [N], "seconds"}`` for the test point, each a cached piece."""
+    out = {}
+    for curvature in CURVATURES:
+        for damping in dampings:
+            def predict(curvature=curvature, damping=damping):
+                clock = time.perf_counter()
+                inf = Influence(model, theta, train, curvature, prior_precision=delta,
+                                damping=damping * len(train[1]), batch_size=1024)
+                return {"predicted": inf.loss_change_on_removal(test)[0].tolist(),
+                        "seconds": time.perf_counter() - clock}
+
+            name = f"predicted-{settings['test_index']}-{curvature}-{damping:g}.json"
+            out[(curvature, damping)] = cached(folder / name, predict,
+                                               {**settings, "curvature": curvature, "damping": damping})
+    return out
+
+
 def cnn_check(ctx, x, y, x_test, y_test) -> dict:
     """Train (or load) the optimum, pick the test image of highest loss, predict with every
     curvature and damping, retrain the ``top`` removals; Pearson r of each."""
@@ -95,20 +113,7 @@ def cnn_check(ctx, x, y, x_test, y_test) -> dict:
     losses = nn.functional.cross_entropy(logits, y_test, reduction="none")
     i = int(losses.argmax())
     test = (x_test[i:i + 1], y_test[i:i + 1])
-    predictions = {}
-    for curvature in CURVATURES:
-        for damping in o.cnn_dampings:
-            key = {**settings, "test_index": i, "curvature": curvature, "damping": damping}
-
-            def predict(curvature=curvature, damping=damping):
-                clock = time.perf_counter()
-                inf = Influence(model, theta, (x, y), curvature, prior_precision=delta, damping=damping * len(y),
-                                batch_size=1024)
-                return {"predicted": inf.loss_change_on_removal(test)[0].tolist(),
-                        "seconds": time.perf_counter() - clock}
-
-            predictions[(curvature, damping)] = cached(folder / f"predicted-{i}-{curvature}-{damping:g}.json",
-                                                       predict, key)
+    predictions = _predictions(model, theta, (x, y), test, delta, o.cnn_dampings, folder, {**settings, "test_index": i})
     reference = torch.tensor(predictions[("ggn", min(o.cnn_dampings))]["predicted"])
     indices = reference.abs().argsort(descending=True)[: o.cnn_top].tolist()
     start_loss = _test_loss(model, theta, *test)
