@@ -43,7 +43,7 @@ def test_networks_are_cached_across_studies(runs):
 
 def test_calibration(runs):
     r = runs["calibration"][0]["results"]
-    assert set(r) == {"map", "mc_dropout", "mean_field", "laplace", "deep_ensemble", "multiswag"}
+    assert set(r) == {"map", "mc_dropout", "mean_field", "laplace", "deep_ensemble", "multiswag", "sghmc", "csghmc"}
     for row in r.values():
         assert {"ece", "ece_after", "nll", "nll_after", "brier", "temperature"} <= set(row)
         assert row["nll_after"] <= row["nll"] + 0.05  # fitted on validation, so no guarantee on test
@@ -75,6 +75,20 @@ def test_ensembles_are_served_by_the_network_cache(runs):
     ood = runs["ood"][0]["config"]
     assert all(ood["train_seconds"][f"map_seed{s}"] == 0 for s in range(1, 5))  # loaded from the cache
     assert ood["training_cost_seconds"]["deep_ensemble_entropy"] == cost["deep_ensemble"]
+
+
+def test_sgmcmc_rows_sample_for_the_ensembles_budget_and_are_served_by_their_checkpoints(runs):
+    """One chain of members x epochs epochs (the deep ensemble's budget), cSGHMC one cycle per member;
+    the ood run loads both from their checkpoints and counts what they cost when they ran."""
+    config = runs["calibration"][0]["config"]
+    sghmc, csghmc = config["sgmcmc"]["sghmc"], config["sgmcmc"]["csgmcmc"]
+    assert sghmc["epochs"] == csghmc["epochs"] == 5 * config["epochs"] and csghmc["cycles"] == 5
+    assert sghmc["num_chains"] == csghmc["num_chains"] == 1
+    cost, ood = config["training_cost_seconds"], runs["ood"][0]["config"]
+    assert cost["csghmc"] > 0 and cost["sghmc"] > 0
+    assert ood["training_cost_seconds"]["csghmc_entropy"] == cost["csghmc"]
+    assert ood["training_cost_seconds"]["sghmc_mi"] == cost["sghmc"]
+    assert "SGHMC and cSGHMC" in (runs["calibration"][1] / "report.md").read_text()
 
 
 def test_a_run_from_the_cache_gives_the_numbers_of_the_run_that_trained(runs, tmp_path, data_root):
@@ -113,7 +127,8 @@ def test_failure(runs):
 def test_ood(runs):
     r = runs["ood"][0]["results"]
     assert set(r) == {"mcp", "entropy", "mutual_information", "odin", "laplace", "deep_ensemble_entropy",
-                      "deep_ensemble_mi", "multiswag_entropy", "multiswag_mi"}
+                      "deep_ensemble_mi", "multiswag_entropy", "multiswag_mi", "sghmc_entropy", "sghmc_mi",
+                      "csghmc_entropy", "csghmc_mi"}
     for row in r.values():
         for s in ("kmnist", "fashion_mnist"):
             assert {f"auroc_{s}", f"aupr_in_{s}", f"aupr_out_{s}", f"fpr_at_95_tpr_{s}"} <= set(row)

@@ -12,12 +12,22 @@ from bayesdl.evaluation.plotting import new_figure, plot_reliability_diagram
 from ...io import markdown_table
 from ...registry import RunContext, StudyResult
 from .conformal import conformal_figure, conformal_report, conformal_results
-from .lab import SWAG_COLLECTIONS, SWAG_LR, SWAG_RANK, MnistLab, against_the_ensemble
+from .lab import (
+    SWAG_COLLECTIONS,
+    SWAG_LR,
+    SWAG_RANK,
+    MnistLab,
+    against_the_ensemble,
+    at_the_ensemble_cost,
+    sgmcmc_description,
+)
 
 #: the rows of the study: row name (in metrics.json) -> the lab's method spec. A new registered
 #: method is one more line (after its spec in lab.specs, if it needs options of its own).
 ROWS = {"map": "map", "mc_dropout": "dropout", "mean_field": "mean_field", "laplace": "laplace",
-        "deep_ensemble": "deep_ensemble", "multiswag": "multiswag"}
+        "deep_ensemble": "deep_ensemble", "multiswag": "multiswag", "sghmc": "sghmc", "csghmc": "csgmcmc"}
+#: the SG-MCMC rows, held against the deep ensemble at its training cost
+SAMPLERS = ("csghmc", "sghmc")
 
 
 def _calibrate(lab: MnistLab, posterior) -> tuple[dict, object, object, torch.Tensor]:
@@ -56,6 +66,8 @@ def run(ctx: RunContext) -> StudyResult:
     diagrams = _diagrams(ctx, lab, results, before, after)
     versus = against_the_ensemble(lab, {k: r["nll"] for k, r in results.items()}, ROWS, "deep_ensemble", 0.005,
                                   higher_is_better=False, unit="nats of NLL")
+    versus += "\n\n" + at_the_ensemble_cost(lab, {k: r["nll"] for k, r in results.items()}, ROWS, SAMPLERS,
+                                            "deep_ensemble", 0.005, higher_is_better=False, unit="nats of NLL")
     conformal = conformal_results(predictive, lab.splits["test"].tensors[1], ctx.options.conformal_trials, ctx.seed)
     for name, by_score in conformal.items():
         results[name]["conformal"] = by_score
@@ -86,8 +98,8 @@ validation images, applied to the log predictive probabilities, so it serves eve
 
 deep_ensemble: {lab.s.members} MAP LeNets (seeds {ctx.seed} to {ctx.seed + lab.s.members - 1}; the first is the map
 row); multiswag: SWAG from each of them ({lab.s.swag_epochs} SGD epoch(s), momentum 0.9, lr {SWAG_LR:g}, rank
-{SWAG_RANK}, {SWAG_COLLECTIONS} collections), both sampled evenly across members. Training seconds
-are those of every network behind a row (cached networks count what they cost when trained;
+{SWAG_RANK}, {SWAG_COLLECTIONS} collections), both sampled evenly across members.
+{sgmcmc_description(lab)} Training seconds are those of every network behind a row (cached networks count what they cost when trained;
 the machine is a shared 2-core CPU).
 
 {versus}

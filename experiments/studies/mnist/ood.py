@@ -20,7 +20,7 @@ from bayesdl.evaluation.plotting import new_figure, plot_precision_recall, plot_
 from ...data import MNIST_STD, load_images
 from ...io import markdown_table
 from ...registry import RunContext, StudyResult
-from .lab import MnistLab, against_the_ensemble
+from .lab import MnistLab, against_the_ensemble, at_the_ensemble_cost, sgmcmc_description
 
 OOD_SETS = ("kmnist", "fashion_mnist")
 #: the scores of posterior-predictive samples: score -> (the lab's method spec, the score of its
@@ -30,11 +30,15 @@ SAMPLED = {"entropy": ("dropout", negative_entropy), "mutual_information": ("dro
            "deep_ensemble_entropy": ("deep_ensemble", negative_entropy),
            "deep_ensemble_mi": ("deep_ensemble", negative_mutual_information),
            "multiswag_entropy": ("multiswag", negative_entropy),
-           "multiswag_mi": ("multiswag", negative_mutual_information)}
+           "multiswag_mi": ("multiswag", negative_mutual_information),
+           "sghmc_entropy": ("sghmc", negative_entropy), "sghmc_mi": ("sghmc", negative_mutual_information),
+           "csghmc_entropy": ("csgmcmc", negative_entropy), "csghmc_mi": ("csgmcmc", negative_mutual_information)}
 #: the scores of the deterministic MC-dropout network (MCP and ODIN), after which the rows follow
 DETERMINISTIC = "dropout"
 ROW_ORDER = ("mcp", "entropy", "mutual_information", "odin", "laplace", "deep_ensemble_entropy", "deep_ensemble_mi",
-             "multiswag_entropy", "multiswag_mi")
+             "multiswag_entropy", "multiswag_mi", "sghmc_entropy", "sghmc_mi", "csghmc_entropy", "csghmc_mi")
+#: the SG-MCMC scores, held against the deep ensemble's entropy at its training cost
+SAMPLER_SCORES = ("csghmc_entropy", "csghmc_mi", "sghmc_entropy", "sghmc_mi")
 
 
 def _ood_split(name: str, lab: MnistLab) -> tuple[torch.Tensor, torch.Tensor]:
@@ -90,6 +94,9 @@ def run(ctx: RunContext) -> StudyResult:
     costs = lab.costs(score_specs)
     versus = against_the_ensemble(lab, {k: 100 * r["auroc"] for k, r in results.items()}, score_specs,
                                   "deep_ensemble_entropy", 0.5, higher_is_better=True, unit="AUROC points")
+    versus += "\n\n" + at_the_ensemble_cost(lab, {k: 100 * r["auroc"] for k, r in results.items()}, score_specs,
+                                            SAMPLER_SCORES, "deep_ensemble_entropy", 0.5, higher_is_better=True,
+                                            unit="AUROC points")
     figure = _curves(ctx, lab, score_in, score_out)
     report = _report(lab, len(x_in), results, score_out, costs, tuning, versus, figure)
     return StudyResult(config=lab.config(ood_tuning_images=lab.s.ood_tuning, odin_grid=len(tuning["grid"]),
@@ -134,7 +141,8 @@ mutual information of MC dropout ({lab.s.samples} passes), ODIN (T = {tuning['te
 eps = {tuning['epsilon']:g}, tuned for the lowest FPR at 95% TPR), and the max probability of a
 last-layer KFAC Laplace approximation around the MAP LeNet. The deep ensemble ({lab.s.members} MAP
 LeNets) and MultiSWAG (SWAG from each) are scored by minus the entropy and minus the mutual
-information of {lab.s.samples} draws spread evenly over their members.
+information of {lab.s.samples} draws spread evenly over their members, the SG-MCMC rows by the same
+scores of their draws. {sgmcmc_description(lab)}
 
 AUROC and AUPR-in take MNIST as the positive class, AUPR-out the OOD set (ranked by minus the
 score); FPR @ 95% TPR is the share of OOD images accepted at the threshold that accepts 95% of MNIST.
