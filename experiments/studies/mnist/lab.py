@@ -156,9 +156,12 @@ class MnistLab(Lab):
         """The cached network of the SVI ``method``'s recipe for ``seed`` (trained if missing)."""
         recipe = self.recipe(method, seed)
         posterior, seconds = train_network(recipe, self.splits["train"], self.ctx)
-        name = method if recipe.seed == self.ctx.seed else f"{method}_seed{recipe.seed}"
-        self.train_seconds[name] = round(seconds, 1)
+        self._record(method, recipe.seed, seconds)
         return posterior
+
+    def _record(self, name: str, seed: int, seconds: float) -> None:
+        """The training seconds of ``name`` for ``seed`` in :attr:`train_seconds` (the run's seed unsuffixed)."""
+        self.train_seconds[name if seed == self.ctx.seed else f"{name}_seed{seed}"] = round(seconds, 1)
 
     def sampled(self, spec: MethodSpec, seed: int) -> Posterior:
         """The SG-MCMC run of ``spec`` for ``seed`` on the recipe's model, resumed from (or saved
@@ -168,8 +171,7 @@ class MnistLab(Lab):
         entry = cache_folder(self.ctx) / f"{recipe.key()}-{config_digest(spec.options, length=8)}.pt"
         posterior = approximate(spec.method, recipe.model(), self.splits["train"], **spec.options, seed=seed,
                                 device=self.ctx.device, progress=self.ctx.progress, checkpoint=entry, resume=True)
-        name = spec.name if seed == self.ctx.seed else f"{spec.name}_seed{seed}"
-        self.train_seconds[name] = round(posterior.history.seconds, 1)
+        self._record(spec.name, seed, posterior.history.seconds)
         return posterior
 
     # the Lab's hooks: SVI methods through the network cache, samplers through their checkpoints;
@@ -237,7 +239,7 @@ def sgmcmc_description(lab: MnistLab) -> str:
     sghmc, csghmc = lab.spec("sghmc").options, lab.spec("csgmcmc").options
     return (f"SGHMC and cSGHMC (Zhang et al. 2020): one chain each of {sghmc['epochs']} epochs, the deep "
             f"ensemble's budget ({lab.s.members} x {lab.s.epochs}), friction {FRICTION:g} (momentum "
-            f"{1 - FRICTION:g}), batch 128, temperature 1, the LeNet's N(0, 1) prior; SGHMC at the constant step "
+            f"{1 - FRICTION:g}), batch {sghmc['batch_size']}, temperature 1, the LeNet's N(0, 1) prior; SGHMC at the constant step "
             f"{SGHMC_LR:g} (per example), a burn-in of {lab.s.epochs} epoch(s), a draw every {sghmc['thin']} "
             f"steps after it; cSGHMC {csghmc['cycles']} cosine cycles from {CSGHMC_LR:g}, {SAMPLES_PER_CYCLE} "
             f"draws {csghmc['thin']} steps apart at the end of each (no noise in the first "
@@ -246,6 +248,15 @@ def sgmcmc_description(lab: MnistLab) -> str:
 
 def accuracy(probs, labels) -> float:
     return float((probs.argmax(-1) == labels).double().mean())
+
+
+def _gap(value: float, reference: float, higher_is_better: bool) -> float:
+    """How far ``value`` is behind ``reference`` (negative: ahead)."""
+    return (reference - value) if higher_is_better else (value - reference)
+
+
+def _behind_or_ahead(gap: float, unit: str) -> str:
+    return f"{'behind' if gap > 0 else 'ahead'} by {abs(gap):.4g} {unit}"
 
 
 def against_the_ensemble(lab: MnistLab, values: dict[str, float], rows: dict[str, str], reference: str,
@@ -259,11 +270,10 @@ def against_the_ensemble(lab: MnistLab, values: dict[str, float], rows: dict[str
     costs = lab.costs(rows)
     ref, total = values[reference], costs[reference]
     single = [r for r in values if lab.spec(rows[r]).member is None and not is_sampler(lab.spec(rows[r]))]
-    gap = {r: (ref - values[r]) if higher_is_better else (values[r] - ref) for r in single}
+    gap = {r: _gap(values[r], ref, higher_is_better) for r in single}
 
     def describe(r):
-        side = "behind" if gap[r] > 0 else "ahead"
-        return f"{r} ({side} by {abs(gap[r]):.4g} {unit}, {costs[r] / total:.2f} of the cost)"
+        return f"{r} ({_behind_or_ahead(gap[r], unit)}, {costs[r] / total:.2f} of the cost)"
 
     close = [r for r in single if gap[r] <= tolerance and costs[r] <= 1.1 * total / 5]
     nearest = min(single, key=gap.get)
@@ -282,10 +292,9 @@ def at_the_ensemble_cost(lab: MnistLab, values: dict[str, float], rows: dict[str
     ref, total = values[reference], costs[reference]
     parts = []
     for row in samplers:
-        gap = (ref - values[row]) if higher_is_better else (values[row] - ref)
+        gap = _gap(values[row], ref, higher_is_better)
         met = gap <= tolerance and costs[row] <= 1.1 * total
-        side = "behind" if gap > 0 else "ahead"
-        parts.append(f"{lab.label(row)} {values[row]:.4g}, {side} by {abs(gap):.4g} {unit} at "
+        parts.append(f"{lab.label(row)} {values[row]:.4g}, {_behind_or_ahead(gap, unit)} at "
                      f"{costs[row] / total:.2f} of its cost ({'met' if met else 'not met'})")
     return (f"SG-MCMC against {lab.label(reference)} ({ref:.4g}; {total:.0f} s of training; target: within "
             f"{tolerance:g} {unit} at at most its cost): {'; '.join(parts)}.")
