@@ -33,10 +33,17 @@ def test_each_estimator_draws_per_example_exactly_in_the_layers_it_names(estimat
     x = torch.randn(1, 1, 6, 6).expand(2, 1, 6, 6).contiguous()  # two identical examples
     out = guide.network_output(x)
     conv = model.net.conv_out
-    assert torch.equal(conv[0], conv[1]) is not conv_per_example
-    # one shared draw of every weight gives identical outputs for identical inputs
-    assert torch.equal(out[0], out[1]) is not (conv_per_example or dense_per_example)
 
+    def drawn_per_example(a, b):
+        # Identical rows under one shared weight draw can still differ by a rounding step (a BLAS
+        # kernel may tile the two rows differently, 2.4e-7 seen); draws per example differ by O(0.1).
+        gap = (a - b).abs().max().item()
+        assert gap < 1e-5 or gap > 1e-2, f"a gap of {gap:.2g} is neither rounding nor a separate draw"
+        return gap > 1e-2
+
+    assert drawn_per_example(conv[0], conv[1]) is conv_per_example
+    # one shared draw of every weight gives identical outputs for identical inputs
+    assert drawn_per_example(out[0], out[1]) is (conv_per_example or dense_per_example)
 
 @pytest.mark.parametrize("make, per_example", [(_ConvNet, "linear"), (lambda: nn.Sequential(
     nn.Linear(36, 8), nn.ReLU(), nn.Linear(8, 3)), "all")], ids=["conv-net", "dense-net"])
