@@ -76,6 +76,10 @@ def test_potential_is_the_log_joint_of_the_models_trace_scaled_by_n_over_b():
         x, y, dataset_size=40).log_prob_sum()
     (expected,) = torch.autograd.grad(-joint, t2)
     torch.testing.assert_close(grad, expected, rtol=1e-5, atol=1e-6)
+    # the samplers' path (the prior's gradient in closed form) gives the same value and gradient
+    value, fast = potential.value_and_grad(theta, x, y)
+    assert float(value) == pytest.approx(-float(trace.log_prob_sum()), rel=1e-5)
+    torch.testing.assert_close(fast, expected, rtol=1e-5, atol=1e-6)
 
 
 # ---------------------------------------------------------------- schedules
