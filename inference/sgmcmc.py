@@ -116,7 +116,8 @@ class _BNNPotential:
     def __init__(self, bnn, dataset_size: int):
         self.bnn, self.dataset_size, self.likelihood = bnn, dataset_size, bnn.likelihood
         self.inv_var = 1.0 / bnn.prior_scales.detach() ** 2
-        self.constant = float(torch.log(bnn.prior_scales).sum()) + 0.5 * bnn.num_latent * math.log(2 * math.pi)
+        log_scales = float(torch.log(bnn.prior_scales).sum())
+        self.constant = log_scales + 0.5 * bnn.num_latent * math.log(2 * math.pi)
 
     def _negative_log_likelihood(self, theta, x, y):
         weights = self.bnn.unflatten(theta)  # network() lays image weights out channels-last itself
