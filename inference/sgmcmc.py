@@ -124,23 +124,26 @@ class _BNNPotential:
         log_lik = self.likelihood.log_prob(self.bnn.network(x, weights), y).sum()
         return -log_lik * (self.dataset_size / x.shape[0])
 
+    def _negative_log_prior(self, theta, scaled):
+        """``-ln p(theta)`` given ``scaled = theta / s^2`` (the prior's gradient)."""
+        return 0.5 * torch.dot(scaled, theta) + self.constant
+
     def __call__(self, theta, x, y):
-        log_prior = -0.5 * (theta * theta * self.inv_var.to(theta)).sum() - self.constant
-        return self._negative_log_likelihood(theta, x, y) - log_prior
+        prior = self._negative_log_prior(theta, theta * self.inv_var.to(theta))
+        return self._negative_log_likelihood(theta, x, y) + prior
 
     def value_and_grad(self, theta, x, y) -> tuple[torch.Tensor, torch.Tensor]:
         """``(U_B, grad U_B)`` at ``theta`` ``[D]`` (detached): autograd through the likelihood
         only, the normal prior's gradient ``theta / s^2`` added in closed form (no graph over the
         ``D`` weights for it)."""
         theta = theta.detach()
-        leaf = theta.detach().requires_grad_(True)
+        leaf = theta.detach().requires_grad_(True)  # a leaf of its own: theta itself stays grad-free
         nll = self._negative_log_likelihood(leaf, x, y)
         (grad,) = torch.autograd.grad(nll, leaf)
         with torch.no_grad():
             scaled = theta * self.inv_var.to(theta)
             grad.add_(scaled)
-            value = nll.detach() + 0.5 * torch.dot(scaled, theta) + self.constant
-        return value, grad
+            return nll.detach() + self._negative_log_prior(theta, scaled), grad
 
 
 def bnn_potential(bnn, dataset_size: int):

@@ -45,6 +45,7 @@ def test_each_estimator_draws_per_example_exactly_in_the_layers_it_names(estimat
     # one shared draw of every weight gives identical outputs for identical inputs
     assert drawn_per_example(out[0], out[1]) is (conv_per_example or dense_per_example)
 
+
 @pytest.mark.parametrize("make, per_example", [(_ConvNet, "linear"), (lambda: nn.Sequential(
     nn.Linear(36, 8), nn.ReLU(), nn.Linear(8, 3)), "all")], ids=["conv-net", "dense-net"])
 def test_per_example_draws_keep_each_examples_distribution(make, per_example):
