@@ -240,6 +240,15 @@ class InfluenceOptions(StudyOptions):
     cnn_tol: float = option("L-BFGS gradient tolerance of the CNN, times N", 1e-7, minimum=0)
 
 
+def _accuracy(text: str) -> float | None:
+    if text.strip().lower() == "none":
+        return None
+    value = float(text)
+    if not 0 < value <= 1:
+        raise ValueError(f"fit_to must be a training accuracy in (0, 1], or none, got {text!r}")
+    return value
+
+
 def _noise_levels(text: str) -> tuple[float, ...]:
     values = tuple(float(v) for v in text.split(",") if v.strip())
     if not values or any(not 0 <= v <= 1 for v in values):
@@ -254,7 +263,11 @@ class RandomLabelsOptions(StudyOptions):
     noise: tuple[float, ...] = option("comma-separated probabilities that a label is replaced at random",
                                       (0.0, 0.2, 0.5, 0.8, 1.0), quick=(0.0, 0.5, 1.0), parse=_noise_levels)
     seeds: int = option("runs of seeds seed .. seed + N - 1 (the target: 3)", 1)
-    epochs: int = option("Adam epochs of every network", 60, quick=3)
+    epochs: int = option("Adam epochs of every network (at least)", 60, quick=3)
+    fit_to: float | None = option("then train on, an epoch at a time, until the training accuracy on the noisy labels "
+                                  "is at least this (Zhang et al. train to fit; none: stop after epochs)", 0.999,
+                                  quick=None, parse=_accuracy)
+    max_epochs: int = option("epochs at most when training to fit_to", 300, minimum=1)
     hessian: str = option("KFAC curvature: ggn (exact Fisher) or mc (one sampled label)", "ggn",
                           choices=("ggn", "mc"))
 

@@ -140,15 +140,18 @@ class Influence:
         return torch.cat(list(self._gradient_batches(data)))
 
     def _gradient_batches(self, data, desc: str = "gradients"):
-        loader = as_loader(data, self.batch_size, shuffle=False)
         per_example = vmap(grad(self._loss), in_dims=(None, 0, 0))
+        for x, y in self._checked_batches(data, desc):
+            yield per_example(self.weights, x, y)[:, self.index].detach()
+
+    def _checked_batches(self, data, desc: str):
+        loader = as_loader(data, self.batch_size, shuffle=False)
         for step, batch in enumerate(track(loader, desc, enabled=self.progress)):
             x, y = batch_to(batch, self.weights.device)
             try:
-                x, y = self.model.check_data(x, y)
+                yield self.model.check_data(x, y)
             except ValueError as err:
                 raise ValueError(f"batch {step + 1}: {err}") from None
-            yield per_example(self.weights, x, y)[:, self.index].detach()
 
     # ---------------------------------------------------------- inverse curvature
     def inverse_hvp(self, vectors: torch.Tensor) -> torch.Tensor:
@@ -236,10 +239,16 @@ class Influence:
 
     def self_influence(self, train=None) -> torch.Tensor:
         """``grad l_n^T H^-1 grad l_n`` ``[N]`` for each training point (default: the curvature's
-        data). One inverse-curvature product per point: cheap for "kfac", "exact", "ggn"; for "cg"
-        blocks of :attr:`cg_block` points solved together."""
-        out = [(g * self.inverse_hvp(g)).sum(-1)
-               for g in self._gradient_batches(self.train if train is None else train, "self-influence")]
+        data). With a Kronecker curvature ("kfac", "ekfac", a fitted ``KronLaplace``) computed layer
+        by layer from one backward pass per batch, without per-example gradients
+        (:meth:`~bayesdl.inference.laplace.KronLaplace.loss_gradient_quadratic`); otherwise one
+        inverse-curvature product per point ("cg": blocks of :attr:`cg_block` points together)."""
+        data = self.train if train is None else train
+        if isinstance(self.laplace, KronLaplace):
+            delta = self.prior_precision + self.damping
+            return torch.cat([self.laplace.loss_gradient_quadratic(x, y, delta).to(self.weights.dtype)
+                              for x, y in self._checked_batches(data, "self-influence")])
+        out = [(g * self.inverse_hvp(g)).sum(-1) for g in self._gradient_batches(data, "self-influence")]
         return torch.cat(out)
 
     def __repr__(self) -> str:

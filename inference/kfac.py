@@ -212,15 +212,34 @@ class LayerFactors:
         gradients ``Q_G^T J_nb Q_A`` summed over examples ``n`` and columns ``b``."""
         if not hasattr(self, "corrected"):
             self.corrected = torch.zeros_like(self.eig)
-        aa = a.double() @ self.qa  # [N, T, width]
-        ga = g.double() @ self.qg  # [B, N, T, out]
+        aa, ga = self._rotated(a, g)
         if a.shape[1] == 1:  # a dense layer on vectors: J_nb = g_nb a_n^T, so the square factorises
             self.corrected += (ga[:, :, 0] ** 2).sum(0).T @ (aa[:, 0] ** 2)
             return
-        per = max(1, self.chunk_elements // (ga.shape[0] * self.eig.numel()))
-        for start in range(0, a.shape[0], per):
-            j = torch.einsum("bnto,nti->bnoi", ga[:, start:start + per], aa[start:start + per])
+        for j in self._rotated_gradients(aa, ga):
             self.corrected += (j**2).sum((0, 1))
+
+    def _rotated(self, a: torch.Tensor, g: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Inputs ``[N, T, width]`` and output gradients ``[B, N, T, out]`` in the eigenbases."""
+        return a.double() @ self.qa, g.double() @ self.qg
+
+    def _rotated_gradients(self, aa: torch.Tensor, ga: torch.Tensor):
+        """``Q_G^T J_nb Q_A`` ``[B, n, out, width]`` over chunks of the examples ``n``."""
+        per = max(1, self.chunk_elements // (ga.shape[0] * self.eig.numel()))
+        for start in range(0, aa.shape[0], per):
+            yield torch.einsum("bnto,nti->bnoi", ga[:, start:start + per], aa[start:start + per])
+
+    def inverse_quadratic(self, a: torch.Tensor, g: torch.Tensor, delta: float) -> torch.Tensor:
+        """``vec(J_n)^T (H_l + delta I)^-1 vec(J_n)`` ``[N]``, summed over the ``B`` columns, for the
+        per-example gradients ``J_nb = sum_t g_nbt a_nt^T`` of inputs ``a [N, T, width]`` and output
+        gradients ``g [B, N, T, out]``, in the eigenbasis without forming the ``[P_l]`` vectors
+        (a dense layer: ``J_n`` has rank one, so ``O(out^2 + width^2)`` per example instead of
+        ``O(out width (out + width))`` for :meth:`solve` of the flat gradient)."""
+        w = 1.0 / (self.eig + delta)  # [out, width]
+        aa, ga = self._rotated(a, g)
+        if a.shape[1] == 1:
+            return torch.einsum("bno,oi,ni->n", ga[:, :, 0] ** 2, w, aa[:, 0] ** 2)
+        return torch.cat([(j**2 * w).sum((0, 2, 3)) for j in self._rotated_gradients(aa, ga)])
 
     def finalize_correction(self) -> None:
         """Use the corrected eigenvalues from now on (EK-FAC)."""

@@ -844,6 +844,22 @@ class KronLaplace(BaseLaplace):
         out = torch.cat(parts, dim=-1).to(v.dtype)
         return out[0] if vectors.dim() == 1 else out
 
+    def loss_gradient_quadratic(self, x: torch.Tensor, y: torch.Tensor,
+                                prior_precision: float | None = None) -> torch.Tensor:
+        """``g_n^T (H + delta I)^-1 g_n`` ``[N]`` for the gradients ``g_n`` of
+        ``-ln p(y_n | x_n, theta*)`` of each example of the batch ``(x, y)`` (the self-influence
+        of :class:`~bayesdl.inference.Influence`), layer by layer from the layer inputs and the
+        output gradients of one backward pass, never forming a ``[N, P]`` gradient (for LeNet's
+        dense layer about a thousand times fewer operations than :meth:`solve` of the flat
+        per-example gradients)."""
+        delta = self._solve_inputs(torch.zeros(self.num_params), prior_precision)[0]
+        raw, captured = layer_pass(self.model, self.map_weights, x.to(self.map_weights.dtype), self.layers)
+        with torch.enable_grad():
+            nll = -self.model.likelihood.log_prob(raw, y).sum()
+            grads = torch.autograd.grad(nll, [captured[layer.name][1] for layer in self.layers])
+        return sum(f.inverse_quadratic(layer.inputs(captured[layer.name][0]), layer.gradients(g[None]), delta)
+                   for f, layer, g in zip(self._factors, self.layers, grads)).detach()
+
     def _sample_subset(self, num_samples):
         eps = torch.randn(num_samples, self.num_params, dtype=torch.float64, device=self.map_weights.device)
         draws = [f.qg @ (e / torch.sqrt(f.eig + self.prior_precision)) @ f.qa.T

@@ -128,6 +128,22 @@ def test_damping_and_self_influence():
                                (g * torch.linalg.solve(hessian, g.T).T).sum(-1), rtol=1e-8, atol=1e-10)
 
 
+@pytest.mark.parametrize("curvature", ["kfac", "ekfac"])
+def test_kronecker_self_influence_equals_the_flat_gradient_solve(curvature):
+    # the layer-by-layer self-influence (conv with stride, dense, no per-example gradients) is
+    # exactly g_n^T (H + (delta + lambda) I)^-1 g_n of the flat per-example gradients
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(1, 3, 3), nn.ReLU(), nn.Conv2d(3, 4, 3, stride=2), nn.ReLU(), nn.Flatten(),
+                        nn.Linear(16, 5), nn.Tanh(), nn.Linear(5, 3))
+    x, y = torch.randn(40, 1, 7, 7), torch.randint(0, 3, (40,))
+    inf = influence(net, (x, y), curvature, likelihood="categorical", prior_precision=0.7, damping=0.1,
+                    batch_size=16)
+    g = inf.gradients((x, y))
+    flat = (g * inf.inverse_hvp(g)).sum(-1)
+    assert flat.min() > 0
+    torch.testing.assert_close(inf.self_influence(), flat, rtol=1e-5, atol=1e-7)
+
+
 def test_bad_input():
     x, y = _data()
     model, t = _fitted_model(_newton(x, y))

@@ -10,9 +10,9 @@ from bayesdl.experiments.cli import main
 pytestmark = [pytest.mark.data, pytest.mark.slow]
 
 
-def _run(study, folder, cache, data_root):
+def _run(study, folder, cache, data_root, *settings):
     args = ["run", study, "--quick", "--out", str(folder), "--data-root", str(data_root), "--cache-dir", str(cache),
-            "--no-progress"]
+            "--no-progress", *(a for s in settings for a in ("--set", s))]
     assert main(args) == 0
     return json.loads((folder / "metrics.json").read_text())
 
@@ -45,3 +45,13 @@ def test_random_labels_quick(tmp_path, data_root):
     assert runs["0"]["replaced"] == 0 and runs["1"]["replaced"] > 0.8  # p = 1: 9 in 10 change class
     assert all(r["log_marglik"] < 0 for r in runs.values())
     assert (tmp_path / "a" / "random_labels.png").stat().st_size > 0
+
+
+def test_random_labels_train_until_fitted(tmp_path, data_root):
+    # fit_to trains on past `epochs` until the noisy labels are fitted (Zhang et al.), within max_epochs
+    metrics = _run("random-labels", tmp_path / "a", tmp_path / "cache", data_root, "noise=0.5", "fit_to=0.95",
+                   "max_epochs=40")
+    (row,) = metrics["results"]["runs"]["0"].values()
+    assert row["epochs_run"] > 3  # quick: 3 epochs fit 42.5% of these labels
+    assert row["train_accuracy"] >= 0.95 or row["epochs_run"] == 40
+    assert metrics["config"]["fit_to"] == 0.95
