@@ -208,6 +208,13 @@ class ModesOptions(StudyOptions):
     thin: int = option("keep every N-th iterate", 10)
 
 
+def _epochs_list(text: str) -> tuple[int, ...]:
+    values = tuple(int(v) for v in text.split(",") if v.strip())
+    if not values or min(values) < 1:
+        raise ValueError(f"lenet_epochs must be comma-separated positive integers, got {text!r}")
+    return values
+
+
 def _dampings(text: str) -> tuple[float, ...]:
     values = tuple(float(v) for v in text.split(",") if v.strip())
     if not values or any(not v >= 0 for v in values):
@@ -226,8 +233,12 @@ class InfluenceOptions(StudyOptions):
     retrain_tol: float = option("L-BFGS gradient tolerance of each retraining, times N", 1e-6, minimum=0)
     mislabel_train: int = option("training images of the mislabel-detection run", 5000, quick=500, minimum=20)
     flip: float = option("share of their labels flipped to another class", 0.1, minimum=0)
-    parts: tuple[str, ...] = option("comma-separated parts: logistic (removals and mislabels), cnn (the CNN check)",
-                                    ("logistic", "cnn"), choices=("logistic", "cnn"))
+    parts: tuple[str, ...] = option("comma-separated parts: logistic (removals and mislabels), cnn (the CNN check), "
+                                    "lenet (mislabels found by a LeNet's EK-FAC self-influence)",
+                                    ("logistic", "cnn", "lenet"), choices=("logistic", "cnn", "lenet"))
+    lenet_epochs: tuple[int, ...] = option("comma-separated Adam epochs of the LeNet of the lenet part (one run "
+                                           "each, on mislabel_train images)", (5, 20), quick=(1,),
+                                           parse=_epochs_list)
     cnn_train: int = option("training images of the CNN check", 500, quick=100, minimum=20)
     cnn_test: int = option("test images searched for the one of highest loss (CNN check)", 1000, quick=100)
     cnn_top: int = option("removals retrained in the CNN check (the authors' notebook: 100)", 100, quick=4)

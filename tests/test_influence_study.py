@@ -31,8 +31,13 @@ def test_influence_quick_and_resumed(tmp_path, data_root):
     assert {(r["curvature"], r["damping"]) for r in cnn["rows"].values()} == {
         (c, d) for c in ("ggn", "kfac", "ekfac") for d in (0.0, 0.01)}
     assert all(len(r["predicted"]) == 4 and -1 <= r["pearson_r"] <= 1 for r in cnn["rows"].values())
+    lenet = metrics["results"]["lenet_mislabel"]
+    assert lenet["flipped"] == 50 and set(lenet["runs"]) == {"1"}
+    (run,) = lenet["runs"].values()
+    assert all(0 <= v <= 1 for key in ("self_influence", "training_loss") for v in run[key].values())
+    assert run["self_influence"]["0.5"] >= run["self_influence"]["0.1"]  # shares grow with the inspected part
     for name in ("predicted_vs_actual.png", "influential_images.png", "mislabel_detection.png",
-                 "cnn_predicted_vs_actual.png"):
+                 "cnn_predicted_vs_actual.png", "lenet_mislabel_detection.png"):
         assert (tmp_path / "a" / name).stat().st_size > 0
     again = _run("influence", tmp_path / "b", cache, data_root)  # from the cached pieces
     assert again["results"] == metrics["results"]

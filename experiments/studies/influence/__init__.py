@@ -12,6 +12,8 @@
 3. Mislabelled examples: ``flip`` of the labels of a training subset are changed, the model
    retrained, and the training points ranked by self-influence ``grad l_n^T H^-1 grad l_n``
    (KFAC curvature) and by training loss; the share of the flipped labels in the top 10% / 20%.
+4. The same with a LeNet (:mod:`.lenet`, all-layer EK-FAC) after ``lenet_epochs`` of Adam: once
+   the network has memorised its flipped labels, the loss ranking loses them.
 
 Every finished piece (the optimum, each test point's removals, the mislabel run) is a verified
 JSON file in the cache folder, reused on a rerun with the same settings.
@@ -27,8 +29,16 @@ from ...data import mnist_splits
 from ...registry import RunContext, StudyResult
 from ...training import cache_folder, config_digest
 from .cnn import cnn_check, cnn_inputs
+from .lenet import lenet_mislabel
 from .logistic import cached, flat_images, lbfgs, mislabel_check, pearson, predicted_changes, retrained_change
-from .report import cnn_figure, influence_figure, mislabel_figure, report, scatter_figure
+from .report import (
+    cnn_figure,
+    influence_figure,
+    lenet_mislabel_figure,
+    mislabel_figure,
+    report,
+    scatter_figure,
+)
 
 
 def _optimum(ctx, x, y, delta: float, settings: dict) -> torch.Tensor:
@@ -63,7 +73,8 @@ def _removals(ctx, theta, data, delta: float, settings: dict) -> dict:
 def run(ctx: RunContext) -> StudyResult:
     torch.set_num_threads(max(1, min(torch.get_num_threads(), 2)))
     o = ctx.options
-    train_limit = max(o.train or 60_000, o.cnn_train if "cnn" in o.parts else 0)
+    train_limit = max(o.train or 60_000, o.cnn_train if "cnn" in o.parts else 0,
+                      o.mislabel_train if "lenet" in o.parts else 0)
     splits = mnist_splits(ctx.data_root, seed=ctx.seed, val_size=0, train_limit=train_limit, download=ctx.download)
     results, figures = {}, {}
     config = {"parts": list(o.parts), "seed": ctx.seed}
@@ -97,4 +108,9 @@ def run(ctx: RunContext) -> StudyResult:
         config.update(cnn_train=len(y), cnn_test=len(y_test), cnn_top=o.cnn_top, cnn_l2=o.cnn_l2,
                       cnn_dampings=list(o.cnn_dampings), cnn_iterations=o.cnn_iterations,
                       cnn_retrain_iterations=o.cnn_retrain_iterations, cnn_tol=o.cnn_tol)
+    if "lenet" in o.parts:
+        x, y = (t[: o.mislabel_train] for t in splits["train"].tensors)
+        results["lenet_mislabel"] = lenet_mislabel(ctx, x, y)
+        figures["lenet_mislabel"] = lenet_mislabel_figure(ctx, results["lenet_mislabel"])
+        config.update(mislabel_train=len(y), flip=o.flip, lenet_epochs=list(o.lenet_epochs))
     return StudyResult(config=config, results=results, report=report(config, results, figures))

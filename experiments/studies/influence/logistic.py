@@ -100,30 +100,38 @@ def pearson(a, b) -> float:
     return float(np.corrcoef(a, b)[0, 1])
 
 
+def flip_labels(y: torch.Tensor, fraction: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(indices flipped, noisy labels)``: ``fraction`` of the labels changed to another class, uniformly."""
+    g = torch.Generator().manual_seed(seed)
+    flipped = torch.randperm(len(y), generator=g)[: round(fraction * len(y))]
+    noisy = y.cpu().clone()
+    noisy[flipped] = (noisy[flipped] + torch.randint(1, 10, (len(flipped),), generator=g)) % 10
+    return flipped, noisy.to(y.device)
+
+
+def found_shares(score: torch.Tensor, flipped: torch.Tensor,
+                 shares=(0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5)) -> dict:
+    """The share of the ``flipped`` points among the top ``s`` of the ranking by ``score``, per ``s``."""
+    n = len(score)
+    is_flipped = torch.zeros(n, dtype=torch.bool)
+    is_flipped[flipped.cpu()] = True
+    ranked = is_flipped[score.cpu().argsort(descending=True)]
+    return {f"{s:g}": float(ranked[: round(s * n)].sum()) / len(flipped) for s in shares}
+
+
 def mislabel_check(x, y, delta: float, fraction: float, seed: int, tol: float) -> dict:
     """Flip ``fraction`` of the labels (to another class, uniformly), retrain, rank the training
     points by self-influence (KFAC of the logistic regression's one layer) and by training loss;
     the share of the flipped labels found in the top 10%, 20%, ... of each ranking."""
-    g = torch.Generator().manual_seed(seed)
     n = len(y)
-    flipped = torch.randperm(n, generator=g)[: round(fraction * n)]
-    noisy = y.cpu().clone()
-    noisy[flipped] = (noisy[flipped] + torch.randint(1, 10, (len(flipped),), generator=g)) % 10
-    noisy = noisy.to(y.device)
+    flipped, noisy = flip_labels(y, fraction, seed)
     theta = lbfgs(x, noisy, delta, tol=tol)
     model = logistic_model(x.device)
     curvature = KronLaplace(model, theta, prior_precision=delta).fit((x, noisy), batch_size=4096)
     self_inf = Influence(model, theta, (x, noisy), curvature, batch_size=1024).self_influence()
     self_inf = self_inf.cpu()
     losses = nn.functional.cross_entropy(x @ theta.view(10, -1).T, noisy, reduction="none").cpu()
-    is_flipped = torch.zeros(n, dtype=torch.bool)
-    is_flipped[flipped] = True
-    shares = (0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5)
-
-    def found(score):
-        ranked = is_flipped[score.argsort(descending=True)]
-        return {f"{s:g}": float(ranked[: round(s * n)].sum()) / len(flipped) for s in shares}
-
-    return {"self_influence": found(self_inf), "training_loss": found(losses), "flipped": len(flipped),
+    return {"self_influence": found_shares(self_inf, flipped), "training_loss": found_shares(losses, flipped),
+            "flipped": len(flipped),
             "train": n, "train_accuracy_noisy": float(((x @ theta.view(10, -1).T).argmax(1) == noisy)
                                                       .double().mean())}

@@ -48,20 +48,33 @@ def influence_figure(ctx, removals: dict, x, y, x_test, y_test, per_row: int = 5
     return ctx.figure(fig, "influential_images.png")
 
 
+def _mislabel_panel(ax, run: dict, flipped: int, train: int, title: str, curvature: str) -> None:
+    for key, label in (("self_influence", f"self-influence ({curvature})"), ("training_loss", "training loss")):
+        shares = run[key]
+        ax.plot([100 * float(s) for s in shares], [100 * v for v in shares.values()], marker="o", label=label)
+    ax.plot([0, 100 * flipped / train, 50], [0, 100, 100], color="0.6", ls="--", lw=1, label="perfect ranking")
+    ax.set_xlabel("training points inspected (%)")
+    ax.set_ylabel("flipped labels found (%)")
+    ax.set_title(title, fontsize=10)
+    ax.legend(loc="lower right")
+
+
 def mislabel_figure(ctx, mislabel: dict) -> str:
     """Share of the flipped labels found against the share of the training set inspected."""
     fig, axes = new_figure(size=(4.6, 3.6))
-    ax = axes[0, 0]
-    for key, label in (("self_influence", "self-influence (KFAC)"), ("training_loss", "training loss")):
-        shares = mislabel[key]
-        ax.plot([100 * float(s) for s in shares], [100 * v for v in shares.values()], marker="o", label=label)
-    ax.plot([0, 100 * mislabel["flipped"] / mislabel["train"], 50], [0, 100, 100], color="0.6", ls="--",
-            lw=1, label="perfect ranking")
-    ax.set_xlabel("training points inspected (%)")
-    ax.set_ylabel("flipped labels found (%)")
-    ax.set_title(f"{mislabel['flipped']} of {mislabel['train']} labels flipped")
-    ax.legend(loc="lower right")
+    _mislabel_panel(axes[0, 0], mislabel, mislabel["flipped"], mislabel["train"],
+                    f"{mislabel['flipped']} of {mislabel['train']} labels flipped", "KFAC")
     return ctx.figure(fig, "mislabel_detection.png")
+
+
+def lenet_mislabel_figure(ctx, lenet: dict) -> str:
+    """The LeNet's mislabel detection, a panel per training length."""
+    runs = lenet["runs"]
+    fig, axes = new_figure(ncols=len(runs), size=(4.2, 3.6))
+    for ax, (epochs, run) in zip(axes[0], runs.items()):
+        _mislabel_panel(ax, run, lenet["flipped"], lenet["train"],
+                        f"LeNet, {epochs} epochs: fits {100 * run['flipped_fitted']:.0f}% of the flipped", "EK-FAC")
+    return ctx.figure(fig, "lenet_mislabel_detection.png")
 
 
 def cnn_figure(ctx, cnn: dict) -> str:
@@ -92,6 +105,8 @@ def report(config: dict, results: dict, figures: dict) -> str:
         sections.append(_cnn_section(config, results["cnn"], figures["cnn"]))
     if "mislabel" in results:
         sections.append(_mislabel_section(results["mislabel"], figures["mislabel"]))
+    if "lenet_mislabel" in results:
+        sections.append(_lenet_mislabel_section(results["lenet_mislabel"], figures["lenet_mislabel"]))
     return "\n\n".join(sections) + "\n"
 
 
@@ -157,3 +172,26 @@ Target: at least 80% of the flipped labels in the top 10% of self-influence, abo
 ranking: **{verdict}** ({100 * top10:.1f}% against {100 * mis['training_loss']['0.1']:.1f}%).
 
 ![mislabel detection]({figure})"""
+
+
+def _lenet_mislabel_section(lenet: dict, figure: str) -> str:
+    rows = [[epochs, f"{100 * r['train_accuracy_noisy']:.1f}", f"{100 * r['flipped_fitted']:.1f}",
+             *(f"{100 * r[key][s]:.1f}" for s in ("0.1", "0.2") for key in ("self_influence", "training_loss"))]
+            for epochs, r in lenet["runs"].items()]
+    table = markdown_table(["Adam epochs", "fits noisy labels (%)", "fits the flipped (%)",
+                            "top 10%: self-influence", "top 10%: loss", "top 20%: self-influence", "top 20%: loss"],
+                           rows)
+    verdicts = ", ".join(
+        f"{epochs} epochs **{'meets' if r['self_influence']['0.1'] >= 0.8 and r['self_influence']['0.1'] > r['training_loss']['0.1'] else 'MISSES'}**"
+        for epochs, r in lenet["runs"].items())
+    return f"""## Mislabelled examples, LeNet (all-layer EK-FAC)
+
+{lenet['flipped']} of {lenet['train']} labels flipped; a LeNet (no dropout, Adam lr 1e-3, batch 128)
+trained on them for each length; training points ranked by self-influence with the all-layer
+EK-FAC (prior precision 1) and by training loss. Shares of the flipped labels found (%):
+
+{table}
+
+Target (at least 80% in the top 10%, above the loss ranking): {verdicts}.
+
+![LeNet mislabel detection]({figure})"""
