@@ -237,7 +237,7 @@ class InfluenceOptions(StudyOptions):
                                     "lenet (mislabels found by a LeNet's EK-FAC self-influence)",
                                     ("logistic", "cnn", "lenet"), choices=("logistic", "cnn", "lenet"))
     lenet_epochs: tuple[int, ...] = option("comma-separated Adam epochs of the LeNet of the lenet part (one run "
-                                           "each, on mislabel_train images)", (5, 20), quick=(1,),
+                                           "each, on mislabel_train images)", (5, 20, 60), quick=(1,),
                                            parse=_epochs_list)
     cnn_train: int = option("training images of the CNN check", 500, quick=100, minimum=20)
     cnn_test: int = option("test images searched for the one of highest loss (CNN check)", 1000, quick=100)
