@@ -315,25 +315,25 @@ class BaseLaplace(Approximation):
         current prior precision. Available for ``("all", "full" | "diag" | "kron")``."""
         raise NotImplementedError(f"{type(self).__name__} has no solve; use subset='all'")
 
-    def _solve_inputs(self, vectors, prior_precision) -> tuple[float, torch.Tensor]:
+    def _delta(self, prior_precision) -> float:
+        """The fitted model's ``delta``: ``prior_precision`` checked, or the current one if None."""
         self._require_fit()
-        delta = (self.prior_precision if prior_precision is None
-                 else check_positive(prior_precision, "prior_precision"))
-        return delta, _check_vectors(vectors, self.num_params)
+        if prior_precision is None:
+            return self.prior_precision
+        return check_positive(prior_precision, "prior_precision")
+
+    def _solve_inputs(self, vectors, prior_precision) -> tuple[float, torch.Tensor]:
+        return self._delta(prior_precision), _check_vectors(vectors, self.num_params)
 
     def log_det_posterior_precision(self, prior_precision: float | None = None) -> float:
         """``ln |H + delta I|``, the log-determinant of the posterior precision (default delta: the
         current prior precision)."""
-        self._require_fit()
-        return self._log_det_precision(self.prior_precision if prior_precision is None
-                                       else check_positive(prior_precision, "prior_precision"))
+        return self._log_det_precision(self._delta(prior_precision))
 
     # ----------------------------------------------------------- prior precision
     def log_marginal_likelihood(self, prior_precision: float | None = None) -> float:
         """Laplace approximation of ``ln p(D | delta)`` (see the module docstring), in nats."""
-        self._require_fit()
-        delta = (self.prior_precision if prior_precision is None
-                 else check_positive(prior_precision, "prior_precision"))
+        delta = self._delta(prior_precision)
         theta = self.theta.double()
         scatter = delta * float(theta @ theta)
         return self.log_likelihood_ - 0.5 * (self._log_det_precision(delta)
@@ -852,7 +852,7 @@ class KronLaplace(BaseLaplace):
         output gradients of one backward pass, never forming a ``[N, P]`` gradient (for LeNet's
         dense layer about a thousand times fewer operations than :meth:`solve` of the flat
         per-example gradients)."""
-        delta = self._solve_inputs(torch.zeros(self.num_params), prior_precision)[0]
+        delta = self._delta(prior_precision)
         raw, captured = layer_pass(self.model, self.map_weights, x.to(self.map_weights.dtype), self.layers)
         with torch.enable_grad():
             nll = -self.model.likelihood.log_prob(raw, y).sum()

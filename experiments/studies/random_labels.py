@@ -28,7 +28,7 @@ from ..io import markdown_table, read_verified_json, write_verified_json
 from ..registry import RunContext, StudyResult
 from ..training import cache_folder, config_digest
 
-PIECE_FORMAT = "bayesdl-random-labels-piece-v1"
+PIECE_FORMAT = "bayesdl-random-labels-piece-v2"  # v2: epochs_run (pieces of v1 lack it)
 
 
 def noisy_labels(y: torch.Tensor, p: float, seed: int) -> torch.Tensor:
@@ -49,9 +49,8 @@ def train_lenet(x, y, epochs: int, seed: int, device, fit_to: float | None = Non
     optimizer = torch.optim.Adam(net.parameters(), lr=1e-3)
     loader = DataLoader(TensorDataset(x, y), batch_size=128, shuffle=True,
                         generator=torch.Generator().manual_seed(seed))
-    ran = 0
-    while ran < epochs or (fit_to is not None and ran < max(epochs, max_epochs or 0)
-                           and accuracy(net.eval(), x, y, device) < fit_to):
+    ran, most = 0, epochs if fit_to is None else max(epochs, max_epochs or epochs)
+    while ran < epochs or (ran < most and accuracy(net.eval(), x, y, device) < fit_to):
         net.train()
         for xb, yb in loader:
             optimizer.zero_grad()

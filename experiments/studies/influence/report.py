@@ -154,12 +154,18 @@ per example: `H + N lambda I`).
 ![CNN predicted vs actual]({figure})"""
 
 
+def _mislabel_verdict(run: dict) -> str:
+    """The target: at least 80% of the flipped labels in the top 10% of self-influence, above the loss."""
+    top10 = run["self_influence"]["0.1"]
+    return "meets" if top10 >= 0.8 and top10 > run["training_loss"]["0.1"] else "MISSES"
+
+
 def _mislabel_section(mis: dict, figure: str) -> str:
     mrows = [[f"{100 * float(s):.0f}%", f"{100 * mis['self_influence'][s]:.1f}", f"{100 * mis['training_loss'][s]:.1f}"]
              for s in mis["self_influence"]]
     mtable = markdown_table(["inspected", "self-influence finds (%)", "training loss finds (%)"], mrows)
     top10 = mis["self_influence"]["0.1"]
-    verdict = "meets" if top10 >= 0.8 and top10 > mis["training_loss"]["0.1"] else "MISSES"
+    verdict = _mislabel_verdict(mis)
     return f"""## Mislabelled examples
 
 {mis['flipped']} of {mis['train']} training labels flipped to another class; the retrained model fits
@@ -181,9 +187,7 @@ def _lenet_mislabel_section(lenet: dict, figure: str) -> str:
     table = markdown_table(["Adam epochs", "fits noisy labels (%)", "fits the flipped (%)",
                             "top 10%: self-influence", "top 10%: loss", "top 20%: self-influence", "top 20%: loss"],
                            rows)
-    verdicts = ", ".join(
-        f"{epochs} epochs **{'meets' if r['self_influence']['0.1'] >= 0.8 and r['self_influence']['0.1'] > r['training_loss']['0.1'] else 'MISSES'}**"
-        for epochs, r in lenet["runs"].items())
+    verdicts = ", ".join(f"{epochs} epochs **{_mislabel_verdict(r)}**" for epochs, r in lenet["runs"].items())
     return f"""## Mislabelled examples, LeNet (all-layer EK-FAC)
 
 {lenet['flipped']} of {lenet['train']} labels flipped; a LeNet (no dropout, Adam lr 1e-3, batch 128)
