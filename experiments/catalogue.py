@@ -241,10 +241,14 @@ class InfluenceOptions(StudyOptions):
                                            parse=_epochs_list)
     cnn_train: int = option("training images of the CNN check", 500, quick=100, minimum=20)
     cnn_test: int = option("test images searched for the one of highest loss (CNN check)", 1000, quick=100)
+    cnn_test_points: int = option("test images of highest loss whose removals the CNN check retrains", 2, quick=1,
+                                  minimum=1)
     cnn_top: int = option("removals retrained in the CNN check (the authors' notebook: 100)", 100, quick=4)
     cnn_l2: float = option("L2 coefficient of the CNN on the mean loss", 1e-3, minimum=0)
     cnn_dampings: tuple[float, ...] = option("comma-separated dampings of the CNN's curvature, per example",
                                              (0.0, 0.001, 0.01), quick=(0.0, 0.01), parse=_dampings)
+    cnn_select: str = option("curvature whose largest predicted influences pick the CNN's removals",
+                             "exact", choices=("exact", "ggn", "kfac", "ekfac"))
     cnn_iterations: int = option("L-BFGS iterations at most for the CNN optimum", 2000, quick=100)
     cnn_retrain_iterations: int = option("L-BFGS iterations of each CNN retraining (and of the baseline)", 200,
                                          quick=50)

@@ -17,7 +17,10 @@ the summed loss). Up-weighting training point ``z`` by ``eps`` moves the optimum
 ``H^-1 v`` ("the inverse-Hessian-vector product", :meth:`Influence.inverse_hvp`) comes from the
 curvature chosen with ``curvature``:
 
-- ``"exact"``: the dense Hessian of ``R`` by autograd, eigendecomposed (small models);
+- ``"exact"``: the dense Hessian of ``R`` by autograd (Hessian-vector products of unit vectors,
+  in chunks), eigendecomposed (small models); the negative eigenvalues the loss's Hessian may have
+  at a minimum of ``R`` (down to ``-delta``) are kept, not clamped as a Laplace does, and a
+  curvature that is not positive definite is refused (add ``damping``);
 - ``"ggn"``: the dense GGN (small models; equals the Hessian for a GLM with canonical link);
 - ``"cg"``: conjugate gradients on exact Hessian-vector products over the training data
   (``torch.func`` forward-over-reverse), any size; up to :attr:`Influence.cg_block` right-hand
@@ -37,6 +40,7 @@ models; it keeps the KFAC solve and CG well conditioned).
 
 from __future__ import annotations
 
+import copy
 import warnings
 
 import torch
@@ -46,7 +50,16 @@ from bayesdl.checks import check_choice, check_int, check_positive
 from bayesdl.progress import track
 
 from ._data import as_loader, batch_to
-from .laplace import BaseLaplace, EKFACLaplace, FullLaplace, KronLaplace, Subset, _check_vectors, _map_weights
+from .laplace import (
+    BaseLaplace,
+    EKFACLaplace,
+    FullLaplace,
+    KronLaplace,
+    Subset,
+    _check_vectors,
+    _map_weights,
+    dense_hessian,
+)
 
 __all__ = ["Influence", "influence", "CURVATURES"]
 
@@ -106,7 +119,7 @@ class Influence:
                 raise ValueError("influence needs a Laplace over all weights (subset='all'), got "
                                  f"subset={curvature.subset.value!r}")
             curvature._require_fit()
-            self.laplace = curvature
+            self.laplace, self._eigen = curvature, None
             self.prior_precision = curvature.prior_precision if prior_precision is None else \
                 check_positive(prior_precision, "prior_precision")
             self.curvature = type(curvature).__name__
@@ -116,15 +129,19 @@ class Influence:
         if prior_precision is None:
             prior_precision = float((1.0 / model.prior_scales**2).mean())
         self.prior_precision = check_positive(prior_precision, "prior_precision")
-        self.laplace = None
+        self.laplace, self._eigen = None, None
+        self.index = torch.arange(model.num_latent, device=self.weights.device)
         if self.curvature in ("kfac", "ekfac"):
             cls = KronLaplace if self.curvature == "kfac" else EKFACLaplace
             self.laplace = cls(model, self.weights, self.prior_precision).fit(self.train)
-        elif self.curvature in ("exact", "ggn"):
+        elif self.curvature == "ggn":
             self.laplace = FullLaplace(model, self.weights, self.prior_precision,
-                                       hessian=self.curvature).fit(self.train)
-        self.index = self.laplace.index if self.laplace is not None else \
-            torch.arange(model.num_latent, device=self.weights.device)
+                                       hessian="ggn").fit(self.train)
+        elif self.curvature == "exact":
+            self._eigen = self._exact_eigen()
+            self._check_definite()
+        if self.laplace is not None:
+            self.index = self.laplace.index
 
     @property
     def num_params(self) -> int:
@@ -154,10 +171,44 @@ class Influence:
                 raise ValueError(f"batch {step + 1}: {err}") from None
 
     # ---------------------------------------------------------- inverse curvature
+    def _exact_eigen(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Eigenvalues and eigenvectors of ``sum_n grad^2 l_n`` (without ``delta``), float64."""
+        p = self.num_params
+        hessian = torch.zeros(p, p, dtype=torch.float64, device=self.weights.device)
+        for x, y in self._checked_batches(self.train, "exact Hessian"):
+            def batch_loss(theta, x=x, y=y):
+                return -self.model.likelihood.log_prob(self.model.network(x, theta), y).sum()
+
+            hessian += dense_hessian(batch_loss, self.weights).double()
+        return torch.linalg.eigh(0.5 * (hessian + hessian.T))
+
+    def _check_definite(self):
+        if self._eigen is None:
+            return
+        smallest = float(self._eigen[0][0])
+        if smallest + self.prior_precision + self.damping <= 0:
+            raise ValueError(
+                f"the exact Hessian of the objective is not positive definite at these weights: its smallest "
+                f"eigenvalue is {smallest:.4g} (the loss's) + {self.prior_precision:.4g} (prior_precision) "
+                f"+ {self.damping:.4g} (damping) <= 0, so the weights are not at a minimum. Train the MAP "
+                f"further, or pass damping > {-(smallest + self.prior_precision):.4g}")
+
+    def with_damping(self, damping: float) -> Influence:
+        """The same influence with another ``damping``, sharing the fitted curvature (no second
+        fit): a damping sweep costs one curvature."""
+        out = copy.copy(self)
+        out.damping = check_positive(damping, "damping", allow_zero=True)
+        out._check_definite()
+        return out
+
     def inverse_hvp(self, vectors: torch.Tensor) -> torch.Tensor:
         """``(H + lambda I)^-1 v`` for ``v`` ``[P]`` or ``[M, P]`` (``H`` includes ``delta I``)."""
         v = _check_vectors(vectors, self.num_params)
-        if self.laplace is not None:
+        if self._eigen is not None:
+            values, vectors_ = self._eigen
+            shift = self.prior_precision + self.damping
+            out = (((v.double() @ vectors_) / (values + shift)) @ vectors_.T).to(v.dtype)
+        elif self.laplace is not None:
             out = self.laplace.solve(v, self.prior_precision + self.damping)
         else:
             chunks = track(v.split(self.cg_block), "conjugate gradients", enabled=self.progress)

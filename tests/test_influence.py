@@ -175,3 +175,39 @@ def test_per_example_gradients_of_a_cnn_equal_an_autograd_loop():
     got = torch.zeros(5, inf.model.num_latent)
     got[:, inf.index] = inf.gradients((x, y))
     torch.testing.assert_close(got, torch.stack(expected), rtol=1e-5, atol=1e-6)
+
+
+def test_exact_curvature_keeps_negative_eigenvalues_and_refuses_an_indefinite_objective():
+    """Away from a convex loss the loss's Hessian may be indefinite while ``H + delta I`` is not:
+    the exact curvature solves with the Hessian as it is (no clamping of its negative eigenvalues,
+    which would change the influence), refuses a shift that leaves it indefinite, and
+    :meth:`Influence.with_damping` sweeps the damping on the same fitted Hessian."""
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(2, 4), nn.Tanh(), nn.Linear(4, 3)).double()
+    x, y = _data(20)
+    model = BNN(net, likelihood="categorical").double()
+    t = model.initial_values().double() * 3  # large weights: a strongly non-convex loss there
+
+    def nll(theta):
+        return -model.likelihood.log_prob(model.network(x, theta), y).sum()
+
+    hessian = torch.autograd.functional.hessian(nll, t)
+    smallest = float(torch.linalg.eigvalsh(hessian)[0])
+    assert smallest < -0.1  # the setting the test is about
+    delta = -smallest + 0.5
+    inf = Influence(model, t, (x, y), "exact", prior_precision=delta)
+    g = inf.gradients((x[:3], y[:3]))
+    eye = torch.eye(len(t), dtype=torch.float64)
+    torch.testing.assert_close(inf.inverse_hvp(g), torch.linalg.solve(hessian + delta * eye, g.T).T,
+                               rtol=1e-7, atol=1e-9)
+    damped = inf.with_damping(2.0)
+    assert damped.damping == 2.0 and inf.damping == 0.0 and damped._eigen is inf._eigen
+    torch.testing.assert_close(damped.inverse_hvp(g), torch.linalg.solve(hessian + (delta + 2) * eye, g.T).T,
+                               rtol=1e-7, atol=1e-9)
+    with pytest.raises(ValueError, match=r"not positive definite.*damping >"):
+        Influence(model, t, (x, y), "exact", prior_precision=-smallest / 2)
+    shy = Influence(model, t, (x, y), "exact", prior_precision=-smallest / 2, damping=-smallest)
+    with pytest.raises(ValueError, match="not positive definite"):
+        shy.with_damping(0.0)
+    with pytest.raises(ValueError, match="damping"):
+        inf.with_damping(-1.0)

@@ -27,10 +27,16 @@ def test_influence_quick_and_resumed(tmp_path, data_root):
     mislabel = metrics["results"]["mislabel"]
     assert mislabel["flipped"] == 50 and set(mislabel["self_influence"]) == set(mislabel["training_loss"])
     cnn = metrics["results"]["cnn"]
-    assert len(cnn["actual"]) == 4 and cnn["weights"] == 1020
-    assert {(r["curvature"], r["damping"]) for r in cnn["rows"].values()} == {
-        (c, d) for c in ("ggn", "kfac", "ekfac") for d in (0.0, 0.01)}
-    assert all(len(r["predicted"]) == 4 and -1 <= r["pearson_r"] <= 1 for r in cnn["rows"].values())
+    (image,) = cnn["images"]
+    assert len(image["actual"]) == 4 and cnn["weights"] == 1020
+    assert {(r["curvature"], r["damping"]) for r in image["rows"].values()} == {
+        (c, d) for c in ("exact", "ggn", "kfac", "ekfac") for d in (0.0, 0.01)}
+    # every row predicts, or (the exact Hessian, undamped, away from a strict minimum) says why not
+    for r in image["rows"].values():
+        assert (r["predicted"] is None) == (r["error"] is not None) == (r["pearson_r"] is None)
+        assert r["predicted"] is None or (len(r["predicted"]) == 4 and -1 <= r["pearson_r"] <= 1)
+        assert r["error"] is None or (r["curvature"] == "exact" and "not positive definite" in r["error"])
+    assert image["rows"]["exact@0.01"]["predicted"] is not None  # the damped Hessian always predicts here
     lenet = metrics["results"]["lenet_mislabel"]
     assert lenet["flipped"] == 50 and set(lenet["runs"]) == {"1"}
     (run,) = lenet["runs"].values()

@@ -105,7 +105,8 @@ def run(ctx: RunContext) -> StudyResult:
                                     for s, limit in ((splits["train"], o.cnn_train), (splits["test"], o.cnn_test)))
         results["cnn"] = cnn_check(ctx, x, y, x_test, y_test)
         figures["cnn"] = cnn_figure(ctx, results["cnn"])
-        config.update(cnn_train=len(y), cnn_test=len(y_test), cnn_top=o.cnn_top, cnn_l2=o.cnn_l2,
+        config.update(cnn_train=len(y), cnn_test=len(y_test), cnn_test_points=o.cnn_test_points, cnn_top=o.cnn_top,
+                      cnn_select=o.cnn_select, cnn_l2=o.cnn_l2,
                       cnn_dampings=list(o.cnn_dampings), cnn_iterations=o.cnn_iterations,
                       cnn_retrain_iterations=o.cnn_retrain_iterations, cnn_tol=o.cnn_tol)
     if "lenet" in o.parts:
