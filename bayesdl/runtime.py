@@ -9,6 +9,9 @@ allocator, or running under jemalloc/tcmalloc as PyTorch's CPU tuning guide advi
 
 The trade-off: the process keeps its peak memory until it exits. Set the environment variable
 ``BAYESDL_RETAIN_MEMORY=0`` to leave malloc alone.
+
+:func:`peak_memory_mib` and :func:`reset_peak_memory` measure the peak resident memory of a piece
+of work (the benchmarks' memory columns).
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ import ctypes.util
 import os
 import sys
 
-__all__ = ["retain_freed_memory"]
+__all__ = ["retain_freed_memory", "peak_memory_mib", "reset_peak_memory"]
 
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3
@@ -44,3 +47,26 @@ def retain_freed_memory() -> bool:
     mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
     _applied = bool(mallopt(_M_MMAP_THRESHOLD, _THRESHOLD)) and bool(mallopt(_M_TRIM_THRESHOLD, _THRESHOLD))
     return _applied
+
+
+def peak_memory_mib() -> float:
+    """Peak resident memory of this process image in MiB (Linux ``VmHWM``; NaN elsewhere).
+
+    The high-water mark of the process's own address space: unlike ``ru_maxrss``, which a child
+    inherits from its parent across fork and exec, it starts afresh in a spawned process."""
+    try:
+        with open("/proc/self/status") as f:
+            return next(int(line.split()[1]) for line in f if line.startswith("VmHWM:")) / 1024
+    except (OSError, StopIteration):
+        return float("nan")
+
+
+def reset_peak_memory() -> bool:
+    """Reset :func:`peak_memory_mib` to the current resident memory (Linux ``clear_refs`` 5);
+    returns whether it could."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False

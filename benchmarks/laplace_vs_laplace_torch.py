@@ -24,7 +24,7 @@ Targets: NLL and ECE within 1% of laplace-torch's; fit and predict time <= 1.0x.
 All layers (``--all-layers``, on by default): both libraries' ``("all", "kron")`` -- KFAC over every
 convolution and dense layer, the exact ("type-2") Fisher, KFAC-expand -- and bayesdl's with the
 Monte Carlo Fisher (``hessian="mc"``, one sampled label per example). Each row runs in its own
-forked process: fit time (KFAC factors at the fixed prior precision 1, then the marginal-likelihood
+spawned process: fit time (KFAC factors at the fixed prior precision 1, then the marginal-likelihood
 optimisation, laplace-torch with ``--lt-steps`` steps) as a ratio to one plain PyTorch training
 epoch of the same LeNet on the same data (Adam, batch 256) timed in the same run; the peak resident
 memory the row added; test NLL and accuracy of the GLM probit predictive on ``--all-test`` test
@@ -39,7 +39,6 @@ import copy
 import json
 import multiprocessing
 import os
-import resource
 import statistics
 import time
 import warnings
@@ -52,7 +51,7 @@ from bayesdl.evaluation import calibration_metrics
 from bayesdl.experiments.data import mnist_splits
 from bayesdl.inference import MAPGuide, fit, laplace
 from bayesdl.models import BNN, LeNet
-from bayesdl.runtime import retain_freed_memory
+from bayesdl.runtime import peak_memory_mib, reset_peak_memory, retain_freed_memory
 
 
 def _map_lenet(train, epochs, seed):
@@ -171,31 +170,94 @@ def main(argv=None):
     return result
 
 
-def _peak_rss_mib() -> float:
-    """Peak resident memory of this process, MiB (Linux ``ru_maxrss`` is in KiB)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
 def _current_rss_mib() -> float:
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
-def _in_child(work):
-    """``work()`` (a dict) in a forked process, with the peak memory it added (``peak_mib``)."""
-    context = multiprocessing.get_context("fork")
+def _in_child(row: str, *inputs):
+    """The all-layer row ``row`` (a dict) in a fresh process, with the peak memory it added
+    (``peak_mib``). Spawned, not forked: a child forked from a parent whose intra-op thread pool
+    has run waits forever on a lock that pool held (the 4,096-image run of stop 44 hung here)."""
+    context = multiprocessing.get_context("spawn")
     parent, child = context.Pipe()
-
-    def target():
-        start = _current_rss_mib()
-        out = work()
-        child.send({**out, "peak_mib": _peak_rss_mib() - start})
-
-    process = context.Process(target=target)
+    process = context.Process(target=_row_in_child, args=(child, row, *inputs))
     process.start()
     out = parent.recv()
     process.join()
+    if isinstance(out, BaseException):
+        raise RuntimeError(f"all-layer row {row} failed") from out
     return out
+
+
+def _row_in_child(conn, row, threads, state, train, test, ood, lt_steps, batch):
+    torch.set_num_threads(threads)
+    retain_freed_memory()
+    reset_peak_memory()  # the peak of this work, not of the parent it was spawned from
+    start = _current_rss_mib()
+    try:
+        out = _ALL_LAYER_ROWS[row](state, train, test, ood, lt_steps, batch)
+        conn.send({**out, "peak_mib": peak_memory_mib() - start})
+    except BaseException as err:  # reported by the parent
+        conn.send(err)
+
+
+def _scored(predict, test, ood, batch):
+    """NLL, ECE, accuracy of ``predict`` on ``test`` and the AUROC of its max probability against ``ood``."""
+    from sklearn.metrics import roc_auc_score
+
+    x_test, y_test = test
+    probs = torch.cat([predict(xb) for xb in x_test.split(batch)]).double()
+    probs_ood = torch.cat([predict(xb) for xb in ood.split(batch)]).double()
+    metrics = _metrics(probs, y_test)
+    scores = torch.cat([probs.max(-1).values, probs_ood.max(-1).values])
+    labels = torch.cat([torch.ones(len(probs)), torch.zeros(len(probs_ood))])
+    return {**metrics, "ood_auroc": float(roc_auc_score(labels.numpy(), scores.numpy()))}
+
+
+def _lenet(state):
+    net = LeNet(dropout=None)
+    net.load_state_dict(state)
+    return net.eval()
+
+
+def _ours(hessian):
+    def row(state, train, test, ood, lt_steps, batch):
+        net, loader = _lenet(state), DataLoader(TensorDataset(*train), batch_size=256, shuffle=False)
+        start = time.perf_counter()
+        la = laplace(net, "all", "kron", hessian=hessian, likelihood="categorical").fit(loader)
+        factors_s = time.perf_counter() - start
+        la.optimize_prior_precision()
+        fit_s = time.perf_counter() - start
+        return {"fit_s": fit_s, "factors_s": factors_s, "prior_precision": la.prior_precision,
+                "log_marglik": la.log_marginal_likelihood(),
+                **_scored(lambda xb: la.predictive_probs(xb, link_approx="probit"), test, ood, batch)}
+    return row
+
+
+def _theirs(state, train, test, ood, lt_steps, batch):
+    from laplace import Laplace  # laplace-torch
+
+    net, loader = _lenet(state), DataLoader(TensorDataset(*train), batch_size=256, shuffle=False)
+    start = time.perf_counter()
+    la = Laplace(net, "classification", subset_of_weights="all", hessian_structure="kron")
+    la.fit(loader)
+    factors_s = time.perf_counter() - start
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        la.optimize_prior_precision(method="marglik", n_steps=lt_steps)
+    fit_s = time.perf_counter() - start
+
+    @torch.no_grad()
+    def predict(xb):
+        return la(xb, pred_type="glm", link_approx="probit")
+
+    return {"fit_s": fit_s, "factors_s": factors_s, "prior_precision": float(la.prior_precision.mean()),
+            "log_marglik": float(la.log_marginal_likelihood()), **_scored(predict, test, ood, batch)}
+
+
+_ALL_LAYER_ROWS = {"bayesdl_kron_ggn": _ours("ggn"), "bayesdl_kron_mc": _ours("mc"),
+                   "laplace_torch_kron": _theirs}
 
 
 def _plain_epoch(net, loader) -> float:
@@ -212,55 +274,16 @@ def _plain_epoch(net, loader) -> float:
 
 def all_layer_rows(args, net, train, test, fit_loader) -> dict:
     """The ("all", "kron") rows: fit time over a plain epoch, peak memory, NLL, OOD AUROC."""
-    from laplace import Laplace  # laplace-torch
-    from sklearn.metrics import roc_auc_score
-
     from bayesdl.experiments.data import load_images
 
     x_test, y_test = (t[: args.all_test] for t in test.tensors)
     x_ood = load_images("fashion_mnist", args.data_root, train=False, limit=args.all_test).tensors[0]
     epoch_loader = DataLoader(train, batch_size=256, shuffle=True, generator=torch.Generator().manual_seed(0))
-
-    def scored(predict):
-        probs = torch.cat([predict(xb) for xb in x_test.split(args.all_batch)]).double()
-        probs_ood = torch.cat([predict(xb) for xb in x_ood.split(args.all_batch)]).double()
-        metrics = _metrics(probs, y_test)
-        scores = torch.cat([probs.max(-1).values, probs_ood.max(-1).values])
-        labels = torch.cat([torch.ones(len(probs)), torch.zeros(len(probs_ood))])
-        return {**metrics, "ood_auroc": float(roc_auc_score(labels.numpy(), scores.numpy()))}
-
-    def ours(hessian):
-        def work():
-            start = time.perf_counter()
-            la = laplace(net, "all", "kron", hessian=hessian, likelihood="categorical").fit(fit_loader)
-            factors_s = time.perf_counter() - start
-            la.optimize_prior_precision()
-            fit_s = time.perf_counter() - start
-            return {"fit_s": fit_s, "factors_s": factors_s, "prior_precision": la.prior_precision,
-                    "log_marglik": la.log_marginal_likelihood(),
-                    **scored(lambda xb: la.predictive_probs(xb, link_approx="probit"))}
-        return work
-
-    def theirs():
-        start = time.perf_counter()
-        la = Laplace(net, "classification", subset_of_weights="all", hessian_structure="kron")
-        la.fit(fit_loader)
-        factors_s = time.perf_counter() - start
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            la.optimize_prior_precision(method="marglik", n_steps=args.lt_steps)
-        fit_s = time.perf_counter() - start
-
-        @torch.no_grad()
-        def predict(xb):
-            return la(xb, pred_type="glm", link_approx="probit")
-
-        return {"fit_s": fit_s, "factors_s": factors_s, "prior_precision": float(la.prior_precision.mean()),
-                "log_marglik": float(la.log_marginal_likelihood()), **scored(predict)}
-
+    state = {k: v.detach().clone() for k, v in net.state_dict().items()}
+    inputs = (torch.get_num_threads(), state, tuple(fit_loader.dataset.tensors), (x_test, y_test), x_ood,
+              args.lt_steps, args.all_batch)
     epoch_s = statistics.median(_plain_epoch(net, epoch_loader) for _ in range(args.rounds))
-    rows = {"bayesdl_kron_ggn": ours("ggn"), "bayesdl_kron_mc": ours("mc"), "laplace_torch_kron": theirs}
-    table = {name: _in_child(work) for name, work in rows.items()}
+    table = {name: _in_child(name, *inputs) for name in _ALL_LAYER_ROWS}
     for row in table.values():
         row["fit_over_epoch"] = row["fit_s"] / epoch_s
     print(f"\nAll layers, KFAC ('all', 'kron'): {len(train)} training images, {len(x_test)} test and "

@@ -72,13 +72,6 @@ def _data(args):
     return make(args.train), make(args.predict)
 
 
-def _peak_rss_mib() -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
-
-
 def worker(row: str, state: str, args) -> dict:
     """One row in this (fresh) process: a warm-up epoch on 512 images, then one timed epoch and a
     timed T-pass prediction; the test NLL after the epoch; the peak RSS of the process."""
@@ -92,6 +85,7 @@ def worker(row: str, state: str, args) -> dict:
 
     from bayesdl.inference import approximate
     from bayesdl.models import BNN
+    from bayesdl.runtime import peak_memory_mib
 
     torch.set_num_threads(args.threads)
     (x, y), (x_test, y_test) = _data(args)
@@ -136,7 +130,7 @@ def worker(row: str, state: str, args) -> dict:
     probs = predict()
     predict_seconds = time.perf_counter() - start
     nll = float(-probs.mean(0).clamp_min(1e-12).log().gather(1, y_test[:, None]).mean())
-    return {"epoch_s": seconds, "predict_s": predict_seconds, "nll": nll, "peak_rss_mib": _peak_rss_mib()}
+    return {"epoch_s": seconds, "predict_s": predict_seconds, "nll": nll, "peak_rss_mib": peak_memory_mib()}
 
 
 def _spawn(row: str, state: str, args) -> dict:

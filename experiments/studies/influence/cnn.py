@@ -7,9 +7,9 @@ and reads the images average-pooled to 14 x 14: every removal is a full-batch re
 float64, and this keeps a hundred of them within minutes on two cores. It is trained to an optimum
 of ``R(theta) = sum_n CE_n + delta/2 ||theta||^2`` (``delta = N l2``) by full-batch L-BFGS; a
 removal is retrained by L-BFGS warm-started at that optimum. For each of the ``cnn_test_points``
-test images of highest loss, the removals are the ``top`` training points of largest predicted influence under ``cnn_select`` (default the exact
-Hessian, the paper's curvature, at the smallest damping at which it is positive definite); every
-curvature (``exact``, ``ggn``, ``kfac``, ``ekfac``) and damping is scored on the same removals.
+test images of highest loss, the removals are the ``top`` training points of largest predicted
+influence under ``cnn_select`` (default the exact Hessian, the paper's curvature, at the smallest
+damping at which it is positive definite); every curvature (``exact``, ``ggn``, ``kfac``, ``ekfac``) and damping is scored on the same removals.
 L-BFGS may stop at its iteration cap short of the tolerance, and a warm-started retraining would
 then go on optimising whatever was removed: the actual change is measured against the full data
 retrained from the optimum by the same L-BFGS budget (Koh & Liang's protocol for the CNN). Every
@@ -81,9 +81,13 @@ def _predictions(model, theta, train, tests, delta: float, dampings, folder, set
     out = {}
     for curvature in CURVATURES:
         def predict(curvature=curvature):
-            clock = time.perf_counter()
-            inf = Influence(model, theta, train, curvature, prior_precision=delta, batch_size=1024,
-                            damping=max(dampings) * len(train[1]))
+            clock = time.perf_counter()  # built at the largest damping, which the exact Hessian passes first
+            try:
+                inf = Influence(model, theta, train, curvature, prior_precision=delta, batch_size=1024,
+                                damping=max(dampings) * len(train[1]))
+            except ValueError as err:  # the exact Hessian, indefinite even then
+                return {"dampings": {f"{d:g}": {"predicted": None, "error": str(err),
+                                                "seconds": time.perf_counter() - clock} for d in dampings}}
             fit_seconds = time.perf_counter() - clock
             rows = {}
             for damping in dampings:
