@@ -41,6 +41,7 @@ models; it keeps the KFAC solve and CG well conditioned).
 from __future__ import annotations
 
 import copy
+import functools
 import warnings
 
 import torch
@@ -148,8 +149,12 @@ class Influence:
         return int(self.index.numel())
 
     # ----------------------------------------------------------------- gradients
+    def _batch_loss(self, theta, x, y):
+        """``sum_n l_n(theta)`` over a batch ``(x, y)``."""
+        return -self.model.likelihood.log_prob(self.model.network(x, theta), y).sum()
+
     def _loss(self, theta, x, y):
-        return -self.model.likelihood.log_prob(self.model.network(x[None], theta), y[None]).sum()
+        return self._batch_loss(theta, x[None], y[None])
 
     def gradients(self, data) -> torch.Tensor:
         """Per-example gradients ``grad l_n(theta*)`` ``[N, P]`` of the negative log-likelihood of
@@ -176,10 +181,7 @@ class Influence:
         p = self.num_params
         hessian = torch.zeros(p, p, dtype=torch.float64, device=self.weights.device)
         for x, y in self._checked_batches(self.train, "exact Hessian"):
-            def batch_loss(theta, x=x, y=y):
-                return -self.model.likelihood.log_prob(self.model.network(x, theta), y).sum()
-
-            hessian += dense_hessian(batch_loss, self.weights).double()
+            hessian += dense_hessian(functools.partial(self._batch_loss, x=x, y=y), self.weights).double()
         return torch.linalg.eigh(0.5 * (hessian + hessian.T))
 
     def _check_definite(self):
@@ -230,11 +232,8 @@ class Influence:
         total = torch.zeros_like(full)
         for batch in self.train:
             x, y = batch_to(batch, self.weights.device)
-
-            def batch_loss(theta, x=x, y=y):
-                return -self.model.likelihood.log_prob(self.model.network(x, theta), y).sum()
-
-            product = vmap(lambda tangent: jvp(grad(batch_loss), (self.weights,), (tangent,))[1])
+            loss_grad = grad(functools.partial(self._batch_loss, x=x, y=y))
+            product = vmap(lambda tangent, g=loss_grad: jvp(g, (self.weights,), (tangent,))[1])
             total += product(full)
         out = total[:, self.index] + (self.prior_precision + self.damping) * vectors.to(full.dtype)
         return out if many else out[0]

@@ -9,7 +9,8 @@ of ``R(theta) = sum_n CE_n + delta/2 ||theta||^2`` (``delta = N l2``) by full-ba
 removal is retrained by L-BFGS warm-started at that optimum. For each of the ``cnn_test_points``
 test images of highest loss, the removals are the ``top`` training points of largest predicted
 influence under ``cnn_select`` (default the exact Hessian, the paper's curvature, at the smallest
-damping at which it is positive definite); every curvature (``exact``, ``ggn``, ``kfac``, ``ekfac``) and damping is scored on the same removals.
+damping at which it is positive definite); every curvature (``exact``, ``ggn``, ``kfac``,
+``ekfac``) and damping is scored on the same removals.
 L-BFGS may stop at its iteration cap short of the tolerance, and a warm-started retraining would
 then go on optimising whatever was removed: the actual change is measured against the full data
 retrained from the optimum by the same L-BFGS budget (Koh & Liang's protocol for the CNN). Every
